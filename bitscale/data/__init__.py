@@ -1,0 +1,1 @@
+"""Data sets that ship offline (no downloads at run time)."""

@@ -1,0 +1,1 @@
+"""The tiny zoo: models bitscale trains itself on offline data, cached as safetensors."""

@@ -1,0 +1,1 @@
+"""Built-in model families (VAR, ...), each a plugin module with a ``register_models`` hook."""

@@ -10,6 +10,8 @@ Only safe formats are read: safetensors, or PyTorch pickles through
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from bitscale.harness.errors import BitscaleError
 #: Keys under which training scripts nest the weights (DDP ``model``, ``module``, Lightning
 #: ``state_dict``, DiT's ``ema``), tried in this order.
 NESTED_KEYS: tuple[str, ...] = ("model", "module", "state_dict", "ema")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch decorates some messages with terminal colours
 
 #: How many offending keys an error message lists per kind.
 _SHOWN = 5
@@ -75,11 +79,22 @@ def _read(path: Path) -> object:
 
             return load_file(str(path), device="cpu")
         return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every reader error means the same thing to the user
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():  # a corrupt legacy pickle, not a refused object
+            raise _unreadable(path, e) from e
         raise BitscaleError(
-            f"cannot read checkpoint {path} ({path.stat().st_size:,} bytes): it is truncated, corrupt "
-            f"or not a weights-only state dict ({type(e).__name__}: {_one_line(e)})"
+            f"cannot read checkpoint {path}: it holds Python objects that weights-only loading refuses "
+            f"(only tensors and plain containers are allowed; re-save the state dict) ({_one_line(e)})"
         ) from e
+    except Exception as e:  # noqa: BLE001 - every other reader error means the same thing to the user
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: Path, e: BaseException) -> BitscaleError:
+    return BitscaleError(
+        f"cannot read checkpoint {path} ({path.stat().st_size:,} bytes): it is truncated, corrupt "
+        f"or not a state dict ({type(e).__name__}: {_one_line(e)})"
+    )
 
 
 def load_strict(
@@ -125,5 +140,5 @@ def _first(items: list[str]) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
+    text = " ".join(_ANSI.sub("", str(e)).split())
     return text[:300] + ("..." if len(text) > 300 else "")

@@ -1,0 +1,1 @@
+"""Evaluation: FID/IS/KID through torch-fidelity, with a feature extractor chosen per data set."""

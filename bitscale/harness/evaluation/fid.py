@@ -1,0 +1,91 @@
+"""Score generated images with torch-fidelity against a cached reference: FID, IS, KID."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.utils import create_feature_extractor
+
+from bitscale.harness.evaluation.references import Reference
+from bitscale.zoo import cache
+
+METRICS = ("fid", "isc", "kid")
+
+
+def _features(images: torch.Tensor, ref: Reference, layers: list[str], batch: int = 256) -> dict[str, torch.Tensor]:
+    # A plain batched loop: torch-fidelity's dataset path forks DataLoader workers, which costs
+    # more than the extraction itself for in-memory tensors of a few thousand small images.
+    cuda = torch.cuda.is_available()
+    extractor = create_feature_extractor(ref.feature_extractor, layers, cuda=cuda, verbose=False,
+                                         **dict(ref.extractor_kwargs))
+    extractor.eval()
+    chunks: list[tuple[torch.Tensor, ...]] = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = images[i : i + batch]
+            chunks.append(tuple(f.cpu() for f in extractor(x.cuda() if cuda else x)))
+    return {name: torch.cat([c[j] for c in chunks]) for j, name in enumerate(layers)}
+
+
+def _stats(feats: torch.Tensor) -> dict[str, np.ndarray]:
+    f = feats.double().numpy()
+    return {"mu": f.mean(0), "sigma": np.cov(f, rowvar=False)}
+
+
+def reference_features(ref: Reference, layer: str) -> tuple[dict[str, np.ndarray], torch.Tensor | None]:
+    """(statistics, raw features or None) of the reference set, cached on disk by reference hash."""
+    name = f"eval/ref-{ref.dataset}-{ref.feature_extractor}-{layer}-{ref.reference_hash}"
+    found = cache.load_artifact(name)
+    if found is not None:
+        t, _ = found
+        stats = {"mu": t["mu"].numpy(), "sigma": t["sigma"].numpy()}
+        return stats, t.get("features")
+    pre = ref.precomputed_statistics()
+    if pre is not None:
+        return pre, None
+    images = ref.images()
+    feats = _features(images, ref, [layer])[layer]
+    stats = _stats(feats)
+    with cache.locked(name):
+        cache.save_artifact(name, {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"]),
+                                   "features": feats},
+                            {"reference_hash": ref.reference_hash, "count": len(images)})
+    return stats, feats
+
+
+def score(images: torch.Tensor, ref: Reference, seed: int = 0) -> dict[str, float]:
+    """FID, Inception Score and KID of uint8 ``images`` (N, 3, H, W) against ``ref``."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    cls = FEATURE_EXTRACTORS_REGISTRY[ref.feature_extractor]
+    fid_layer = cls.get_default_feature_layer_for_metric("fid")
+    isc_layer = cls.get_default_feature_layer_for_metric("isc")
+    feats = _features(images, ref, sorted({fid_layer, isc_layer}))
+    ref_stats, ref_feats = reference_features(ref, fid_layer)
+    out = {"fid": float(fid_statistics_to_metric(_stats(feats[fid_layer]), ref_stats, False)["frechet_inception_distance"])}
+    isc = isc_featuresdict_to_metric(feats, isc_layer, isc_splits=min(10, max(1, len(images) // 50)),
+                                     samples_shuffle=True, rng_seed=seed, verbose=False)
+    out["isc"] = float(isc["inception_score_mean"])
+    if ref_feats is not None:
+        subset = min(len(images), len(ref_feats), 1000)
+        kid = kid_featuresdict_to_metric({fid_layer: feats[fid_layer]}, {fid_layer: ref_feats}, fid_layer,
+                                         kid_subsets=50, kid_subset_size=subset, kid_kernel="poly",
+                                         kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+                                         kid_kernel_poly_coef0=1, rng_seed=seed, verbose=False)
+        out["kid"] = float(kid["kernel_inception_distance_mean"])
+    for k, v in out.items():
+        if not np.isfinite(v):
+            raise FloatingPointError(f"{k} is not finite ({v}); the samples are degenerate")
+    return out
+
+
+def protocol_fingerprint(details: dict) -> str:
+    """Stable short hash of a protocol's details (reference, extractor, samples, sampler, seed)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(details, sort_keys=True, default=str).encode()).hexdigest()[:16]

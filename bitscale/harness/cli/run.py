@@ -1,0 +1,73 @@
+"""``bitscale run [EXPERIMENT.yaml]``: plan a grid, run the cells not yet stored, print the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+
+import yaml
+
+from bitscale.harness.cli.common import add_store_option
+from bitscale.harness.config import load_experiment, parse_experiment
+from bitscale.harness.planner import plan_grid
+from bitscale.harness.plugins import get_plugins
+from bitscale.harness.runner import run_plan
+from bitscale.harness.store import ResultStore
+from bitscale.leaderboard.render import render
+from bitscale.leaderboard.table import build_tables
+
+QUICK = "bitscale.harness"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run an experiment grid (default: the built-in quick grid)",
+                       description=__doc__)
+    p.add_argument("experiment", nargs="?", help="experiment YAML file (default: the built-in quick grid)")
+    add_store_option(p)
+    p.add_argument("--dry-run", action="store_true", help="plan and list the cells, run nothing")
+    p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
+    p.set_defaults(func=run)
+
+
+def _load(path: str | None):
+    if path:
+        return load_experiment(path), path
+    text = resources.files(QUICK).joinpath("quick.yaml").read_text()
+    return parse_experiment(yaml.safe_load(text), "quick.yaml (built-in)"), "quick.yaml (built-in)"
+
+
+def run(args: argparse.Namespace) -> int:
+    exp, source = _load(args.experiment)
+    plugins = get_plugins()
+    for err in plugins.errors:
+        print(f"bitscale: warning: plugin {err.name!r} ({err.dist}) was not loaded: {err.error}", file=sys.stderr)
+    plan = plan_grid(exp, plugins, source)  # every input error surfaces here, before the store is touched
+    for label, reason in plan.skipped:
+        print(f"skip {label}: {reason}", file=sys.stderr)
+    if args.dry_run:
+        for c in plan.cells:
+            print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
+        print(f"{len(plan.cells)} cells planned")
+        return 0
+    store = ResultStore(args.store)
+    summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
+                       progress=not args.no_progress)
+    print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
+          f"{summary.skipped_done} already in {store.url}")
+    hashes = {c.hash for c in plan.cells}
+    frame = store.frame()
+    frame = frame[frame["cell_hash"].isin(hashes)]
+    sizes = {spec.family: list(plugins.models.get(spec.family).sizes) for spec in exp.models}
+    print()
+    print(render(build_tables(frame, "fid", sizes), args.format))
+    failed = frame[frame["status"] == "failed"]
+    if len(failed):
+        for _, r in failed.iterrows():
+            print(f"FAILED {r['family']}/{r['size']} {r['precision']} {r['method']}", file=sys.stderr)
+        print(f"bitscale: {len(failed)} cell(s) failed (tracebacks are in the store); "
+              "fix the plugin and rerun with --retry-failed", file=sys.stderr)
+        return 1
+    return 0

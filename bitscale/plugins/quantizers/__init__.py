@@ -1,0 +1,1 @@
+"""Built-in quantizers, each a plugin module registered through ``register_quantizers``."""

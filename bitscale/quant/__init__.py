@@ -1,0 +1,26 @@
+"""Shared quantization machinery: numeric formats, ``QuantLinear``, calibration hooks, swapping.
+
+Quantizer plugins (built-in or third-party) build on these pieces:
+
+- ``bitscale.quant.formats``: int/fp fake quantization and exact effective-bit accounting.
+- ``bitscale.quant.linear``: ``QuantLinear`` (drop-in ``nn.Linear``) and ``WeightQuantizer``.
+- ``bitscale.quant.activation``: ``ActQuantizer`` (dynamic per-token / static per-tensor).
+- ``bitscale.quant.capture``: forward hooks for Hessians, channel statistics, input groups.
+- ``bitscale.quant.swap``: ``set_submodule`` to replace a named layer.
+- ``bitscale.quant.recipe``: options, specs from a ``Precision``, ``QuantReport`` building.
+"""
+
+from bitscale.quant.activation import ActQuantizer
+from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_weight
+from bitscale.quant.linear import QuantLinear, WeightQuantizer
+from bitscale.quant.swap import set_submodule
+
+__all__ = [
+    "ActQuantizer",
+    "QuantLinear",
+    "QuantSpec",
+    "WeightQuantizer",
+    "fake_quant_activation",
+    "fake_quant_weight",
+    "set_submodule",
+]

@@ -1,0 +1,324 @@
+"""The one shared numeric-format module: fake quantization to int and fp ExMy, and bit accounting.
+
+Every quantizer in bitscale goes through these functions, so that "W4" means the same grid
+everywhere. All of it is vectorized (no Python loop over channels or groups) and differentiable
+through a straight-through estimator (STE), so QAT methods and OmniQuant can train scales.
+
+Integer grids
+  asymmetric (default, the paper's Eq. 4-6, min-max):
+      s = (u - l) / (2^b - 1),  z = clip(round(-l / s), 0, 2^b - 1),
+      q = clip(round(x / s) + z, 0, 2^b - 1),  x_hat = (q - z) * s
+    with l = min(X, 0), u = max(X, 0): zero is always inside the range so that exact zeros
+    (padding, ReLU outputs) stay exact and the zero-point never clips (as GPTQ's reference does).
+  symmetric (restricted range, 2^b - 1 levels around zero):
+      s = max|X| / (2^(b-1) - 1),  q = clip(round(x / s), -(2^(b-1) - 1), 2^(b-1) - 1)
+
+Floating-point ExMy grids (always symmetric: the sign bit is in the format)
+  s = max|X| / fp_max(format), x_hat = round_fp(x / s) * s, where round_fp rounds to the
+  nearest representable value (ties to even) and saturates at +-fp_max. Semantics follow the
+  OCP specs: fp8_e4m3 is E4M3FN (max 448; the all-ones code is NaN), fp8_e5m2 is IEEE-like
+  (max 57344; the top exponent is inf/NaN), and fp6/fp4 are MX element formats with no special
+  values (every code is a number: fp6_e3m2 max 28, fp6_e2m3 max 7.5, fp4_e2m1 max 6).
+
+Granularity
+  weights (2-D ``(out, in)``): ``"tensor"``, ``"channel"`` (one scale per output row) or
+  ``"group"`` (``group_size`` consecutive input columns per row; a ragged last group is
+  zero-padded, which leaves min-max statistics unchanged because zero is always in range).
+  activations (``(..., C)``): ``"token"`` (dynamic, one scale per row over C) or ``"tensor"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from bitscale.harness.precision import FP_FORMATS, NumberFormat
+
+Granularity = Literal["tensor", "channel", "group", "token"]
+
+#: Bits used to store one scale (fp16), the convention for every effective-bit figure.
+SCALE_BITS = 16
+#: Bits used to store one codebook entry (fp16) in vector quantization.
+CODEBOOK_ENTRY_BITS = 16
+# Smallest scale: keeps all-zero groups finite (0 / tiny = 0) without touching real data.
+_MIN_SCALE = 1e-12
+
+# Largest magnitude of each fp format (see the module docstring for the semantics).
+_FP_MAX_OVERRIDES = {"fp8_e4m3": 448.0, "fp8_e5m2": 57344.0}
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one tensor is fake-quantized: number format, granularity, symmetry.
+
+    ``symmetric=None`` picks the default for the format: asymmetric min-max for int (the
+    paper's Eq. 4-6), symmetric for fp (the only option: the sign lives in the format).
+    """
+
+    fmt: NumberFormat
+    granularity: Granularity = "channel"
+    group_size: int | None = None
+    symmetric: bool | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fmt, str):
+            object.__setattr__(self, "fmt", NumberFormat.parse(self.fmt))
+        if self.fmt.kind == "full":
+            raise ValueError("QuantSpec needs a quantized format (int2..int8 or fp ExMy), not fp16")
+        if self.symmetric is None:
+            object.__setattr__(self, "symmetric", self.fmt.kind == "fp")
+        if self.fmt.kind == "fp" and not self.symmetric:
+            raise ValueError(f"{self.fmt} is a sign-magnitude format: asymmetric (zero-point) fp is not defined")
+        if self.granularity not in ("tensor", "channel", "group", "token"):
+            raise ValueError(f"unknown granularity {self.granularity!r}")
+        if self.granularity == "group":
+            if self.group_size is None or self.group_size <= 0:
+                raise ValueError("granularity 'group' needs a positive group_size")
+        elif self.group_size is not None:
+            raise ValueError(f"group_size is only meaningful with granularity 'group', not {self.granularity!r}")
+
+    @property
+    def kind(self) -> str:
+        """``"int"`` or ``"fp"``."""
+        return self.fmt.kind
+
+    @property
+    def bits(self) -> int:
+        return self.fmt.bits
+
+    @property
+    def has_zero_point(self) -> bool:
+        return self.kind == "int" and not bool(self.symmetric)
+
+    def __str__(self) -> str:
+        sym = "sym" if self.symmetric else "asym"
+        g = f"g{self.group_size}" if self.granularity == "group" else self.granularity
+        return f"{self.fmt}:{g}:{sym}"
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round to nearest (ties to even) with an identity gradient (straight-through estimator)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def int_range(bits: int, symmetric: bool) -> tuple[int, int]:
+    """Integer code range ``(qmin, qmax)``: ``[0, 2^b-1]`` or the restricted ``[-(2^(b-1)-1), 2^(b-1)-1]``."""
+    if symmetric:
+        m = 2 ** (bits - 1) - 1
+        return -m, m
+    return 0, 2**bits - 1
+
+
+def fp_max(fmt: NumberFormat | str) -> float:
+    """Largest finite magnitude of an fp ExMy format."""
+    name = str(fmt)
+    if name in _FP_MAX_OVERRIDES:
+        return _FP_MAX_OVERRIDES[name]
+    e, m = FP_FORMATS[name]
+    bias = 2 ** (e - 1) - 1
+    # MX element formats: the all-ones exponent is an ordinary binade.
+    return 2.0 ** ((2**e - 1) - bias) * (2 - 2.0**-m)
+
+
+def fp_representable(fmt: NumberFormat | str) -> Tensor:
+    """Every non-negative finite value of an fp format, sorted (for tests and documentation)."""
+    name = str(fmt)
+    e, m = FP_FORMATS[name]
+    bias = 2 ** (e - 1) - 1
+    vals = {0.0}
+    for ex in range(2**e):
+        for man in range(2**m):
+            v = (man / 2**m) * 2.0 ** (1 - bias) if ex == 0 else (1 + man / 2**m) * 2.0 ** (ex - bias)
+            if v <= fp_max(name):
+                vals.add(v)
+    return torch.tensor(sorted(vals), dtype=torch.float32)
+
+
+def round_to_fp(x: Tensor, fmt: NumberFormat | str, ste: bool = True) -> Tensor:
+    """Round ``x`` (already divided by its scale) to the nearest value of ``fmt``; saturate at +-max.
+
+    Rounding is to nearest, ties to even, including subnormals. Works by finding each value's
+    binade with ``frexp`` (exact) and rounding on that binade's step ``2^(exp - m)``.
+    """
+    name = str(fmt)
+    e, m = FP_FORMATS[name]
+    bias = 2 ** (e - 1) - 1
+    top = fp_max(name)
+    xf = x.float()
+    a = xf.abs().clamp(max=top)  # saturate first: also maps inf to max
+    _, exp2 = torch.frexp(a)  # a = f * 2^exp2 with f in [0.5, 1)
+    binade = (exp2 - 1).clamp(min=1 - bias)  # subnormals share the lowest normal binade's step
+    step = torch.exp2((binade - m).float())
+    q = (torch.round(a / step) * step).clamp(max=top)
+    q = torch.copysign(q, xf).to(x.dtype)
+    if ste:
+        return x + (q - x).detach()
+    return q
+
+
+# --------------------------------------------------------------------------- qparams
+
+
+def choose_qparams(xmin: Tensor, xmax: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
+    """Scale (and zero-point for asymmetric int) from per-group ``xmin``/``xmax``; differentiable."""
+    if spec.kind == "fp":
+        amax = torch.maximum(xmin.abs(), xmax.abs())
+        return (amax / fp_max(spec.fmt)).clamp(min=_MIN_SCALE), None
+    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    if spec.symmetric:
+        amax = torch.maximum(xmin.abs(), xmax.abs())
+        return (amax / qmax).clamp(min=_MIN_SCALE), None
+    lo = xmin.clamp(max=0)
+    hi = xmax.clamp(min=0)
+    scale = ((hi - lo) / qmax).clamp(min=_MIN_SCALE)
+    zero = round_ste(-lo / scale).clamp(qmin, qmax)
+    return scale, zero
+
+
+def fake_quant(x: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec) -> Tensor:
+    """Quantize-dequantize ``x`` with broadcastable ``scale``/``zero``; STE gradient to x and scale."""
+    if spec.kind == "fp":
+        return round_to_fp(x / scale, spec.fmt) * scale
+    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    if zero is None:
+        return round_ste(x / scale).clamp(qmin, qmax) * scale
+    return (round_ste(x / scale) + zero).clamp(qmin, qmax).sub(zero) * scale
+
+
+def quantize_codes(x: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec) -> Tensor:
+    """Integer codes (int format only), e.g. for packing or to check the grid in tests."""
+    if spec.kind != "int":
+        raise ValueError("integer codes exist only for int formats")
+    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    q = torch.round(x / scale) + (zero if zero is not None else 0)
+    return q.clamp(qmin, qmax).to(torch.int32)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _group_view(w: Tensor, spec: QuantSpec) -> Tensor:
+    """``(out, in)`` -> ``(rows, groups, len)`` so that each quantization group is a last-dim row."""
+    if w.dim() != 2:
+        raise ValueError(f"weights must be 2-D (out, in), got shape {tuple(w.shape)}")
+    out, inp = w.shape
+    if spec.granularity == "tensor":
+        return w.reshape(1, 1, -1)
+    if spec.granularity == "channel" or (spec.granularity == "group" and spec.group_size >= inp):
+        return w.reshape(out, 1, inp)
+    if spec.granularity == "group":
+        gs = spec.group_size
+        pad = (-inp) % gs
+        if pad:  # zero padding leaves min(X, 0) / max(X, 0) / max|X| unchanged
+            w = torch.nn.functional.pad(w, (0, pad))
+        return w.reshape(out, -1, gs)
+    raise ValueError(f"granularity {spec.granularity!r} does not apply to weights")
+
+
+def weight_qparams(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
+    """Min-max scale/zero of a weight, shaped ``(rows, groups)`` (``(1, 1)`` for per-tensor)."""
+    g = _group_view(w.float(), spec)
+    scale, zero = choose_qparams(g.amin(dim=-1), g.amax(dim=-1), spec)
+    return scale, zero
+
+
+def expand_group_params(p: Tensor, spec: QuantSpec, in_features: int) -> Tensor:
+    """Per-group params ``(rows, groups)`` -> per-column ``(rows, in_features)`` (for column-wise use)."""
+    if spec.granularity == "group" and p.shape[1] > 1:
+        return p.repeat_interleave(spec.group_size, dim=1)[:, :in_features]
+    return p.expand(p.shape[0], in_features)
+
+
+def fake_quant_weight(
+    w: Tensor, spec: QuantSpec, scale: Tensor | None = None, zero: Tensor | None = None
+) -> Tensor:
+    """Fake-quantize a ``(out, in)`` weight; min-max qparams unless ``scale``/``zero`` are given."""
+    g = _group_view(w, spec)
+    if scale is None:
+        gf = g.float()
+        scale, zero = choose_qparams(gf.amin(dim=-1), gf.amax(dim=-1), spec)
+    z = zero.unsqueeze(-1) if zero is not None else None
+    q = fake_quant(g.float(), scale.unsqueeze(-1), z, spec)
+    q = q.reshape(q.shape[0], -1)[:, : w.shape[1]] if spec.granularity != "tensor" else q
+    return q.reshape(w.shape).to(w.dtype)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def activation_minmax(x: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor]:
+    """Min and max over each quantization group of an activation ``(..., C)`` (keepdim)."""
+    if spec.granularity == "token":
+        return x.amin(dim=-1, keepdim=True), x.amax(dim=-1, keepdim=True)
+    if spec.granularity == "tensor":
+        return x.amin(), x.amax()
+    raise ValueError(f"granularity {spec.granularity!r} does not apply to activations (use token or tensor)")
+
+
+def fake_quant_activation(
+    x: Tensor, spec: QuantSpec, scale: Tensor | None = None, zero: Tensor | None = None
+) -> Tensor:
+    """Fake-quantize an activation: dynamic (qparams from ``x``) unless static ``scale``/``zero`` given.
+
+    Computed in float32 whatever the input dtype (a bf16 division would shift the grid).
+    """
+    xf = x.float()
+    if scale is None:
+        scale, zero = choose_qparams(*activation_minmax(xf, spec), spec)
+    return fake_quant(xf, scale, zero, spec).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- bit accounting
+
+
+def num_groups(shape: tuple[int, int], spec: QuantSpec) -> int:
+    """How many (scale, zero) pairs a weight of ``shape`` stores under ``spec``."""
+    out, inp = shape
+    if spec.granularity == "tensor":
+        return 1
+    if spec.granularity == "channel":
+        return out
+    if spec.granularity == "group":
+        return out * math.ceil(inp / spec.group_size)
+    raise ValueError(f"granularity {spec.granularity!r} does not apply to weights")
+
+
+def weight_storage_bits(shape: tuple[int, int], spec: QuantSpec, scale_bits: int = SCALE_BITS) -> int:
+    """Exact bits to store a ``shape`` weight: codes + fp16 scales + b-bit zero-points (asym int)."""
+    per_group = scale_bits + (spec.bits if spec.has_zero_point else 0)
+    return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * per_group
+
+
+def vq_storage_bits(
+    shape: tuple[int, int],
+    dim: int,
+    codebook_size: int,
+    num_codebooks: int,
+    entry_bits: int = CODEBOOK_ENTRY_BITS,
+    scale_count: int = 0,
+    scale_bits: int = SCALE_BITS,
+) -> int:
+    """Exact bits of a vector-quantized weight: indices, codebooks, and optional per-group scales.
+
+    Each ``dim``-vector of weights stores one ``ceil(log2(codebook_size))``-bit index; each of the
+    ``num_codebooks`` codebooks stores ``codebook_size * dim`` entries of ``entry_bits``.
+    """
+    numel = shape[0] * shape[1]
+    index_bits = math.ceil(math.log2(codebook_size)) if codebook_size > 1 else 0
+    vectors = math.ceil(numel / dim)
+    return vectors * index_bits + num_codebooks * codebook_size * dim * entry_bits + scale_count * scale_bits
+
+
+def bits_per_weight(total_bits: int, numel: int) -> float:
+    """Effective bits per weight (``total_bits / numel``)."""
+    return total_bits / numel

@@ -1,0 +1,111 @@
+"""What every PTQ quantizer shares: options for granularity, specs from a ``Precision``, reports.
+
+A quantizer plugin subclasses ``QuantOptions`` for its own options, turns the requested
+``Precision`` into ``QuantSpec``s with ``weight_spec``/``act_quantizer``, installs
+``QuantLinear``s, calibrates static activation ranges with ``calibrate_static_activations``,
+and returns ``make_report``'s ``QuantReport``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import Field
+from torch import nn
+
+from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
+from bitscale.harness.precision import NumberFormat, Precision
+from bitscale.quant.activation import ActQuantizer
+from bitscale.quant.capture import run_calibration
+from bitscale.quant.formats import QuantSpec
+from bitscale.quant.linear import QuantLinear
+
+#: Formats every built-in scalar quantizer accepts.
+INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
+
+
+class QuantOptions(PluginOptions):
+    """Granularity options common to the built-in quantizers (defaults follow the paper)."""
+
+    group_size: int | None = Field(
+        default=None, gt=0, description="Weight group size along input channels; None = one scale per output channel."
+    )
+    weight_symmetric: bool = Field(
+        default=False, description="Symmetric int weights (no zero-point); fp formats are always symmetric."
+    )
+    act_granularity: Literal["token", "tensor"] = Field(
+        default="token", description="'token': dynamic per-token scales; 'tensor': one static calibrated scale."
+    )
+    act_symmetric: bool = Field(default=False, description="Symmetric int activations (no zero-point).")
+
+
+def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
+    """The weight ``QuantSpec`` for ``fmt`` (``None`` when weights stay in full precision)."""
+    if fmt.kind == "full":
+        return None
+    gran = "group" if options.group_size else "channel"
+    return QuantSpec(fmt, gran, options.group_size, symmetric=True if fmt.kind == "fp" else options.weight_symmetric)
+
+
+def activation_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
+    """The activation ``QuantSpec`` for ``fmt`` (``None`` for A16)."""
+    if fmt.kind == "full":
+        return None
+    return QuantSpec(fmt, options.act_granularity, symmetric=True if fmt.kind == "fp" else options.act_symmetric)
+
+
+def act_quantizer(precision: Precision, options: QuantOptions) -> ActQuantizer | None:
+    """A fresh ``ActQuantizer`` for one layer, or ``None`` for weight-only precisions."""
+    spec = activation_spec(precision.activations, options)
+    return None if spec is None else ActQuantizer(spec)
+
+
+def calibrate_static_activations(model: GenerativeModel, calibration: Iterable[Any]) -> int:
+    """Observe and freeze every static ``ActQuantizer`` in ``model.module``; return how many.
+
+    Runs after the weights are quantized, so the ranges are those the quantized model sees.
+    """
+    static = [m for m in model.module.modules() if isinstance(m, ActQuantizer) and m.static]
+    if not static:
+        return 0
+    for m in static:
+        m.observe()
+    run_calibration(model, calibration)
+    for m in static:
+        m.freeze()
+    return len(static)
+
+
+def quant_linears(module: nn.Module) -> dict[str, QuantLinear]:
+    """Every ``QuantLinear`` in ``module`` by name."""
+    return {n: m for n, m in module.named_modules() if isinstance(m, QuantLinear)}
+
+
+def make_report(model: GenerativeModel, started: float, notes: str = "", **extra: float) -> QuantReport:
+    """``QuantReport`` over the installed ``QuantLinear``s.
+
+    ``effective_weight_bits`` is exact storage bits (codes + scales + zero-points + codebooks)
+    per quantized weight. ``extra`` adds ``quantized_params`` and ``model_effective_bits``: bits
+    per parameter of the whole module, counting every parameter that is not a quantized weight
+    (embeddings, heads, norms, biases) at 16 bits.
+    """
+    layers = quant_linears(model.module)
+    if not layers:
+        raise RuntimeError("no QuantLinear was installed: model.quant_layers() returned nothing?")
+    numel = sum(m.weight.numel() for m in layers.values())
+    bits = sum(m.storage_bits for m in layers.values())
+    total_params = model.num_params()
+    model_bits = bits + 16 * (total_params - numel)
+    return QuantReport(
+        effective_weight_bits=bits / numel,
+        layers=len(layers),
+        notes=notes,
+        extra={
+            "quantized_params": float(numel),
+            "model_effective_bits": model_bits / total_params,
+            "seconds": time.perf_counter() - started,
+            **{k: float(v) for k, v in extra.items()},
+        },
+    )

@@ -1,0 +1,125 @@
+"""Built-in quantizers on toy models: contract, registration, and the error figures they must reach."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from bitscale.harness.contracts import Quantizer
+from bitscale.harness.precision import Precision
+from bitscale.quant.linear import QuantLinear
+from bitscale.quant.toy import ToyTransformer
+
+PLUGIN_MODULES = ["bitscale.plugins.quantizers.rtn"]
+
+
+def _registered(module: str) -> list[type[Quantizer]]:
+    got: list[type[Quantizer]] = []
+    importlib.import_module(module).register_quantizers(register=got.append)
+    return got
+
+
+ALL = {cls.name: cls for m in PLUGIN_MODULES for cls in _registered(m)}
+
+
+def _toy(**kw) -> ToyTransformer:
+    return ToyTransformer(depth=2, dim=32, **kw)
+
+
+def _calib(model: ToyTransformer, n: int = 4) -> list[torch.Tensor]:
+    return model.calibration_batches(n, torch.Generator().manual_seed(1))
+
+
+def _rel_err(model: ToyTransformer, ref: ToyTransformer, batches: list[torch.Tensor]) -> float:
+    with torch.no_grad():
+        num = sum((model.forward_batch(b) - ref.forward_batch(b)).pow(2).sum() for b in batches)
+        den = sum(ref.forward_batch(b).pow(2).sum() for b in batches)
+    return float(num / den)
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_plugins_register_quantizer_classes() -> None:
+    assert "rtn" in ALL
+    for name, cls in ALL.items():
+        assert issubclass(cls, Quantizer) and cls.name == name and cls.description
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_options_have_defaults_and_reject_typos(name: str) -> None:
+    cls = ALL[name]
+    cls(cls.Options())
+    with pytest.raises(ValidationError):
+        cls.Options(gruop_size=128)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.parametrize("precision", ["W4A16", "W8A8", "W4A8:fp", "w=fp4_e2m1,a=fp8_e4m3", "W3A16", "W8A16:fp"])
+def test_every_supported_cell_runs_and_reports(name: str, precision: str) -> None:
+    cls, p = ALL[name], Precision.parse(precision)
+    q = cls()
+    if q.unsupported_reason(p) is not None:
+        pytest.skip(q.unsupported_reason(p))
+    model, ref = _toy(), _toy()
+    report = q.quantize(model, p, _calib(model), generator=torch.Generator().manual_seed(0))
+    layers = model.quant_layers()
+    assert all(isinstance(m, QuantLinear) for m in layers.values()) and report.layers == len(layers)
+    assert isinstance(model.module.head, torch.nn.Linear) and not isinstance(model.module.head, QuantLinear)
+    assert p.w_bits <= report.effective_weight_bits < p.w_bits + 1.5
+    err = _rel_err(model, ref, _calib(model, 2))
+    assert 0 < err < 0.5, err
+
+
+def test_w16a16_is_never_scheduled() -> None:
+    for cls in ALL.values():
+        assert "full-precision" in cls().unsupported_reason(Precision.parse("W16A16"))
+
+
+# --------------------------------------------------------------------------- RTN
+
+
+def test_rtn_supports_int_and_fp_weight_and_activation() -> None:
+    rtn = ALL["rtn"]()
+    for p in ["W4A16", "W8A8", "W4A8:fp", "w=int4,a=fp8_e4m3", "W16A8"]:
+        assert rtn.unsupported_reason(Precision.parse(p)) is None
+
+
+def test_rtn_effective_bits_count_scales_and_zero_points() -> None:
+    model = _toy()
+    rep = ALL["rtn"]().quantize(model, Precision.parse("W4A16"), [])
+    # dims 32 (q,k,v,proj,fc1) and 128 (fc2) in-features, per-channel asym: 20 bits per row
+    rows_bits = sum(m.out_features * 20 for m in model.quant_layers().values())
+    numel = sum(m.weight.numel() for m in model.quant_layers().values())
+    assert rep.effective_weight_bits == pytest.approx(4 + rows_bits / numel)
+    assert rep.extra["model_effective_bits"] > rep.effective_weight_bits  # head/embeddings at 16
+
+
+def test_rtn_groups_lower_the_error() -> None:
+    ref = _toy()
+    errs = {}
+    for gs in (None, 8):
+        model = _toy()
+        ALL["rtn"](ALL["rtn"].Options(group_size=gs)).quantize(model, Precision.parse("W3A16"), [])
+        errs[gs] = _rel_err(model, ref, _calib(model, 2))
+    assert errs[8] < errs[None]
+
+
+def test_rtn_static_activations_are_calibrated() -> None:
+    model, ref = _toy(), _toy()
+    opts = ALL["rtn"].Options(act_granularity="tensor")
+    ALL["rtn"](opts).quantize(model, Precision.parse("W8A8"), _calib(model))
+    assert all(m.act_quantizer.scale is not None for m in model.quant_layers().values())
+    assert _rel_err(model, ref, _calib(model, 2)) < 0.05
+
+
+def test_rtn_w8a8_is_close_and_w2_is_far() -> None:
+    ref = _toy()
+    m8, m2 = _toy(), _toy()
+    ALL["rtn"]().quantize(m8, Precision.parse("W8A8"), [])
+    ALL["rtn"]().quantize(m2, Precision.parse("W2A16"), [])
+    batches = _calib(ref, 2)
+    assert _rel_err(m8, ref, batches) < 1e-3 < _rel_err(m2, ref, batches)

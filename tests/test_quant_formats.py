@@ -23,6 +23,15 @@ from bitscale.quant.formats import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _x(seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     parts = [

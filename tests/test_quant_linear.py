@@ -19,6 +19,15 @@ INT4 = QuantSpec(NumberFormat("int4"), "channel")
 INT8_TOKEN = QuantSpec(NumberFormat("int8"), "token")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _lin(i: int = 32, o: int = 16) -> nn.Linear:
     torch.manual_seed(0)
     return nn.Linear(i, o)

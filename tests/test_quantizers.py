@@ -10,10 +10,26 @@ from pydantic import ValidationError
 
 from bitscale.harness.contracts import Quantizer
 from bitscale.harness.precision import Precision
+from bitscale.quant.capture import collect_hessians
+from bitscale.quant.formats import QuantSpec, fake_quant_weight
+from bitscale.quant.gptq import gptq_quantize
+from bitscale.quant.gptq_reference import gptq_obs
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.toy import ToyTransformer
+from bitscale.quant.toy import LinearModel, ToyTransformer
 
-PLUGIN_MODULES = ["bitscale.plugins.quantizers.rtn"]
+PLUGIN_MODULES = [
+    "bitscale.plugins.quantizers.rtn",
+    "bitscale.plugins.quantizers.gptq",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine (10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _registered(module: str) -> list[type[Quantizer]]:
@@ -65,7 +81,7 @@ def test_every_supported_cell_runs_and_reports(name: str, precision: str) -> Non
     if q.unsupported_reason(p) is not None:
         pytest.skip(q.unsupported_reason(p))
     model, ref = _toy(), _toy()
-    report = q.quantize(model, p, _calib(model), generator=torch.Generator().manual_seed(0))
+    report = q.quantize(model, p, _calib(model, 2), generator=torch.Generator().manual_seed(0))
     layers = model.quant_layers()
     assert all(isinstance(m, QuantLinear) for m in layers.values()) and report.layers == len(layers)
     assert isinstance(model.module.head, torch.nn.Linear) and not isinstance(model.module.head, QuantLinear)
@@ -123,3 +139,73 @@ def test_rtn_w8a8_is_close_and_w2_is_far() -> None:
     ALL["rtn"]().quantize(m2, Precision.parse("W2A16"), [])
     batches = _calib(ref, 2)
     assert _rel_err(m8, ref, batches) < 1e-3 < _rel_err(m2, ref, batches)
+
+
+# --------------------------------------------------------------------------- GPTQ
+
+
+@pytest.fixture(scope="module")
+def correlated_layer() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weight, Hessian from 48 calibration sequences, held-out inputs) of a 128x256 layer."""
+    m = LinearModel(256, 128, seq=32)
+    h = collect_hessians(m, m.quant_layers(), m.calibration_batches(48, torch.Generator().manual_seed(1)))["0"]
+    x = m.inputs(16, torch.Generator().manual_seed(2)).reshape(-1, 256)
+    return m.linear.weight.detach(), h, x
+
+
+def _out_err(w: torch.Tensor, wq: torch.Tensor, x: torch.Tensor) -> float:
+    return float((x @ (wq - w).T).pow(2).sum() / (x @ w.T).pow(2).sum())
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("group_size", [None, 128])
+def test_gptq_matches_reference_and_beats_rtn(correlated_layer, bits: int, group_size: int | None) -> None:
+    w, h, x = correlated_layer
+    spec = QuantSpec(f"int{bits}", "group" if group_size else "channel", group_size)
+    ours = _out_err(w, gptq_quantize(w, h, spec).weight, x)
+    ref = _out_err(w, gptq_obs(w, h, spec), x)
+    rtn = _out_err(w, fake_quant_weight(w, spec), x)
+    assert abs(ours - ref) <= 0.01 * ref, (ours, ref)
+    assert ours < 0.5 * rtn, (ours, rtn)
+
+
+def test_gptq_act_order_and_fp_formats(correlated_layer) -> None:
+    w, h, x = correlated_layer
+    spec = QuantSpec("int3", "group", 64)
+    plain = _out_err(w, gptq_quantize(w, h, spec).weight, x)
+    ordered = gptq_quantize(w, h, spec, act_order=True).weight
+    assert _out_err(w, ordered, x) < 1.1 * plain
+    # act-order keeps contiguous static groups: every group of every row is on its own grid
+    assert all(len(torch.unique(ordered[r, g : g + 64])) <= 8 for r in range(4) for g in (0, 64, 128, 192))
+    fp = QuantSpec("fp4_e2m1", "channel")
+    assert _out_err(w, gptq_quantize(w, h, fp).weight, x) < 0.7 * _out_err(w, fake_quant_weight(w, fp), x)
+
+
+def test_gptq_handles_dead_inputs_and_singular_hessians() -> None:
+    w = torch.randn(8, 16)
+    x = torch.randn(4, 16)
+    x[:, 3] = 0  # a dead input channel and a rank-deficient Hessian
+    res = gptq_quantize(w, 2 * x.T @ x / 4, QuantSpec("int4", "channel"))
+    assert torch.isfinite(res.weight).all() and not res.fell_back_to_rtn
+    assert (res.weight[:, 3] == 0).all()
+
+
+def test_gptq_chunks_hessians_within_a_memory_budget() -> None:
+    model, ref = _toy(), _toy()
+    opts = ALL["gptq"].Options(hessian_memory_fraction=0.01)
+    rep = ALL["gptq"](opts).quantize(model, Precision.parse("W4A16"), _calib(model))
+    assert rep.extra["calibration_passes"] > 1
+    one = _toy()
+    rep1 = ALL["gptq"](ALL["gptq"].Options(hessian_memory_fraction=10)).quantize(one, Precision.parse("W4A16"), _calib(one))
+    assert rep1.extra["calibration_passes"] == 1
+    batches = _calib(ref, 2)
+    assert _rel_err(model, ref, batches) < 2 * _rel_err(one, ref, batches) + 1e-4
+
+
+def test_gptq_beats_rtn_on_a_transformer() -> None:
+    ref, g, r = _toy(), _toy(), _toy()
+    p = Precision.parse("W3A16")
+    ALL["gptq"]().quantize(g, p, _calib(g, 8))
+    ALL["rtn"]().quantize(r, p, [])
+    batches = _calib(ref, 2)
+    assert _rel_err(g, ref, batches) < _rel_err(r, ref, batches)

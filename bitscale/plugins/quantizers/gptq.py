@@ -1,0 +1,101 @@
+"""GPTQ: second-order weight rounding (paper Appendix A.2, Eq. 12-13); activations, if any, RTN."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from bitscale import hookimpl
+from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
+from bitscale.harness.precision import Precision
+from bitscale.quant.gptq import gptq_quantize
+from bitscale.quant.linear import QuantLinear
+from bitscale.quant.recipe import (
+    INT_AND_FP,
+    QuantOptions,
+    act_quantizer,
+    calibrate_static_activations,
+    make_report,
+    weight_spec,
+)
+from bitscale.quant.sequential import model_bytes, quantize_sequentially
+
+
+class GPTQOptions(QuantOptions):
+    """GPTQ options. Defaults follow the reference code: block 128, damping 1%, no act-order.
+
+    Granularity options (``group_size``, symmetry, activation mode) are those of RTN; weights
+    default to per-output-channel asymmetric min-max grids.
+    """
+
+    block_size: int = Field(default=128, gt=0, description="Columns per lazy-update block.")
+    damp: float = Field(default=0.01, gt=0, description="Diagonal damping, a fraction of mean(diag(H)).")
+    act_order: bool = Field(
+        default=False, description="Quantize columns in order of decreasing Hessian diagonal (implies static groups)."
+    )
+    static_groups: bool = Field(
+        default=False, description="Fix group scales from the original weights instead of at each group start."
+    )
+    hessian_memory_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        description="Hessians held at once, as a fraction of the model's size (more = fewer calibration passes).",
+    )
+
+
+class GPTQ(Quantizer):
+    """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
+
+    name: ClassVar[str] = "gptq"
+    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    Options: ClassVar[type[PluginOptions]] = GPTQOptions
+    description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        reason = super().unsupported_reason(precision)
+        if reason is None and precision.weights.kind == "full":
+            return "GPTQ quantizes weights; with W16 there is nothing for it to do (use rtn)"
+        return reason
+
+    def quantize(
+        self,
+        model: GenerativeModel,
+        precision: Precision,
+        calibration: list[Any],
+        loss: DistillLoss | None = None,
+        generator: torch.Generator | None = None,
+    ) -> QuantReport:
+        started = time.perf_counter()
+        opts: GPTQOptions = self.options  # type: ignore[assignment]
+        spec = weight_spec(precision.weights, opts)
+        assert spec is not None  # unsupported_reason rules out W16
+        stats = {"fallbacks": 0, "max_damp": opts.damp}
+
+        def layer_fn(name: str, lin: nn.Linear, h: Tensor) -> nn.Module:
+            res = gptq_quantize(
+                lin.weight, h, spec, opts.block_size, opts.damp, opts.act_order, opts.static_groups
+            )
+            stats["fallbacks"] += int(res.fell_back_to_rtn)
+            stats["max_damp"] = max(stats["max_damp"], res.damp)
+            return QuantLinear.from_linear(
+                lin, weight=res.weight, weight_spec=spec, act_quantizer=act_quantizer(precision, opts)
+            )
+
+        budget = int(opts.hessian_memory_fraction * model_bytes(model))
+        passes = quantize_sequentially(model, calibration, layer_fn, budget)
+        calibrate_static_activations(model, calibration)
+        notes = f"w={spec}, {passes} calibration pass(es)"
+        if stats["fallbacks"]:
+            notes += f"; {stats['fallbacks']} layer(s) fell back to RTN (singular Hessian)"
+        return make_report(model, started, notes=notes, calibration_passes=passes, **stats)
+
+
+@hookimpl
+def register_quantizers(register):
+    """Register GPTQ."""
+    register(GPTQ)

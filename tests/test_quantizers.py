@@ -8,18 +8,20 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from bitscale.harness.contracts import Quantizer
+from bitscale.harness.contracts import GenerativeModel, Quantizer
 from bitscale.harness.precision import Precision
 from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.gptq_reference import gptq_obs
 from bitscale.quant.linear import QuantLinear
+from bitscale.plugins.quantizers.smoothquant import smooth_model
 from bitscale.quant.toy import LinearModel, ToyTransformer
 
 PLUGIN_MODULES = [
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
+    "bitscale.plugins.quantizers.smoothquant",
 ]
 
 
@@ -209,3 +211,80 @@ def test_gptq_beats_rtn_on_a_transformer() -> None:
     ALL["rtn"]().quantize(r, p, [])
     batches = _calib(ref, 2)
     assert _rel_err(g, ref, batches) < _rel_err(r, ref, batches)
+
+
+# --------------------------------------------------------------------------- SmoothQuant
+
+
+def _lin_err(m: LinearModel, ref: LinearModel) -> float:
+    x = ref.inputs(8, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        return float((m.forward_batch(x) - ref.forward_batch(x)).pow(2).sum() / ref.forward_batch(x).pow(2).sum())
+
+
+def test_smoothing_leaves_the_full_precision_function_unchanged() -> None:
+    model, ref = _toy(outlier_channels=3), _toy(outlier_channels=3)
+    done = smooth_model(model, _calib(model), alpha=0.5)
+    assert done["folded"] == 4 and done["groups"] == 8  # q/k/v and fc1 into norms; proj, fc2 in-layer
+    assert _rel_err(model, ref, _calib(model, 2)) < 1e-10
+    lin, lref = LinearModel(64, 32, outlier_channels=4), LinearModel(64, 32, outlier_channels=4)
+    smooth_model(lin, lin.calibration_batches(4, torch.Generator()), alpha=0.5)
+    assert lin.linear.smooth is not None and _lin_err(lin, lref) < 1e-10
+
+
+class _SharedNormOutput(GenerativeModel):
+    """``y = fc(norm(x)) + norm(x)``: the norm output also feeds the residual, so no folding."""
+
+    style = "diffusion"
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.module = torch.nn.ModuleDict({"norm": torch.nn.LayerNorm(16), "fc": torch.nn.Linear(16, 16)})
+        with torch.no_grad():
+            self.module["norm"].weight[:2] = 30.0
+        self.dataset, self.num_classes, self.sampler = "toy", 1, {}
+
+    def calibration_batches(self, n, generator):
+        return [torch.randn(4, 16, generator=generator) for _ in range(n)]
+
+    def forward_batch(self, batch):
+        h = self.module["norm"](batch)
+        return self.module["fc"](h) + h
+
+    def sample(self, labels, generator):
+        return torch.zeros(len(labels), 3, 4, 4, dtype=torch.uint8)
+
+
+def test_smoothing_undoes_a_norm_fold_that_would_change_the_function() -> None:
+    model, ref = _SharedNormOutput(), _SharedNormOutput()
+    calib = model.calibration_batches(2, torch.Generator())
+    done = smooth_model(model, calib, alpha=0.5)
+    assert done["folded"] == 0 and done["fp_change"] < 1e-6
+    assert torch.allclose(model.module["norm"].weight, ref.module["norm"].weight)
+    assert torch.allclose(model.forward_batch(calib[0]), ref.forward_batch(calib[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["token", "tensor"])
+def test_smoothquant_beats_rtn_at_w8a8_with_outlier_channels(act: str) -> None:
+    p = Precision.parse("W8A8")
+    ref = LinearModel(128, 64, outlier_channels=4, outlier_scale=50.0)
+    errs = {}
+    for name in ("rtn", "smoothquant"):
+        m = LinearModel(128, 64, outlier_channels=4, outlier_scale=50.0)
+        cls = ALL[name]
+        cls(cls.Options(act_granularity=act)).quantize(m, p, m.calibration_batches(8, torch.Generator().manual_seed(1)))
+        errs[name] = _lin_err(m, ref)
+    assert errs["smoothquant"] < 0.5 * errs["rtn"], errs
+
+
+def test_smoothquant_beats_rtn_on_a_transformer_with_outliers() -> None:
+    p = Precision.parse("W8A8")
+    ref, sq, r = (_toy(outlier_channels=2, outlier_scale=40.0) for _ in range(3))
+    ALL["smoothquant"]().quantize(sq, p, _calib(sq))
+    ALL["rtn"]().quantize(r, p, [])
+    batches = _calib(ref, 2)
+    assert _rel_err(sq, ref, batches) < _rel_err(r, ref, batches)
+
+
+def test_smoothquant_needs_quantized_activations() -> None:
+    assert "activations" in ALL["smoothquant"]().unsupported_reason(Precision.parse("W4A16"))

@@ -85,10 +85,8 @@ class QuantLinear(nn.Linear):
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
         self.weight_quantizer = weight_quantizer
         self.act_quantizer = act_quantizer
-        if smooth is not None:
-            self.register_buffer("smooth", smooth.detach().to(device=device, dtype=dtype).clone())
-        else:
-            self.smooth = None
+        # Always a (possibly None) buffer, so a smoothing factor can also be installed later.
+        self.register_buffer("smooth", None if smooth is None else smooth.detach().to(device=device, dtype=dtype).clone())
         self.storage_bits = storage_bits if storage_bits is not None else 16 * in_features * out_features
         self.weight_label = weight_label
 
@@ -151,6 +149,13 @@ class QuantLinear(nn.Linear):
     def effective_weight(self) -> Tensor:
         """The weight the matmul uses (fake-quantized, smoothing included)."""
         return self.weight if self.weight_quantizer is None else self.weight_quantizer(self.weight)
+
+    def quantize_weight_(self, spec: QuantSpec) -> None:
+        """Round the stored weight in place (min-max RTN under ``spec``) and record its storage."""
+        with torch.no_grad():
+            self.weight.copy_(fake_quant_weight(self.weight, spec))
+        self.storage_bits = weight_storage_bits((self.out_features, self.in_features), spec)
+        self.weight_label = str(spec)
 
     def freeze_weight(self) -> None:
         """Bake on-the-fly weight quantization into ``weight`` (after QAT) and drop the quantizer."""

@@ -27,10 +27,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.models.llamagen",
     "bitscale.plugins.models.dit",
     "bitscale.plugins.quantizers.rtn",
-    "bitscale.plugins.quantizers.gptq",
-    "bitscale.plugins.quantizers.gptvq",
-    "bitscale.plugins.quantizers.smoothquant",
-    "bitscale.plugins.quantizers.omniquant",
 )
 
 HOOKS = ("register_models", "register_quantizers", "register_losses")

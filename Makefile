@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11 and pip:
+#   make run    - create .venv, install bitscale, run the built-in quick grid, print the leaderboard
+#   make test   - create .venv with dev extras and the example plugin package, run pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXPERIMENT ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml examples/bitscale-quantizer-example/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]" -e examples/bitscale-quantizer-example
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/bitscale run $(EXPERIMENT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,7 @@
+"""``python -m bitscale``: the same as the ``bitscale`` command."""
+
+import sys
+
+from bitscale.harness.cli import main
+
+sys.exit(main())

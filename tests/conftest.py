@@ -1,0 +1,18 @@
+"""Tests load only bitscale's built-ins unless a test registers more (see bitscale.testing)."""
+
+import pytest
+
+from bitscale.harness import plugins as plugin_loading
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch):
+    # Tests must not depend on whatever happens to be installed: entry points are off unless a
+    # test turns them on explicitly (the example-package tests do).
+    monkeypatch.setenv("BITSCALE_NO_ENTRYPOINTS", "1")
+    monkeypatch.delenv("BITSCALE_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("BITSCALE_STRICT_PLUGINS", raising=False)
+    previous = plugin_loading._CACHED
+    plugin_loading.set_plugins(None)
+    yield
+    plugin_loading.set_plugins(previous)

@@ -1,0 +1,148 @@
+"""Planner + runner + store on the toy family: failures are isolated, resumes lose and duplicate nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import pytest
+import torch
+
+from bitscale import hookimpl
+from bitscale.harness.config import parse_experiment
+from bitscale.harness.contracts import Quantizer, QuantReport
+from bitscale.harness.planner import plan_grid
+from bitscale.harness.plugins import get_plugins
+from bitscale.harness.runner import run_plan
+from bitscale.testing.toy import ToyFamily
+
+
+class Raises(Quantizer):
+    name = "fixture-raises"
+
+    def quantize(self, model, precision, calibration, loss=None, generator=None):
+        raise RuntimeError("quantizer exploded")
+
+
+class MakesNaN(Quantizer):
+    name = "fixture-nan"
+
+    def quantize(self, model, precision, calibration, loss=None, generator=None):
+        next(iter(model.quant_layers().values())).weight.data.fill_(float("nan"))
+        return QuantReport(effective_weight_bits=precision.w_bits)
+
+
+class OutOfMemory(Quantizer):
+    name = "fixture-oom"
+
+    def quantize(self, model, precision, calibration, loss=None, generator=None):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
+
+
+def fixture_plugin():
+    mod = types.ModuleType("fixture_plugin")
+    mod.register_models = hookimpl(lambda register: register(ToyFamily()))
+    mod.register_quantizers = hookimpl(lambda register: [register(c) for c in (Raises, MakesNaN, OutOfMemory)])
+    return mod
+
+
+def _exp(quantizers, precisions=("W16A16", "W8A16", "W4A16"), sizes=("d1",), seeds=(0,)):
+    return parse_experiment({
+        "name": "t", "models": [{"family": "toy", "sizes": list(sizes)}], "quantizers": list(quantizers),
+        "precisions": list(precisions), "seeds": list(seeds),
+        "evaluation": {"num_samples": 100, "calibration_batches": 2, "batch_size": 50},
+    }, "t.yaml")
+
+
+def test_grid_runs_and_resumes_without_duplicates(register_plugin, bitscale_store):
+    register_plugin(fixture_plugin())
+    plan = plan_grid(_exp(["rtn"]), get_plugins())
+    assert [c.precision for c in plan.cells] == ["W16A16", "W8A16", "W4A16"]
+    assert len({c.hash for c in plan.cells}) == 3
+    s = run_plan(plan, bitscale_store, get_plugins(), progress=False)
+    assert (s.ran, s.ok, s.failed) == (3, 3, 0)
+    frame = bitscale_store.frame()
+    assert set(frame["status"]) == {"ok"} and frame["fid"].notna().all() and (frame["fid"] > 0).all()
+    again = run_plan(plan_grid(_exp(["rtn"]), get_plugins()), bitscale_store, get_plugins(), progress=False)
+    assert (again.ran, again.skipped_done) == (0, 3)
+    assert bitscale_store.count() == 3
+    run = bitscale_store.runs()[0]
+    assert run.versions["torch"] == torch.__version__ and run.protocol_fingerprint and run.device
+    assert set(run.timings) >= {"build", "sample", "evaluate", "total"}
+    assert bitscale_store.protocols()[run.protocol_fingerprint]["num_samples"] == 100
+
+
+def test_failing_plugins_fail_their_cell_only(register_plugin, bitscale_store):
+    register_plugin(fixture_plugin())
+    plan = plan_grid(_exp(["fixture-raises", "fixture-nan", "fixture-oom", "rtn"], ["W16A16", "W4A16"]), get_plugins())
+    s = run_plan(plan, bitscale_store, get_plugins(), progress=False)
+    assert (s.ran, s.ok, s.failed) == (5, 2, 3)
+    by_method = {r.method: r for r in bitscale_store.runs()}
+    assert "quantizer exploded" in by_method["fixture-raises"].error
+    assert "NaN/inf" in by_method["fixture-nan"].error
+    assert "OutOfMemoryError" in by_method["fixture-oom"].error
+    assert by_method["rtn"].status == "ok" and by_method["fp16"].status == "ok"
+    assert not by_method["fixture-raises"].metrics  # a failed cell stores no scores
+    # Failed cells are not retried by default; --retry-failed replaces them, never duplicates.
+    assert run_plan(plan, bitscale_store, get_plugins(), progress=False).ran == 0
+    retry = run_plan(plan, bitscale_store, get_plugins(), progress=False, retry_failed=True)
+    assert retry.ran == 3 and bitscale_store.count() == 5
+
+
+def test_budget_filters_cells(register_plugin):
+    register_plugin(fixture_plugin())
+    n = ToyFamily().num_params("d1", ToyFamily.Options())
+    exp = _exp(["rtn"], ["W16A16", "W8A16", "W4A16", "W4A8"])
+    exp.budget.model_bits = n * 8
+    plan = plan_grid(exp, get_plugins())
+    assert sorted(c.precision for c in plan.cells) == ["W4A16", "W4A8", "W8A16"]
+    exp.budget.compute_bits = n * 4 * 8
+    assert sorted(c.precision for c in plan_grid(exp, get_plugins()).cells) == ["W4A8"]
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, types, time
+    from bitscale import hookimpl
+    from bitscale.harness.config import parse_experiment
+    from bitscale.harness.planner import plan_grid
+    from bitscale.harness.plugins import load_plugins
+    from bitscale.harness.runner import run_plan
+    from bitscale.harness.store import ResultStore
+    from bitscale.testing.toy import ToyFamily
+    mod = types.ModuleType("toyplug")
+    mod.register_models = hookimpl(lambda register: register(ToyFamily()))
+    ps = load_plugins([("toyplug", mod)], entrypoints=False)
+    exp = parse_experiment({"models": [{"family": "toy", "sizes": ["d1", "d2"]}], "quantizers": ["rtn"],
+                            "precisions": ["W16A16", "W8A16", "W4A16", "W3A16"], "seeds": [0, 1],
+                            "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 100}}, "x")
+    s = run_plan(plan_grid(exp, ps), ResultStore(sys.argv[1]), ps, progress=False)
+    print("ran", s.ran)
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_and_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    script = tmp_path / "grid.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "BITSCALE_NO_ENTRYPOINTS": "1"}
+    # Kill a grid in the middle, then run two processes on the same file at once.
+    p = subprocess.Popen([sys.executable, str(script), db], env=env)
+    from bitscale.harness.store import ResultStore
+
+    deadline = time.time() + 240
+    while time.time() < deadline and (not (tmp_path / "s.db").exists() or ResultStore(db).count() < 3):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_at = ResultStore(db).count()
+    assert 3 <= killed_at < 16
+    a = subprocess.Popen([sys.executable, str(script), db], env=env, stdout=subprocess.PIPE, text=True)
+    b = subprocess.Popen([sys.executable, str(script), db], env=env, stdout=subprocess.PIPE, text=True)
+    assert a.wait(timeout=600) == 0 and b.wait(timeout=600) == 0
+    store = ResultStore(db)
+    frame = store.frame()
+    assert len(frame) == 16 and frame["cell_hash"].is_unique and set(frame["status"]) == {"ok"}

@@ -186,6 +186,9 @@ class DistillLoss(ABC):
     def __init__(self, options: PluginOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
+    def prepare(self, model: GenerativeModel) -> None:
+        """Adapt option defaults to the model before training (e.g. TopKLD's K = its sampling top-k)."""
+
     def applies_to(self, model_style: str) -> str | None:
         """``None`` if this loss fits the model style, else why not."""
         wanted = "language" if self.kind == "logits" else "diffusion"

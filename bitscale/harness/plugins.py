@@ -27,6 +27,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.models.llamagen",
     "bitscale.plugins.models.dit",
     "bitscale.plugins.quantizers.rtn",
+    "bitscale.plugins.quantizers.gptq",
+    "bitscale.plugins.quantizers.smoothquant",
 )
 
 HOOKS = ("register_models", "register_quantizers", "register_losses")

@@ -29,6 +29,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
     "bitscale.plugins.quantizers.smoothquant",
+    "bitscale.plugins.losses.kl",
+    "bitscale.plugins.losses.topkld",
+    "bitscale.plugins.losses.js",
+    "bitscale.plugins.losses.mse",
 )
 
 HOOKS = ("register_models", "register_quantizers", "register_losses")

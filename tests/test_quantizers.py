@@ -14,6 +14,7 @@ from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.gptq_reference import gptq_obs
+from bitscale.quant.gptvq import gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.smoothquant import smooth_model
 from bitscale.quant.toy import LinearModel, ToyTransformer
@@ -22,6 +23,8 @@ PLUGIN_MODULES = [
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
     "bitscale.plugins.quantizers.smoothquant",
+    "bitscale.plugins.quantizers.gptvq",
+    "bitscale.plugins.quantizers.omniquant",
 ]
 
 
@@ -79,7 +82,7 @@ def test_options_have_defaults_and_reject_typos(name: str) -> None:
 @pytest.mark.parametrize("precision", ["W4A16", "W8A8", "W4A8:fp", "w=fp4_e2m1,a=fp8_e4m3", "W3A16", "W8A16:fp"])
 def test_every_supported_cell_runs_and_reports(name: str, precision: str) -> None:
     cls, p = ALL[name], Precision.parse(precision)
-    q = cls()
+    q = cls(cls.Options(steps=5)) if name == "omniquant" else cls()
     if q.unsupported_reason(p) is not None:
         pytest.skip(q.unsupported_reason(p))
     model, ref = _toy(), _toy()
@@ -288,3 +291,50 @@ def test_smoothquant_beats_rtn_on_a_transformer_with_outliers() -> None:
 
 def test_smoothquant_needs_quantized_activations() -> None:
     assert "activations" in ALL["smoothquant"]().unsupported_reason(Precision.parse("W4A16"))
+
+
+# --------------------------------------------------------------------------- GPTVQ and OmniQuant
+
+
+def _block() -> ToyTransformer:
+    """One small transformer block with mildly outlying channels."""
+    return ToyTransformer(depth=1, dim=64, outlier_channels=2, outlier_scale=10.0)
+
+
+def _block_err(name: str, precision: str, **options) -> tuple[float, float]:
+    ref, model = _block(), _block()
+    cls = ALL[name]
+    rep = cls(cls.Options(**options)).quantize(model, Precision.parse(precision), _calib(model, 8))
+    return _rel_err(model, ref, model.calibration_batches(4, torch.Generator().manual_seed(9))), rep.effective_weight_bits
+
+
+def test_gptvq_and_omniquant_beat_rtn_at_w3a16_on_a_transformer_block() -> None:
+    rtn, rtn_bits = _block_err("rtn", "W3A16")
+    vq, vq_bits = _block_err("gptvq", "W3A16")
+    omni, omni_bits = _block_err("omniquant", "W3A16", steps=100)
+    assert vq < 0.5 * rtn and omni < 0.9 * rtn, (rtn, vq, omni)
+    assert omni_bits == rtn_bits and 3 < vq_bits < 3.5  # codebooks counted
+
+
+def test_omniquant_let_beats_rtn_at_w4a4() -> None:
+    rtn, _ = _block_err("rtn", "W4A4")
+    omni, bits = _block_err("omniquant", "W4A4", steps=50)
+    assert omni < 0.7 * rtn, (rtn, omni)
+
+
+def test_gptvq_counts_codebooks_and_uses_them(correlated_layer) -> None:
+    w, h, x = correlated_layer
+    res = gptvq_quantize(w, h, bits=3, dim=2, generator=torch.Generator().manual_seed(0))
+    assert res.codebook_size == 64 and res.num_codebooks == 2  # 2 column blocks x 1 row group
+    assert res.storage_bits == w.numel() // 2 * 6 + 2 * 64 * 2 * 16
+    # every row-pair vector of a block is one of that block's 64 (fp16) centroids
+    vecs = res.weight[:, :128].reshape(-1, 2)
+    assert len(torch.unique(vecs, dim=0)) <= 64 and torch.equal(vecs, vecs.half().float())
+    rtn = _out_err(w, fake_quant_weight(w, QuantSpec("int3", "channel")), x)
+    assert _out_err(w, res.weight, x) < 0.5 * rtn
+
+
+def test_gptvq_falls_back_to_scalar_codebooks_on_small_layers() -> None:
+    model = _toy()
+    rep = ALL["gptvq"]().quantize(model, Precision.parse("W4A16"), _calib(model, 2))
+    assert "1-D" in rep.notes and rep.effective_weight_bits < 4.5

@@ -225,6 +225,12 @@ def _group_view(w: Tensor, spec: QuantSpec) -> Tensor:
     raise ValueError(f"granularity {spec.granularity!r} does not apply to weights")
 
 
+def weight_minmax(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor]:
+    """Per-group min and max of a weight, shaped ``(rows, groups)`` like ``weight_qparams``."""
+    g = _group_view(w.float(), spec)
+    return g.amin(dim=-1), g.amax(dim=-1)
+
+
 def weight_qparams(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     """Min-max scale/zero of a weight, shaped ``(rows, groups)`` (``(1, 1)`` for per-tensor)."""
     g = _group_view(w.float(), spec)

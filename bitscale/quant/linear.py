@@ -1,6 +1,6 @@
 """``QuantLinear``: the drop-in replacement for ``nn.Linear`` that every bitscale quantizer installs.
 
-y = linear(Qa(x / s), Qw(W * s), b)
+y = linear(Qa((x - delta) / s), Qw(W * s), b + W delta)
 
 - ``W``: the weight. PTQ methods store it already fake-quantized (``weight_quantizer=None``),
   so inference costs one plain matmul. QAT methods attach a ``WeightQuantizer`` instead and the
@@ -8,7 +8,8 @@ y = linear(Qa(x / s), Qw(W * s), b)
   the full-precision weight (and the scales, if learnable).
 - ``s``: optional per-input-channel smoothing factor (SmoothQuant, OmniQuant's equivalent
   transformation) when it could not be folded into a preceding op; the division of ``x`` and
-  the multiplication of ``W`` cancel exactly in full precision.
+  the multiplication of ``W`` cancel exactly in full precision. ``delta``: optional
+  per-channel shift (OmniQuant's equivalent transformation), compensated in the bias.
 - ``Qa``: optional ``ActQuantizer`` (dynamic per-token or static per-tensor).
 """
 
@@ -72,6 +73,7 @@ class QuantLinear(nn.Linear):
         weight_quantizer: WeightQuantizer | None = None,
         act_quantizer: ActQuantizer | None = None,
         smooth: Tensor | None = None,
+        shift: Tensor | None = None,
         storage_bits: int | None = None,
         weight_label: str = "",
         device: torch.device | None = None,
@@ -85,10 +87,18 @@ class QuantLinear(nn.Linear):
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
         self.weight_quantizer = weight_quantizer
         self.act_quantizer = act_quantizer
-        # Always a (possibly None) buffer, so a smoothing factor can also be installed later.
+        # Always (possibly None) buffers, so a smoothing factor or shift can be installed later.
         self.register_buffer("smooth", None if smooth is None else smooth.detach().to(device=device, dtype=dtype).clone())
-        self.storage_bits = storage_bits if storage_bits is not None else 16 * in_features * out_features
+        self.register_buffer("shift", None if shift is None else shift.detach().to(device=device, dtype=dtype).clone())
+        #: Exact bits of the stored weight: codes + scales + zero-points (+ codebooks).
+        self.weight_bits = storage_bits if storage_bits is not None else 16 * in_features * out_features
         self.weight_label = weight_label
+
+    @property
+    def storage_bits(self) -> int:
+        """``weight_bits`` plus the fp16 per-channel smoothing/shift vectors kept in the layer."""
+        extra = sum(16 * self.in_features for v in (self.smooth, self.shift) if v is not None)
+        return self.weight_bits + extra
 
     # ------------------------------------------------------------------ construction
 
@@ -154,7 +164,7 @@ class QuantLinear(nn.Linear):
         """Round the stored weight in place (min-max RTN under ``spec``) and record its storage."""
         with torch.no_grad():
             self.weight.copy_(fake_quant_weight(self.weight, spec))
-        self.storage_bits = weight_storage_bits((self.out_features, self.in_features), spec)
+        self.weight_bits = weight_storage_bits((self.out_features, self.in_features), spec)
         self.weight_label = str(spec)
 
     def freeze_weight(self) -> None:
@@ -165,6 +175,8 @@ class QuantLinear(nn.Linear):
             self.weight_quantizer = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shift is not None:
+            x = x - self.shift
         if self.smooth is not None:
             x = x / self.smooth
         if self.act_quantizer is not None:

@@ -26,8 +26,17 @@ from bitscale.quant.linear import QuantLinear
 INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
 
 
-class QuantOptions(PluginOptions):
-    """Granularity options common to the built-in quantizers (defaults follow the paper)."""
+class ActOptions(PluginOptions):
+    """Activation-quantizer options shared by every built-in quantizer (RTN on activations)."""
+
+    act_granularity: Literal["token", "tensor"] = Field(
+        default="token", description="'token': dynamic per-token scales; 'tensor': one static calibrated scale."
+    )
+    act_symmetric: bool = Field(default=False, description="Symmetric int activations (no zero-point).")
+
+
+class QuantOptions(ActOptions):
+    """Granularity options common to the built-in scalar quantizers (defaults follow the paper)."""
 
     group_size: int | None = Field(
         default=None, gt=0, description="Weight group size along input channels; None = one scale per output channel."
@@ -35,10 +44,6 @@ class QuantOptions(PluginOptions):
     weight_symmetric: bool = Field(
         default=False, description="Symmetric int weights (no zero-point); fp formats are always symmetric."
     )
-    act_granularity: Literal["token", "tensor"] = Field(
-        default="token", description="'token': dynamic per-token scales; 'tensor': one static calibrated scale."
-    )
-    act_symmetric: bool = Field(default=False, description="Symmetric int activations (no zero-point).")
 
 
 def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
@@ -49,14 +54,14 @@ def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
     return QuantSpec(fmt, gran, options.group_size, symmetric=True if fmt.kind == "fp" else options.weight_symmetric)
 
 
-def activation_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
+def activation_spec(fmt: NumberFormat, options: ActOptions) -> QuantSpec | None:
     """The activation ``QuantSpec`` for ``fmt`` (``None`` for A16)."""
     if fmt.kind == "full":
         return None
     return QuantSpec(fmt, options.act_granularity, symmetric=True if fmt.kind == "fp" else options.act_symmetric)
 
 
-def act_quantizer(precision: Precision, options: QuantOptions) -> ActQuantizer | None:
+def act_quantizer(precision: Precision, options: ActOptions) -> ActQuantizer | None:
     """A fresh ``ActQuantizer`` for one layer, or ``None`` for weight-only precisions."""
     spec = activation_spec(precision.activations, options)
     return None if spec is None else ActQuantizer(spec)

@@ -1,0 +1,51 @@
+"""The plugin contracts, run over every registered built-in plugin (like timm's test_models.py)."""
+
+import functools
+
+import pytest
+import torch
+
+from bitscale.harness.plugins import load_plugins
+from bitscale.testing.contracts import check_loss, check_model_family, check_quantizer, supported_precisions
+from bitscale.testing.toy import ToyModel
+
+PLUGINS = load_plugins(entrypoints=False)
+QUANTIZERS = sorted(PLUGINS.quantizers.names())
+LOSSES = sorted(PLUGINS.losses.names())
+TINY_FAMILIES = sorted(e.name for e in PLUGINS.models if e.obj.trainable)
+
+
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_quantizer_contract_on_toy_model(name):
+    check_quantizer(PLUGINS.quantizers.get(name), ToyModel)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_contract(name):
+    check_loss(PLUGINS.losses.get(name))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_tiny_family_contract(family):
+    fam = PLUGINS.models.get(family)
+    check_model_family(fam, fam.sizes[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _pristine(family: str):
+    fam = PLUGINS.models.get(family)
+    return fam.build(fam.sizes[0], fam.Options(), torch.device("cpu"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_every_quantizer_runs_on_every_tiny_family(family, name):
+    import copy
+
+    cls = PLUGINS.quantizers.get(name)
+    model = _pristine(family)
+    if cls.trains and not any(PLUGINS.losses.get(l)().applies_to(model.style) is None for l in LOSSES):
+        pytest.skip(f"no registered loss applies to {family}")
+    check_quantizer(cls, lambda: copy.deepcopy(model), supported_precisions(cls), repeat=False)

@@ -29,6 +29,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
     "bitscale.plugins.quantizers.smoothquant",
+    "bitscale.plugins.quantizers.gptvq",
+    "bitscale.plugins.quantizers.omniquant",
     "bitscale.plugins.losses.kl",
     "bitscale.plugins.losses.topkld",
     "bitscale.plugins.losses.js",

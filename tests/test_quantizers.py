@@ -90,7 +90,8 @@ def test_every_supported_cell_runs_and_reports(name: str, precision: str) -> Non
     layers = model.quant_layers()
     assert all(isinstance(m, QuantLinear) for m in layers.values()) and report.layers == len(layers)
     assert isinstance(model.module.head, torch.nn.Linear) and not isinstance(model.module.head, QuantLinear)
-    assert p.w_bits <= report.effective_weight_bits < p.w_bits + 1.5
+    # scales/zero-points cost < 1.5 bits here; VQ codebooks on 1k-weight toy layers can cost more
+    assert p.w_bits <= report.effective_weight_bits < p.w_bits + (4.5 if name == "gptvq" else 1.5)
     err = _rel_err(model, ref, _calib(model, 2))
     assert 0 < err < 0.5, err
 

@@ -1,24 +1,51 @@
-"""Text renderings of leaderboard tables: GitHub markdown, LaTeX, plain text, CSV, JSON, HTML."""
+"""Text renderings of leaderboard tables: GitHub markdown, LaTeX, plain text, CSV, JSON, HTML.
+
+An empty cell is never silent: it shows a dash with a note marker, and the note under the
+table says why (failed, measured only under another protocol, not run, not published).
+"""
 
 from __future__ import annotations
 
-import html
 import json
 
 import pandas as pd
 from tabulate import tabulate
 
+from bitscale.leaderboard.escape import latex_escape, markdown_escape
 from bitscale.leaderboard.table import LeaderboardTable, best_mask, deltas
 
 FORMATS = ("github", "latex", "plain", "csv", "json", "html")
+_TABLEFMT = {"github": "github", "latex": "latex_raw", "plain": "simple"}
 
 
-def _cell(value: float, std: float, bold: bool, fmt: str, delta: float | None) -> str:
+def _escape(text: str, fmt: str) -> str:
+    if fmt == "latex":
+        return latex_escape(text)
+    if fmt == "github":
+        return markdown_escape(text)
+    return text
+
+
+def _value_text(table: LeaderboardTable, row: tuple[str, str], col: str) -> str:
+    if table.text is not None:
+        printed = table.text.loc[row, col]
+        if isinstance(printed, str) and printed:
+            return printed  # the published value exactly as printed
+    return f"{table.frame.loc[row, col]:.2f}"
+
+
+def _cell(table: LeaderboardTable, row: tuple[str, str], col: str, fmt: str, bold: bool, delta: float | None,
+          note: str | None) -> str:
+    value = table.frame.loc[row, col]
     if pd.isna(value):
-        return "—" if fmt != "latex" else "--"
-    text = f"{value:.2f}"
+        dash = "--" if fmt == "latex" else "—"
+        if note is None:
+            return dash
+        return f"{dash}$^{{{note}}}$" if fmt == "latex" else f"{dash} [{note}]"
+    text = _value_text(table, row, col)
+    std = table.std.loc[row, col]
     if pd.notna(std):
-        text += f" ± {std:.2f}" if fmt != "latex" else f" $\\pm$ {std:.2f}"
+        text += f" $\\pm$ {std:.2f}" if fmt == "latex" else f" ± {std:.2f}"
     if delta is not None and pd.notna(delta):
         text += f" ({delta:+.2f})"
     if bold:
@@ -26,71 +53,107 @@ def _cell(value: float, std: float, bold: bool, fmt: str, delta: float | None) -
     return text
 
 
-def _rows(table: LeaderboardTable, fmt: str, with_deltas: bool) -> list[list[str]]:
-    mask, d = best_mask(table), deltas(table) if with_deltas else None
+def note_numbers(table: LeaderboardTable) -> tuple[dict[tuple[str, str, str], str], list[tuple[str, str]]]:
+    """Number the distinct reasons of a table's empty cells: (cell -> mark, [(mark, reason)])."""
+    marks: dict[str, str] = {}
+    by_cell = {}
+    for cell, reason in table.missing.items():
+        if reason not in marks:
+            marks[reason] = str(len(marks) + 1)
+        by_cell[cell] = marks[reason]
+    return by_cell, [(m, r) for r, m in marks.items()]
+
+
+def delta_frame(table: LeaderboardTable, with_deltas: bool | str) -> pd.DataFrame | None:
+    """Deltas requested by ``with_deltas``: True = vs W16A16, a method name = vs that method."""
+    if not with_deltas:
+        return None
+    return deltas(table, None if with_deltas is True else str(with_deltas))
+
+
+def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = False,
+               repeat_precision: bool = False) -> list[list[str]]:
+    """Body rows ``[#bits, method, *sizes]`` as strings in ``fmt``."""
+    mask, d = best_mask(table), delta_frame(table, with_deltas)
+    marks, _ = note_numbers(table)
+    against = None if with_deltas is True else with_deltas
     rows, last = [], None
-    for prec, method in table.frame.index:
+    for row in table.frame.index:
+        prec, method = row
+        is_reference = prec.startswith("W16A16") if against is None else method == against
         cells = [
-            _cell(table.frame.loc[(prec, method), c], table.std.loc[(prec, method), c],
-                  bool(mask.loc[(prec, method), c]), fmt,
-                  None if d is None or prec.startswith("W16A16") else d.loc[(prec, method), c])
+            _cell(table, row, c, fmt, bool(mask.loc[row, c]),
+                  None if d is None or is_reference else d.loc[row, c], marks.get((prec, method, c)))
             for c in table.frame.columns
         ]
-        rows.append([prec if prec != last else "", method, *cells])
+        shown = prec if (prec != last or repeat_precision) else ""
+        rows.append([_escape(shown, fmt), _escape(method, fmt), *cells])
         last = prec
     return rows
 
 
-def _title(t: LeaderboardTable) -> str:
-    proto = f", protocol {t.protocol}" if t.protocol else ""
+def title(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
+    """One line describing what a table shows (family, source, averaging, protocol)."""
+    proto = f", protocol {t.protocol[:8]}" if t.protocol else ""
+    if t.source == "paper":
+        head = f"{t.family} ({t.title_note or 'published'}): {t.metric.upper()} as published"
+        return f"{head} (lower is better{proto})"
     seeds = f", mean ± std over {t.seeds} seeds" if t.seeds > 1 else ""
-    return f"{t.family}: {t.metric.upper()} (lower is better{seeds}{proto})"
+    ref = ""
+    if with_deltas:
+        ref = f"; in parentheses: delta vs {'W16A16' if with_deltas is True else with_deltas}"
+    return f"{t.family}: {t.metric.upper()} (lower is better{seeds}{proto}{ref})"
 
 
-def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: bool = False) -> str:
+def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: bool | str = False) -> str:
+    """Render ``tables`` in ``fmt`` (see ``FORMATS``); ``with_deltas`` True or a method name."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not tables:
         return "No finished runs in the store yet. Run `bitscale run` first.\n"
     if fmt == "csv":
-        return _long(tables).to_csv(index=False)
+        return long_frame(tables, with_deltas).to_csv(index=False)
     if fmt == "json":
-        return json.dumps(_long(tables).to_dict(orient="records"), indent=2) + "\n"
+        return json.dumps(long_frame(tables, with_deltas).to_dict(orient="records"), indent=2, default=str) + "\n"
     if fmt == "html":
-        return "\n".join(_html_table(t, with_deltas) for t in tables)
+        from bitscale.leaderboard.html_tables import html_table
+
+        return "\n".join(html_table(t, with_deltas) for t in tables)
     out = []
     for t in tables:
-        headers = ["#bits", "Method", *t.frame.columns]
-        body = tabulate(_rows(t, fmt, with_deltas), headers=headers,
-                        tablefmt={"github": "github", "latex": "latex_raw", "plain": "simple"}[fmt],
+        headers = ["#bits", "Method", *(_escape(str(c), fmt) for c in t.frame.columns)]
+        body = tabulate(table_rows(t, fmt, with_deltas), headers=headers, tablefmt=_TABLEFMT[fmt],
                         disable_numparse=True)
-        title = _title(t)
-        out.append(f"% {title}\n{body}\n" if fmt == "latex" else f"{title}\n\n{body}\n")
+        _, notes = note_numbers(t)
+        head = title(t, with_deltas)
+        if fmt == "latex":
+            foot = "".join(f"% [{m}] {r}\n" for m, r in notes)
+            out.append(f"% {latex_escape(head)}\n{body}\n{foot}")
+        else:
+            foot = "".join(f"[{m}] {_escape(r, fmt)}\n" for m, r in notes)
+            out.append(f"{_escape(head, fmt)}\n\n{body}\n" + (f"\n{foot}" if foot else ""))
     return "\n".join(out)
 
 
-def _long(tables: list[LeaderboardTable]) -> pd.DataFrame:
+def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) -> pd.DataFrame:
+    """Every cell of every table as one row (the CSV/JSON export), empty cells with their reason."""
     parts = []
     for t in tables:
-        mean = t.frame.stack().rename("mean")
-        std = t.std.stack(future_stack=True).rename("std").reindex(mean.index)
-        df = pd.concat([mean, std], axis=1).reset_index()
-        df.columns = ["precision", "method", "size", "mean", "std"]
+        idx = pd.MultiIndex.from_tuples([(p, m, s) for p, m in t.frame.index for s in t.frame.columns],
+                                        names=["precision", "method", "size"])
+        mean = t.frame.stack(future_stack=True).reindex(idx)
+        std = t.std.stack(future_stack=True).reindex(idx)
+        df = pd.DataFrame({"mean": mean.to_numpy(), "std": std.to_numpy()}, index=idx).reset_index()
+        d = delta_frame(t, with_deltas)
+        if d is not None:
+            df["delta"] = d.stack(future_stack=True).reindex(idx).to_numpy()
+        if t.text is not None:
+            df["as_published"] = t.text.stack(future_stack=True).reindex(idx).to_numpy()
+        df["missing_reason"] = [t.missing.get((p, m, s)) for p, m, s in idx]
+        df["runs"] = [",".join(t.runs.get((p, m, s), [])) for p, m, s in idx]
         df.insert(0, "family", t.family)
+        df.insert(1, "source", t.source)
+        df.insert(2, "table", t.title_note)
         df["metric"], df["protocol"], df["seeds"] = t.metric, t.protocol, t.seeds
         parts.append(df)
     return pd.concat(parts, ignore_index=True)
-
-
-def _html_table(t: LeaderboardTable, with_deltas: bool) -> str:
-    e = html.escape  # plugin-supplied names end up here: always escape
-    head = "".join(f"<th>{e(str(c))}</th>" for c in ["#bits", "Method", *t.frame.columns])
-    body = []
-    mask = best_mask(t)
-    for row, (prec, method) in zip(_rows(t, "plain", with_deltas), t.frame.index):
-        cells = "".join(
-            f"<td>{'<b>' if mask.loc[(prec, method), c] else ''}{e(v)}{'</b>' if mask.loc[(prec, method), c] else ''}</td>"
-            for c, v in zip(t.frame.columns, row[2:]))
-        body.append(f"<tr><td>{e(row[0])}</td><td>{e(row[1])}</td>{cells}</tr>")
-    return (f"<table>\n<caption>{e(_title(t))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-            + "\n".join(body) + "\n</tbody>\n</table>")

@@ -1,16 +1,24 @@
 """Shape stored runs into the paper's Table-2 layout: rows (bits, method), columns model sizes.
 
-Scores measured under different protocols (reference set, extractor, sample count, sampler)
-are never put in one column: each (family, protocol) gets its own table.
+Protocol guard: scores measured under different protocols (reference set, extractor, sample
+count, sampler) never share a column. Each (source, family, protocol) gets its own table, and
+published rows get one table per paper table. A cell with no score says why (failed, measured
+only under another protocol, not run) in ``LeaderboardTable.missing``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bitscale.harness.precision import Precision
+from bitscale.leaderboard.results import comparable_protocols, method_label, prepare
+from bitscale.leaderboard.results import size_order as ordered_sizes
+
+__all__ = ["LeaderboardTable", "build_tables", "best_mask", "deltas", "method_label", "precision_order"]
 
 
 @dataclass
@@ -21,10 +29,22 @@ class LeaderboardTable:
     frame: pd.DataFrame  # index (precision, method), columns sizes; mean over seeds
     std: pd.DataFrame  # same shape: std over seeds (NaN with one seed)
     seeds: int
+    source: str = "measured"
+    title_note: str = ""  # e.g. "paper Table 2"
+    text: pd.DataFrame | None = None  # values exactly as published (paper rows), else None
+    missing: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (precision, method, size) -> why
+    runs: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)  # cell -> contributing hashes
+    protocol_details: dict[str, Any] | None = None
 
-
-def method_label(method: str, loss: object) -> str:
-    return f"{method}+{loss}" if isinstance(loss, str) and loss else method
+    @property
+    def key(self) -> str:
+        """A short identifier, unique per table (used for HTML anchors and file names)."""
+        parts = [self.family, self.source]
+        if self.title_note:
+            parts.append(self.title_note)
+        if self.protocol:
+            parts.append(self.protocol[:8])
+        return "-".join(p.replace(" ", "") for p in parts)
 
 
 def precision_order(label: str) -> tuple:
@@ -33,29 +53,120 @@ def precision_order(label: str) -> tuple:
     return (not p.is_full, not p.weight_only, -p.w_bits, -p.a_bits, label)
 
 
+def _group_keys(df: pd.DataFrame) -> pd.Series:
+    # Paper rows: one table per published table (Tables 2 and 5 repeat rows, which must not
+    # be averaged together); measured rows: one table per family and comparable protocol.
+    paper = df["source"] == "paper"
+    table = df["experiment"].where(paper, "")
+    return table
+
+
 def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, list[str]] | None = None,
-                 families: list[str] | None = None) -> list[LeaderboardTable]:
-    """One table per (family, protocol) from the store's ``frame()``; only ``ok`` runs count."""
-    if runs.empty or metric not in runs.columns:
-        return []
-    ok = runs[(runs["status"] == "ok") & runs[metric].notna()].copy()
+                 families: list[str] | None = None, *, protocols: dict[str, dict[str, Any]] | None = None,
+                 prepared: pd.DataFrame | None = None) -> list[LeaderboardTable]:
+    """One table per (source, family, comparable protocol) from the store's ``frame()``.
+
+    ``size_order`` maps a family to its sizes in display order (else: by parameter count).
+    Pass ``protocols`` (``ResultStore.protocols()``) so that the seeds of one cell share a
+    column; without it the raw fingerprints (which include the seed) separate them.
+    ``prepared`` skips :func:`prepare` when the caller already has its output.
+    """
+    if prepared is None:
+        if runs.empty or metric not in runs.columns:
+            return []
+        prepared = prepare(runs, protocols, metric)
+    df = prepared
     if families:
-        ok = ok[ok["family"].isin(families)]
-    if ok.empty:
+        df = df[df["family"].isin(families)]
+    if df.empty:
         return []
-    ok["method_label"] = [method_label(m, l) for m, l in zip(ok["method"], ok["loss"])]
-    ok["protocol_key"] = ok["protocol_fingerprint"].fillna("")
+    df = df.assign(_table=_group_keys(df))
+    ok_mask = (df["status"] == "ok") & np.isfinite(df["value"].astype(float))
+    ok = df[ok_mask]
+    details = comparable_protocols(protocols or {})
+    printed = _printed_text(ok, metric)
     tables = []
-    for (family, protocol), grp in ok.groupby(["family", "protocol_key"], sort=True):
-        agg = grp.groupby(["precision", "method_label", "size"])[metric].agg(["mean", "std", "count"])
-        mean = agg["mean"].unstack("size")
-        std = agg["std"].unstack("size")
-        sizes = [s for s in (size_order or {}).get(family, []) if s in mean.columns]
-        sizes += sorted(c for c in mean.columns if c not in sizes)
-        rows = sorted(mean.index, key=lambda r: (precision_order(r[0]), r[1]))
-        tables.append(LeaderboardTable(family, protocol or None, metric, mean.loc[rows, sizes],
-                                       std.loc[rows, sizes], int(agg["count"].max())))
+    for (source, family, protocol, table_name), grp in ok.groupby(["source", "family", "protocol_key", "_table"],
+                                                                   sort=True):
+        agg = grp.groupby(["precision", "method_label", "size"])["value"].agg(["mean", "std", "count"])
+        mean, std = agg["mean"].unstack("size"), agg["std"].unstack("size")
+        # Rows that exist in this family only as failures still get a row: the table must
+        # show that they were attempted.
+        failed = set() if table_name else _failed_cells(df, source, family)
+        printed_order = _row_order(grp)
+        rows = sorted(set(mean.index) | {(p, m) for p, m, _ in failed},
+                      key=lambda r: (precision_order(r[0]), printed_order.get(r, 0), r[1]))
+        present = set(mean.columns) | {s for _, _, s in failed}
+        sizes = [s for s in ordered_sizes(df[df["family"] == family], family, size_order) if s in present]
+        mean = mean.reindex(index=pd.MultiIndex.from_tuples(rows), columns=sizes)
+        std = std.reindex(index=mean.index, columns=sizes)
+        text = None
+        if printed is not None and source == "paper":
+            text = printed[(printed["_table"] == table_name) & (printed["family"] == family)] \
+                .set_index(["precision", "method_label", "size"])["printed"].unstack("size") \
+                .reindex(index=mean.index, columns=sizes)
+        t = LeaderboardTable(family, protocol or None, metric, mean, std, int(agg["count"].max()), source=source,
+                             title_note=_paper_note(table_name), text=text,
+                             protocol_details=details.get(protocol))
+        t.runs = {k: list(v) for k, v in grp.groupby(["precision", "method_label", "size"])["cell_hash"]}
+        t.missing = _missing_reasons(t, df, source, family, protocol, table_name)
+        tables.append(t)
     return tables
+
+
+def _row_order(grp: pd.DataFrame) -> dict[tuple[str, str], float]:
+    # Published tables keep the paper's row order; measured rows sort by name.
+    if "row_order" not in grp.columns or grp["row_order"].isna().all():
+        return {}
+    return grp.groupby(["precision", "method_label"])["row_order"].min().to_dict()
+
+
+def _paper_note(table_name: str) -> str:
+    if table_name.startswith("paper:table"):
+        return "paper Table " + table_name.removeprefix("paper:table")
+    return table_name
+
+
+def _printed_text(ok: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    if "printed" not in ok.columns:
+        return None
+    rows = ok[ok["printed"].notna()]
+    return rows[["_table", "family", "precision", "method_label", "size", "printed"]] if len(rows) else None
+
+
+def _failed_cells(df: pd.DataFrame, source: str, family: str) -> set[tuple[str, str, str]]:
+    f = df[(df["status"] == "failed") & (df["source"] == source) & (df["family"] == family)]
+    return set(zip(f["precision"], f["method_label"], f["size"]))
+
+
+def _missing_reasons(t: LeaderboardTable, df: pd.DataFrame, source: str, family: str, protocol: str,
+                     table_name: str) -> dict[tuple[str, str, str], str]:
+    """Why each empty cell of ``t`` is empty, in words a reader can act on."""
+    holes = [(p, m, s) for (p, m) in t.frame.index for s in t.frame.columns if pd.isna(t.frame.loc[(p, m), s])]
+    if not holes:
+        return {}
+    if table_name:
+        return {h: "not reported in the paper" for h in holes}
+    fam = df[(df["family"] == family) & (df["source"] == source)]
+    other = fam[(fam["status"] == "ok") & (fam["protocol_key"] != protocol)]
+    other_protocols: dict[tuple, set[str]] = {}
+    for p, m, s, k in zip(other["precision"], other["method_label"], other["size"], other["protocol_key"]):
+        other_protocols.setdefault((p, m, s), set()).add(k or "unknown")
+    failed = fam[fam["status"] == "failed"]
+    lines = failed["error_line"] if "error_line" in failed.columns else pd.Series(None, index=failed.index)
+    errors: dict[tuple, str] = {}
+    for p, m, s, e in zip(failed["precision"], failed["method_label"], failed["size"], lines):
+        errors.setdefault((p, m, s), e if isinstance(e, str) and e else "see the traceback in the store")
+    out = {}
+    for h in holes:
+        if h in errors:
+            out[h] = f"failed: {errors[h]}"
+        elif h in other_protocols:
+            keys = ", ".join(sorted(k[:8] for k in other_protocols[h]))
+            out[h] = f"measured only under another protocol ({keys}): not comparable with this column"
+        else:
+            out[h] = "not run"
+    return out
 
 
 def best_mask(table: LeaderboardTable, lower_is_better: bool = True) -> pd.DataFrame:
@@ -73,10 +184,22 @@ def best_mask(table: LeaderboardTable, lower_is_better: bool = True) -> pd.DataF
     return mask
 
 
-def deltas(table: LeaderboardTable) -> pd.DataFrame:
-    """Each cell minus the W16A16 row of the same size (positive = worse FID)."""
+def deltas(table: LeaderboardTable, against: str | None = None) -> pd.DataFrame:
+    """Each cell minus a reference of the same size (positive = worse FID).
+
+    ``against=None``: the W16A16 row. ``against="rtn"``: the row of that method in the same
+    precision block (NaN where the block has no such row).
+    """
     f = table.frame
-    full = [r for r in f.index if Precision.parse(r[0]).is_full]
-    if not full:
-        return f * float("nan")
-    return f - f.loc[full[0]]
+    if against is None:
+        full = [r for r in f.index if Precision.parse(r[0]).is_full]
+        if not full:
+            return f * float("nan")
+        return f - f.loc[full[0]]
+    out = f * float("nan")
+    for prec in f.index.get_level_values(0).unique():
+        if (prec, against) in f.index:
+            ref = f.loc[(prec, against)]
+            for row in f.loc[[prec]].index:
+                out.loc[row] = f.loc[row] - ref
+    return out

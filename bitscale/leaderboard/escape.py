@@ -1,0 +1,33 @@
+"""Escaping for every output format: names and notes come from plugins and config files."""
+
+from __future__ import annotations
+
+import html
+import json
+
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Make ``text`` literal inside a LaTeX table cell."""
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+
+
+def markdown_escape(text: str) -> str:
+    """Keep ``text`` inside its GitHub-markdown table cell (pipes, newlines, inline HTML)."""
+    t = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return html.escape(t, quote=False)
+
+
+def h(text: object) -> str:
+    """HTML-escape any value for element content and quoted attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def script_json(value: object) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
+    return (json.dumps(value, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))

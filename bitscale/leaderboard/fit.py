@@ -1,0 +1,285 @@
+"""Bit-level scaling-law fits (paper Fig. 1): FID ~ k * bits^(-alpha), per precision.
+
+* **Per precision** (the paper's parallel lines): for each (source, family, protocol, method,
+  precision), least squares of log FID on log bits over the model sizes, using the mean FID
+  over seeds at each size. Confidence intervals: a bootstrap over seeds (seeds resampled
+  with replacement at each size) when every size has >= 2 seeds; otherwise OLS standard
+  errors with a t quantile when there are >= 3 sizes; otherwise none.
+* **Bivariate** (paper §3, "a bivariate power function of parameters and bit precision"):
+  FID ~ k * N^(-a) * P^(-c) per (source, family, protocol, method), with P the bits per
+  parameter of the chosen axis (w_bits for MT, w_bits * a_bits for CT), including the
+  W16A16 reference cells. At a fixed total B = N * P it gives FID ~ B^(-a) * P^(a - c): lower
+  precision pays off exactly when a > c.
+
+Published (``source="paper"``) and measured rows are never in one fit: ``source`` is part of
+every grouping key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bitscale.harness.precision import Precision
+from bitscale.leaderboard.budget import axis_column
+from bitscale.leaderboard.results import analysis_rows
+
+GROUP = ["source", "family", "protocol_key"]
+CONFIDENCE = 0.95
+
+
+@dataclass
+class PowerLawFit:
+    """FID = k * x^(-alpha) for one precision of one method."""
+
+    source: str
+    family: str
+    protocol: str
+    method: str
+    precision: str
+    axis: str  # frame column: mt, ct, mt_eff, ct_eff
+    k: float
+    alpha: float
+    alpha_ci: tuple[float, float]
+    k_ci: tuple[float, float]
+    r2: float
+    sizes: int
+    seeds: int  # most seeds at any size
+    ci_method: str
+    x_min: float
+    x_max: float
+    boot_logk: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    boot_alpha: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def predict(self, x: np.ndarray | float) -> np.ndarray:
+        return self.k * np.asarray(x, dtype=float) ** (-self.alpha)
+
+    def as_row(self) -> dict:
+        return {"source": self.source, "family": self.family, "protocol": self.protocol, "method": self.method,
+                "precision": self.precision, "axis": self.axis, "k": self.k, "alpha": self.alpha,
+                "alpha_lo": self.alpha_ci[0], "alpha_hi": self.alpha_ci[1], "k_lo": self.k_ci[0],
+                "k_hi": self.k_ci[1], "r2": self.r2, "sizes": self.sizes, "seeds": self.seeds,
+                "ci": self.ci_method, "bits_min": self.x_min, "bits_max": self.x_max}
+
+
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(intercept, slope, se_intercept, se_slope, r2) of y = b0 + b1 x."""
+    n = len(x)
+    xm, ym = x.mean(), y.mean()
+    sxx = ((x - xm) ** 2).sum()
+    b1 = ((x - xm) * (y - ym)).sum() / sxx
+    b0 = ym - b1 * xm
+    resid = y - (b0 + b1 * x)
+    sst = ((y - ym) ** 2).sum()
+    r2 = 1.0 - (resid**2).sum() / sst if sst > 0 else 1.0
+    if n <= 2:
+        return b0, b1, np.nan, np.nan, r2
+    s2 = (resid**2).sum() / (n - 2)
+    return b0, b1, float(np.sqrt(s2 * (1 / n + xm**2 / sxx))), float(np.sqrt(s2 / sxx)), r2
+
+
+# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (importing scipy.stats
+# costs seconds, more than every fit together).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_Z975 = 1.959963984540054
+
+
+def _t_quantile(dof: int) -> float:
+    """The 97.5% quantile of Student's t (the 95% two-sided CI multiplier)."""
+    if dof < 1:
+        return float("nan")
+    if dof <= len(_T975):
+        return _T975[dof - 1]
+    z = _Z975  # Cornish-Fisher expansion: accurate to 1e-4 beyond 30 dof
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+
+
+def _bootstrap(x: np.ndarray, values: list[np.ndarray], n_boot: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(log k, alpha) for ``n_boot`` resamplings of the seeds at each size."""
+    y = np.empty((n_boot, len(x)))
+    for i, v in enumerate(values):
+        idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+        y[:, i] = np.log(v[idx].mean(axis=1))
+    xm = x.mean()
+    slope = ((x - xm) * (y - y.mean(axis=1, keepdims=True))).sum(axis=1) / ((x - xm) ** 2).sum()
+    return y.mean(axis=1) - slope * xm, -slope
+
+
+def fit_power_law(x: np.ndarray, values: list[np.ndarray], n_boot: int = 1000, rng: np.random.Generator | None = None
+                  ) -> dict:
+    """Fit FID = k x^-alpha to per-size seed values; returns the numbers of a :class:`PowerLawFit`."""
+    lx = np.log(np.asarray(x, dtype=float))
+    ly = np.log(np.array([v.mean() for v in values]))
+    b0, b1, se0, se1, r2 = _ols(lx, ly)
+    out = {"k": float(np.exp(b0)), "alpha": float(-b1), "r2": float(r2), "boot_logk": np.empty(0),
+           "boot_alpha": np.empty(0)}
+    if min(len(v) for v in values) >= 2 and n_boot > 0:
+        logk, alpha = _bootstrap(lx, values, n_boot, rng or np.random.default_rng(0))
+        q = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
+        out.update(alpha_ci=tuple(np.percentile(alpha, q)), k_ci=tuple(np.exp(np.percentile(logk, q))),
+                   ci_method=f"bootstrap over seeds ({n_boot} resamples)", boot_logk=logk, boot_alpha=alpha)
+    elif len(x) >= 3:
+        t = _t_quantile(len(x) - 2)
+        out.update(alpha_ci=(-b1 - t * se1, -b1 + t * se1), k_ci=(float(np.exp(b0 - t * se0)), float(np.exp(b0 + t * se0))),
+                   ci_method=f"OLS standard errors (t, {len(x) - 2} dof; fewer than 2 seeds per size)")
+    else:
+        out.update(alpha_ci=(np.nan, np.nan), k_ci=(np.nan, np.nan), ci_method="none (2 sizes, 1 seed)")
+    return out
+
+
+def fit_power_laws(df: pd.DataFrame, axis: str = "mt", effective: bool = False, n_boot: int = 1000,
+                   seed: int = 0) -> list[PowerLawFit]:
+    """One fit per (source, family, protocol, method, precision) with at least 2 sizes."""
+    rows = analysis_rows(df)
+    if rows.empty:
+        return []
+    col = axis_column(axis, effective)
+    rng = np.random.default_rng(seed)
+    fits = []
+    keys = [*GROUP, "method_label", "precision"]
+    for key, grp in rows.groupby(keys, sort=True):
+        per_size = grp.groupby("size", sort=False)
+        x = per_size[col].mean().to_numpy(float)
+        if len(x) < 2 or np.ptp(np.log(x)) == 0:
+            continue
+        values = [g["value"].to_numpy(float) for _, g in per_size]
+        if any((v <= 0).any() for v in values):
+            continue  # a power law in log space needs positive scores
+        r = fit_power_law(x, values, n_boot, rng)
+        fits.append(PowerLawFit(*key, axis=col, k=r["k"], alpha=r["alpha"], alpha_ci=r["alpha_ci"], k_ci=r["k_ci"],
+                                r2=r["r2"], sizes=len(x), seeds=int(max(len(v) for v in values)),
+                                ci_method=r["ci_method"], x_min=float(x.min()), x_max=float(x.max()),
+                                boot_logk=r["boot_logk"], boot_alpha=r["boot_alpha"]))
+    return fits
+
+
+def fits_frame(fits: list[PowerLawFit]) -> pd.DataFrame:
+    """The fits as a table (one row per fit)."""
+    return pd.DataFrame([f.as_row() for f in fits])
+
+
+# --------------------------------------------------------------------------- bivariate
+
+
+def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -> pd.DataFrame:
+    """FID ~ k N^-a P^-c per (source, family, protocol, method), W16A16 cells included.
+
+    Columns: k, a, c (with 95% CIs from OLS standard errors), a_minus_c, r2, points. Groups
+    that cannot identify both exponents (one size or one precision) are skipped.
+    """
+    rows = analysis_rows(df)
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(_full=rows["precision"].map(lambda p: Precision.parse(p).is_full))
+    cells = rows.groupby([*GROUP, "method_label", "precision", "size"]).agg(
+        fid=("value", "mean"), n=("num_params", "first"), bits=(axis_column(axis, effective), "mean"),
+        full=("_full", "first")).reset_index()
+    cells["p"] = cells["bits"] / cells["n"]
+    out = []
+    for key, grp in cells.groupby(GROUP, sort=True):
+        reference = grp[grp["full"]]
+        for method, mg in grp[~grp["full"]].groupby("method_label"):
+            pts = pd.concat([mg, reference])
+            if pts["n"].nunique() < 2 or pts["p"].nunique() < 2 or len(pts) < 4 or (pts["fid"] <= 0).any():
+                continue
+            X = np.column_stack([np.ones(len(pts)), -np.log(pts["n"].to_numpy(float)),
+                                 -np.log(pts["p"].to_numpy(float))])
+            y = np.log(pts["fid"].to_numpy(float))
+            beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+            resid = y - X @ beta
+            dof = len(y) - 3
+            sst = ((y - y.mean()) ** 2).sum()
+            r2 = 1 - (resid**2).sum() / sst if sst > 0 else 1.0
+            se = np.full(3, np.nan)
+            if dof > 0:
+                cov = (resid**2).sum() / dof * np.linalg.pinv(X.T @ X)
+                se = np.sqrt(np.clip(np.diag(cov), 0, None))
+            t = _t_quantile(dof) if dof > 0 else np.nan
+            out.append({"source": key[0], "family": key[1], "protocol": key[2], "method": method,
+                        "axis": axis_column(axis, effective),
+                        "k": float(np.exp(beta[0])), "a": beta[1], "a_lo": beta[1] - t * se[1],
+                        "a_hi": beta[1] + t * se[1], "c": beta[2], "c_lo": beta[2] - t * se[2],
+                        "c_hi": beta[2] + t * se[2], "a_minus_c": beta[1] - beta[2], "r2": r2, "points": len(pts),
+                        "reading": _reading(beta[1] - beta[2])})
+    return pd.DataFrame(out)
+
+
+def _reading(a_minus_c: float) -> str:
+    if a_minus_c > 0:
+        return "at fixed total bits, lower precision on a larger model is better"
+    return "at fixed total bits, higher precision on a smaller model is better"
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _full_fits(fits: list[PowerLawFit]) -> dict[tuple[str, str, str], PowerLawFit]:
+    return {(f.source, f.family, f.protocol): f for f in fits if Precision.parse(f.precision).is_full}
+
+
+def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
+    """Per (source, family, protocol, method): the precision whose fitted curve is lowest at ``budget``.
+
+    Candidates are the method's own precisions plus the W16A16 reference. ``extrapolated``
+    says when ``budget`` is outside the bits that a fit was measured on.
+    """
+    full = _full_fits(fits)
+    rows = []
+    groups: dict[tuple, list[PowerLawFit]] = {}
+    for f in fits:
+        if not Precision.parse(f.precision).is_full:
+            groups.setdefault((f.source, f.family, f.protocol, f.method), []).append(f)
+    for (source, family, protocol, method), cands in sorted(groups.items()):
+        ref = full.get((source, family, protocol))
+        cands = cands + ([ref] if ref is not None else [])
+        preds = [(float(c.predict(budget)), c) for c in cands]
+        inside = [p for p in preds if p[1].x_min <= budget <= p[1].x_max]
+        fid, best = min(inside or preds, key=lambda p: p[0])
+        rows.append({"source": source, "family": family, "protocol": protocol, "method": method,
+                     "budget_bits": budget, "axis": best.axis, "best_precision": best.precision,
+                     "predicted_fid": fid, "extrapolated": not inside,
+                     "ranking": ", ".join(f"{c.precision} {p:.3g}" for p, c in sorted(preds, key=lambda p: p[0]))})
+    return pd.DataFrame(rows)
+
+
+def shift_vs_full(fits: list[PowerLawFit], points: int = 50) -> pd.DataFrame:
+    """Does each quantized curve sit "down-left" of the W16A16 curve (lower FID at equal bits)?
+
+    ``shift_pct`` is the mean FID change at equal bits, in percent, over the bits range both
+    curves were measured on (their overlap, or their union when they do not overlap, then
+    flagged ``extrapolated``). Negative = down-left = better bit-level scaling. The verdict
+    uses the bootstrap CI when both fits have one, else the sign alone.
+    """
+    full = _full_fits(fits)
+    rows = []
+    for f in fits:
+        ref = full.get((f.source, f.family, f.protocol))
+        if ref is None or f is ref:
+            continue
+        lo, hi = max(f.x_min, ref.x_min), min(f.x_max, ref.x_max)
+        extrapolated = lo >= hi
+        if extrapolated:
+            lo, hi = min(f.x_min, ref.x_min), max(f.x_max, ref.x_max)
+        lx = np.linspace(np.log(lo), np.log(hi), points)
+        mean_lx = lx.mean()
+        # log FID difference averaged over the grid is linear in the parameters.
+        diff = (np.log(f.k) - f.alpha * mean_lx) - (np.log(ref.k) - ref.alpha * mean_lx)
+        ci = (np.nan, np.nan)
+        if f.boot_alpha.size and ref.boot_alpha.size:
+            n = min(f.boot_alpha.size, ref.boot_alpha.size)
+            d = (f.boot_logk[:n] - f.boot_alpha[:n] * mean_lx) - (ref.boot_logk[:n] - ref.boot_alpha[:n] * mean_lx)
+            ci = tuple(100 * (np.exp(np.percentile(d, [2.5, 97.5])) - 1))
+        pct = 100 * (np.exp(diff) - 1)
+        if np.isfinite(ci[0]):
+            verdict = "down-left" if ci[1] < 0 else ("up-right" if ci[0] > 0 else "no significant shift")
+        else:
+            verdict = ("down-left" if pct < 0 else "up-right") + " (no CI)"
+        rows.append({"source": f.source, "family": f.family, "protocol": f.protocol, "method": f.method,
+                     "precision": f.precision, "axis": f.axis, "shift_pct": pct, "shift_lo": ci[0],
+                     "shift_hi": ci[1], "verdict": verdict, "bits_lo": lo, "bits_hi": hi,
+                     "extrapolated": extrapolated})
+    return pd.DataFrame(rows)

@@ -1,0 +1,37 @@
+"""Table-2 layout as an HTML ``<table>``: every string escaped, reasons and run hashes as tooltips."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bitscale.leaderboard.escape import h
+from bitscale.leaderboard.render import note_numbers, table_rows, title
+from bitscale.leaderboard.table import LeaderboardTable, best_mask
+
+
+def html_table(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
+    """One sortable, filterable table (the page's script reads the ``data-sort`` values)."""
+    mask = best_mask(t)
+    marks, notes = note_numbers(t)
+    head = "".join(f"<th>{h(c)}</th>" for c in ["#bits", "Method", *t.frame.columns])
+    body = []
+    # Each row repeats its precision so that sorting and filtering keep rows meaningful.
+    for row, cells in zip(t.frame.index, table_rows(t, "plain", with_deltas, repeat_precision=True)):
+        prec, method = row
+        tds = []
+        for col, text in zip(t.frame.columns, cells[2:]):
+            value = t.frame.loc[row, col]
+            hint = t.missing.get((prec, method, col)) if pd.isna(value) else \
+                "runs: " + ", ".join(t.runs.get((prec, method, col), []))
+            content = f"<b>{h(text)}</b>" if mask.loc[row, col] else h(text)
+            sort = "" if pd.isna(value) else f"{value:.6g}"
+            cls = ' class="missing"' if pd.isna(value) else ""
+            tds.append(f'<td{cls} data-sort="{h(sort)}" title="{h(hint or "")}">{content}</td>')
+        body.append(f"<tr><td>{h(prec)}</td><td>{h(method)}</td>{''.join(tds)}</tr>")
+    foot = ""
+    if notes:
+        items = "".join(f"<li>[{h(m)}] {h(r)}</li>" for m, r in notes)
+        foot = f'\n<ul class="notes">{items}</ul>'
+    return (f'<table class="lb sortable" id="table-{h(t.key)}" data-family="{h(t.family)}" '
+            f'data-source="{h(t.source)}">\n<caption>{h(title(t, with_deltas))}</caption>\n'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>" + foot)

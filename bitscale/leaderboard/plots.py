@@ -1,0 +1,325 @@
+"""Scaling-law plots (matplotlib, Agg, no pyplot state): like the paper's Fig. 1, 5, 6 and 7.
+
+* ``scaling``: per (source, family, protocol, method), FID vs total model bits and vs total
+  compute bits, log-log, one line per precision (W16A16 as the reference), seed std as error
+  bars, the fitted power law dashed.
+* ``methods``: per (source, family, protocol, precision), FID vs total model bits, one line
+  per method, the W16A16 reference in black.
+* ``pareto``: every cell against MT and CT with the Pareto front drawn.
+
+Published and measured rows are separate figures (``source`` is part of every key).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import multiprocessing
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bitscale.harness.precision import Precision
+from bitscale.leaderboard.budget import axis_column, pareto
+from bitscale.leaderboard.fit import PowerLawFit
+from bitscale.leaderboard.results import cell_stats
+from bitscale.leaderboard.table import precision_order
+
+FORMATS = ("png", "svg")
+GROUP = ["source", "family", "protocol_key"]
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+            "#7f7f7f"]
+
+
+def _text(s: object) -> str:
+    # matplotlib parses "$...$" as math: a plugin name with a dollar sign must stay literal.
+    return str(s).replace("$", r"\$")
+
+
+def _slug(*parts: object) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(str(p) for p in parts if p)).strip("_")[:120]
+
+
+@dataclass
+class Plot:
+    """One figure, its kind and file stem; ``figure`` is built lazily by ``draw()``."""
+
+    kind: str  # scaling | methods | pareto
+    stem: str
+    title: str
+    source: str
+    family: str
+    protocol: str
+    method: str | None = None
+    precision: str | None = None
+
+
+def _colors(labels: list[str]) -> dict[str, str]:
+    return {lab: ("black" if lab in ("W16A16", "fp16") else _PALETTE[i % len(_PALETTE)])
+            for i, lab in enumerate(sorted(labels, key=lambda s: precision_order(s) if _is_prec(s) else (1, s)))}
+
+
+def _is_prec(s: str) -> bool:
+    try:
+        Precision.parse(s)
+        return True
+    except ValueError:
+        return False
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_label(value: float, _pos: object = None) -> str:
+    """``10⁹`` for exact powers of ten, ``3×10⁹`` otherwise (no mathtext)."""
+    if value <= 0:
+        return ""
+    exp = int(np.floor(np.log10(value) + 1e-9))
+    mant = value / 10**exp
+    head = "" if abs(mant - 1) < 1e-6 else f"{mant:.2g}×"
+    return f"{head}10{str(exp).translate(_SUPERSCRIPT)}"
+
+
+def _plain_label(value: float, _pos: object = None) -> str:
+    return f"{value:g}" if 1e-3 <= abs(value) < 1e5 else _power_label(value)
+
+
+def _comparison_precisions(quantized: pd.DataFrame, wanted: list[str] | None) -> list[str]:
+    counts = quantized.groupby("precision")["method_label"].nunique()
+    if counts.empty:
+        return []
+    if wanted and "all" in wanted:
+        return sorted(counts.index, key=precision_order)
+    if wanted:
+        return [p for p in sorted(counts.index, key=precision_order) if p in wanted]
+    # most methods first; on ties the last in table order (the lowest bits)
+    return [max(counts.index, key=lambda p: (counts[p], precision_order(p)))]
+
+
+class PlotSet:
+    """All plots of a prepared results frame, sharing one aggregation and one set of fits."""
+
+    def __init__(self, runs: pd.DataFrame, fits: dict[str, list[PowerLawFit]] | None = None,
+                 effective: bool = False) -> None:
+        self.cells = cell_stats(runs)
+        self.fits = fits or {}
+        self.effective = effective
+        self._pareto = {axis: pareto(runs, axis, effective) for axis in ("mt", "ct")} if len(self.cells) else {}
+        self._plots: list[Plot] = []
+        self._multi_protocol = (self.cells.groupby(["source", "family"])["protocol_key"].nunique() > 1).to_dict() \
+            if len(self.cells) else {}
+
+    def _fit_index(self, axis: str) -> dict[tuple, PowerLawFit]:
+        return {(f.source, f.family, f.protocol, f.method, f.precision): f
+                for f in self.fits.get(axis_column(axis, self.effective), [])}
+
+    def plots(self, precisions: list[str] | None = None) -> Iterator[Plot]:
+        """Every figure this data supports.
+
+        ``precisions`` picks the method comparisons: None = one per family, at the precision
+        most methods were run at (the lowest such on ties); ``["all"]`` = every precision.
+        """
+        if self.cells.empty:
+            return
+        for (source, family, protocol), grp in self.cells.groupby(GROUP, sort=True):
+            tag = protocol[:8] if self._multi_protocol.get((source, family)) else ""
+            src = "paper" if source == "paper" else ""
+            quantized = grp[grp["method_label"] != "fp16"]
+            for method in sorted(quantized["method_label"].unique()):
+                yield Plot("scaling", _slug("scaling", family, src, tag, method),
+                           f"{family}{' (paper)' if src else ''}: {method}, FID vs total bits",
+                           source, family, protocol, method=method)
+            for prec in _comparison_precisions(quantized, precisions):
+                yield Plot("methods", _slug("methods", family, src, tag, prec),
+                           f"{family}{' (paper)' if src else ''}: methods at {prec}", source, family, protocol,
+                           precision=prec)
+            yield Plot("pareto", _slug("pareto", family, src, tag),
+                       f"{family}{' (paper)' if src else ''}: Pareto view", source, family, protocol)
+
+    # ------------------------------------------------------------------ drawing
+
+    def draw(self, plot: Plot):
+        """A matplotlib ``Figure`` for ``plot`` (Agg canvas attached)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        ncols = 1 if plot.kind == "methods" else 2
+        fig = Figure(figsize=(5.2 * ncols, 3.9))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+        # Fixed margins: constrained layout measures every tick label and doubles the cost.
+        fig.subplots_adjust(left=0.1 / ncols + 0.03, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
+        sel = self.cells[(self.cells["source"] == plot.source) & (self.cells["family"] == plot.family)
+                         & (self.cells["protocol_key"] == plot.protocol)]
+        if plot.kind == "scaling":
+            self._scaling(axes, sel, plot)
+        elif plot.kind == "methods":
+            self._methods(axes[0], sel, plot)
+        else:
+            self._pareto_axes(axes, plot)
+        fig.suptitle(_text(plot.title), fontsize=10)
+        return fig
+
+    def _line(self, ax, pts: pd.DataFrame, col: str, label: str, color: str, fit: PowerLawFit | None,
+              marker: str = "o") -> None:
+        pts = pts.sort_values(col)
+        x, y = pts[col].to_numpy(float), pts["mean"].to_numpy(float)
+        err = pts["std"].fillna(0.0).to_numpy(float)
+        ax.plot(x, y, marker + "-", ms=4, lw=1.2, color=color, label=_text(label))
+        if err.any():  # seed std; plain vlines draw much faster than errorbar containers
+            ax.vlines(x, y - err, y + err, color=color, lw=0.8)
+        if fit is not None:
+            xs = np.geomspace(x.min(), x.max(), 20)
+            ax.plot(xs, fit.predict(xs), "--", lw=0.9, color=color, alpha=0.8)
+
+    def _scaling(self, axes, sel: pd.DataFrame, plot: Plot) -> None:
+        mine = sel[sel["method_label"] == plot.method]
+        ref = sel[sel["method_label"] == "fp16"]
+        precs = sorted(mine["precision"].unique(), key=precision_order)
+        colors = _colors([*precs, "W16A16"])
+        for ax, axis in zip(axes, ("mt", "ct")):
+            col = axis_column(axis, self.effective)
+            fits = self._fit_index(axis)
+            if len(ref):
+                f = fits.get((plot.source, plot.family, plot.protocol, "fp16", ref["precision"].iloc[0]))
+                self._line(ax, ref, col, "W16A16", "black", f, marker="s")
+            for prec in precs:
+                f = fits.get((plot.source, plot.family, plot.protocol, plot.method, prec))
+                label = prec if f is None else f"{prec} (α={f.alpha:.2f})"
+                self._line(ax, mine[mine["precision"] == prec], col, label, colors[prec], f)
+            self._axes(ax, axis)
+
+    def _methods(self, ax, sel: pd.DataFrame, plot: Plot) -> None:
+        col = axis_column("mt", self.effective)
+        fits = self._fit_index("mt")
+        ref = sel[sel["method_label"] == "fp16"]
+        if len(ref):
+            f = fits.get((plot.source, plot.family, plot.protocol, "fp16", ref["precision"].iloc[0]))
+            self._line(ax, ref, col, "W16A16 (fp16)", "black", f, marker="s")
+        at = sel[(sel["precision"] == plot.precision) & (sel["method_label"] != "fp16")]
+        methods = sorted(at["method_label"].unique())
+        for i, m in enumerate(methods):
+            f = fits.get((plot.source, plot.family, plot.protocol, m, plot.precision))
+            self._line(ax, at[at["method_label"] == m], col, m, _PALETTE[i % len(_PALETTE)], f)
+        self._axes(ax, "mt")
+
+    def _pareto_axes(self, axes, plot: Plot) -> None:
+        for ax, axis in zip(axes, ("mt", "ct")):
+            p = self._pareto.get(axis)
+            if p is None or p.empty:
+                continue
+            p = p[(p["source"] == plot.source) & (p["family"] == plot.family) & (p["protocol_key"] == plot.protocol)]
+            precs = sorted(p["precision"].unique(), key=precision_order)
+            colors = _colors(precs)
+            for prec in precs:
+                q = p[p["precision"] == prec]
+                ax.scatter(q["bits"], q["mean"], s=14, color=colors[prec], label=_text(prec), alpha=0.75)
+            front = p[p["on_front"]].sort_values("bits")
+            ax.step(front["bits"], front["mean"], where="post", color="black", lw=1.0, label="Pareto front")
+            self._axes(ax, axis)
+
+    def _axes(self, ax, axis: str) -> None:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        # Plain-text tick labels: matplotlib's default log labels go through mathtext, which
+        # was most of a log axis' drawing time.
+        # No minor ticks (each is several artists); FID gets 1-2-5 major ticks instead.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_power_label))
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain_label))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_minor_locator(NullLocator())
+        eff = "effective " if self.effective else ""
+        ax.set_xlabel(f"{eff}total {'model' if axis == 'mt' else 'compute'} bits "
+                      f"({'N·w' if axis == 'mt' else 'N·w·a'})")
+        ax.set_ylabel("FID")
+        ax.grid(True, which="major", lw=0.3, alpha=0.5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, frameon=False)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def figure_bytes(fig, fmt: str, dpi: int = 90) -> bytes:
+    """Encode ``fig`` as PNG or SVG bytes (SVG keeps text as text: smaller and faster)."""
+    import matplotlib
+
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bitscale"}):
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI for embedding a PNG in the HTML page."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_WORKER_SET: PlotSet | None = None
+
+
+def _render_one(args: tuple[int, tuple[str, ...]]) -> dict[str, bytes]:
+    index, formats = args
+    assert _WORKER_SET is not None
+    plot = _WORKER_SET._plots[index]
+    fig = _WORKER_SET.draw(plot)
+    return {fmt: figure_bytes(fig, fmt) for fmt in formats}
+
+
+def default_jobs() -> int:
+    """Worker processes for drawing: the CPUs this process may use, at most 4."""
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not Linux
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def render_plots(plot_set: PlotSet, formats: tuple[str, ...] = FORMATS, precisions: list[str] | None = None,
+                 kinds: tuple[str, ...] = ("scaling", "methods", "pareto"), jobs: int | None = None
+                 ) -> list[tuple[Plot, dict[str, bytes]]]:
+    """Draw every plot once and encode it in each of ``formats``, over ``jobs`` processes.
+
+    Figures are independent and matplotlib is single-threaded, so forked workers scale with
+    cores; where fork is unavailable, or for a handful of figures, drawing stays in-process.
+    """
+    global _WORKER_SET
+    plots = [p for p in plot_set.plots(precisions) if p.kind in kinds]
+    plot_set._plots = plots
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    if jobs > 1 and len(plots) > 2 and "fork" in multiprocessing.get_all_start_methods():
+        _WORKER_SET = plot_set
+        try:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(plots))) as pool:
+                encoded = pool.map(_render_one, [(i, formats) for i in range(len(plots))], chunksize=1)
+        finally:
+            _WORKER_SET = None
+    else:
+        _WORKER_SET = plot_set
+        try:
+            encoded = [_render_one((i, formats)) for i in range(len(plots))]
+        finally:
+            _WORKER_SET = None
+    return list(zip(plots, encoded))
+
+
+def write_plots(plot_set: PlotSet, out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
+                precisions: list[str] | None = None, kinds: tuple[str, ...] = ("scaling", "methods", "pareto"),
+                jobs: int | None = None) -> list[Path]:
+    """Write every plot in each of ``formats`` under ``out_dir``; returns the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for plot, encoded in render_plots(plot_set, formats, precisions, kinds, jobs):
+        for fmt, data in encoded.items():
+            path = out / f"{plot.stem}.{fmt}"
+            path.write_bytes(data)
+            written.append(path)
+    return written

@@ -224,8 +224,9 @@ def _full_fits(fits: list[PowerLawFit]) -> dict[tuple[str, str, str], PowerLawFi
 def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
     """Per (source, family, protocol, method): the precision whose fitted curve is lowest at ``budget``.
 
-    Candidates are the method's own precisions plus the W16A16 reference. ``extrapolated``
-    says when ``budget`` is outside the bits that a fit was measured on.
+    Candidates are the method's own precisions plus the W16A16 reference. Fits measured
+    around ``budget`` win over extrapolated ones; ``extrapolated`` says when none was, and
+    the ranking marks extrapolated predictions with ``*``.
     """
     full = _full_fits(fits)
     rows = []
@@ -242,7 +243,8 @@ def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
         rows.append({"source": source, "family": family, "protocol": protocol, "method": method,
                      "budget_bits": budget, "axis": best.axis, "best_precision": best.precision,
                      "predicted_fid": fid, "extrapolated": not inside,
-                     "ranking": ", ".join(f"{c.precision} {p:.3g}" for p, c in sorted(preds, key=lambda p: p[0]))})
+                     "ranking": ", ".join(f"{c.precision} {p:.3g}{'' if c.x_min <= budget <= c.x_max else '*'}"
+                                          for p, c in sorted(preds, key=lambda p: p[0]))})
     return pd.DataFrame(rows)
 
 

@@ -201,3 +201,18 @@ def _attach_side_columns(store: ResultStore, frame: pd.DataFrame, metric: str) -
 def _last_line(error: str | None) -> str:
     lines = [ln.strip() for ln in (error or "").splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
+
+
+def open_store(url: str) -> ResultStore:
+    """Open an existing store for reading; a path or URL that does not exist is an input error."""
+    from pathlib import Path
+
+    from bitscale.harness.errors import BitscaleError
+    from bitscale.harness.store import ResultStore
+    from bitscale.harness.store.result_store import normalize_url
+
+    full = normalize_url(url)
+    if full.startswith("sqlite:///") and full not in ("sqlite:///", "sqlite:///:memory:") \
+            and not Path(full.removeprefix("sqlite:///")).exists():
+        raise BitscaleError(f"store {url} does not exist; run `bitscale run` first or pass --store")
+    return ResultStore(full)

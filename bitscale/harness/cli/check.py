@@ -1,0 +1,59 @@
+"""``bitscale check --baseline FILE``: the CI gate, comparing the store's scores with a baseline.
+
+Reads the baseline's cells from the store (run the grid first with ``bitscale run``) and
+compares each cell's mean score: a cell regresses when it is worse by more than SIGMA noise
+standard deviations (the seed noise stored in the baseline; ``--threshold`` for a fixed one).
+Prints a markdown summary (``--summary FILE`` also writes it, e.g. to $GITHUB_STEP_SUMMARY).
+
+Exit status: 0 passed; 1 a regression or a failed cell (or a missing cell with --strict);
+2 bad input (missing or malformed baseline file, missing store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bitscale.harness.cli.common import add_store_option
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="fail when scores regress against a baseline (CI gate)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON from `bitscale baseline export`")
+    add_store_option(p)
+    p.add_argument("--experiment", metavar="NAME", help="only runs recorded by this experiment")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="threshold in noise standard deviations (default: the baseline's, normally 3)")
+    p.add_argument("--threshold", type=float, default=None, metavar="DELTA",
+                   help="fixed threshold in metric units instead of the measured noise")
+    p.add_argument("--floor", type=float, default=0.0, metavar="DELTA",
+                   help="smallest threshold in metric units, for pipelines whose seeds agree exactly (default 0)")
+    p.add_argument("--strict", action="store_true", help="missing cells fail the check too")
+    p.add_argument("--summary", metavar="FILE", help="also append the markdown summary to FILE")
+    p.add_argument("--json", metavar="FILE", help="write every cell's comparison as JSON")
+    p.add_argument("--max-rows", type=int, default=50, help="rows per section of the summary (default 50)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bitscale.harness.errors import BitscaleError
+    from bitscale.leaderboard.baseline import read_baseline
+    from bitscale.leaderboard.gate import check
+    from bitscale.leaderboard.gate_summary import summary_markdown
+    from bitscale.leaderboard.results import load_results, open_store
+
+    baseline = read_baseline(args.baseline)  # before the store: a bad baseline is the likelier mistake
+    if args.sigma is not None and args.sigma <= 0:
+        raise BitscaleError("--sigma must be positive")
+    results = load_results(open_store(args.store), baseline.metric, args.experiment)
+    result = check(baseline, results, args.sigma, args.threshold, args.floor, args.strict)
+    text = summary_markdown(result, baseline, args.baseline, results.store_url, args.threshold, args.max_rows)
+    print(text, end="")
+    if args.summary:
+        with open(args.summary, "a") as fh:
+            fh.write(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
+    return result.exit_code

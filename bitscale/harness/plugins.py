@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.losses.topkld",
     "bitscale.plugins.losses.js",
     "bitscale.plugins.losses.mse",
+    "bitscale.plugins.quantizers.qat",
 )
 
 HOOKS = ("register_models", "register_quantizers", "register_losses")

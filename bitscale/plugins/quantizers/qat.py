@@ -1,0 +1,349 @@
+"""QAT-distill: quantization-aware training with the full-precision model as teacher (paper section 3.3).
+
+The student is the model itself with every ``quant_layers()`` Linear swapped for a ``QuantLinear``
+that fake-quantizes its weight at every forward (``WeightQuantizer``, straight-through estimator;
+LSQ-style learnable scales optional) and its input activations for A < 16. The teacher is the
+same model in full precision, frozen. For ``steps`` steps the student minimizes
+``loss(student.forward_batch(b), teacher.forward_batch(b))`` over real training batches, with
+AdamW and a cosine (or constant) learning-rate schedule; then the fake-quantized weights are
+baked in (``QuantLinear.freeze_weight``) so inference costs one plain matmul, exactly like a PTQ
+method's output.
+
+Teacher outputs are computed once per batch, before the layers are swapped, and kept (up to
+``teacher_cache_mb``); only batches beyond that budget need a frozen teacher copy at every step.
+The last model's cache is also kept across cells (``share_teacher_cache``), keyed by a hash of its
+weights and batches, so a grid of losses over one model and precision computes the teacher once.
+
+Determinism: the model runs in eval mode (no dropout), and the batch order comes from the
+``generator`` the runner passes; nothing reads the global RNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from bitscale import hookimpl
+from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
+from bitscale.harness.precision import Precision
+from bitscale.quant.activation import ActQuantizer
+from bitscale.quant.linear import QuantLinear
+from bitscale.quant.recipe import (
+    INT_AND_FP,
+    QuantOptions,
+    activation_spec,
+    calibrate_static_activations,
+    make_report,
+    quant_linears,
+    weight_spec,
+)
+from bitscale.quant.swap import set_submodule
+
+
+class QATOptions(QuantOptions):
+    """QAT-distill options. The defaults keep one tiny-zoo cell well under a minute on a CPU.
+
+    Granularity options (``group_size``, symmetry, activation granularity) are ``QuantOptions``'.
+    """
+
+    steps: int = Field(default=100, ge=0, description="Optimizer steps (one calibration batch each).")
+    lr: float = Field(default=5e-4, gt=0, description="Peak AdamW learning rate of the weights.")
+    schedule: Literal["cosine", "constant"] = Field(default="cosine", description="Learning-rate decay after warm-up.")
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps from 0 to lr.")
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Cosine floor as a fraction of lr.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float | None = Field(default=1.0, gt=0, description="Max global gradient norm; None = no clipping.")
+    learnable_scales: bool = Field(
+        default=False, description="Train weight (and static activation) scales/zero-points too (LSQ-style)."
+    )
+    scale_lr: float | None = Field(default=None, gt=0, description="Learning rate of the scales; None = lr.")
+    train: Literal["quant_layers", "all"] = Field(
+        default="quant_layers",
+        description="'quant_layers': weights/biases of the quantized Linears; 'all': every parameter of the module.",
+    )
+    train_batches: int | None = Field(
+        default=None, ge=1,
+        description="Draw this many training batches from model.calibration_batches; None = the calibration passed in.",
+    )
+    teacher_cache_mb: float = Field(default=2048.0, ge=0, description="Memory for cached teacher outputs.")
+    share_teacher_cache: bool = Field(
+        default=True, description="Reuse the last cell's teacher outputs when model weights and batches match."
+    )
+
+
+class QAT(Quantizer):
+    """Quantization-aware training distilled from the full-precision model (paper section 3.3)."""
+
+    name: ClassVar[str] = "qat"
+    trains: ClassVar[bool] = True
+    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    Options: ClassVar[type[PluginOptions]] = QATOptions
+    description: ClassVar[str] = (
+        "QAT with the FP model as teacher and a pluggable distillation loss (STE fake quant, AdamW, cosine)"
+    )
+
+    def quantize(
+        self,
+        model: GenerativeModel,
+        precision: Precision,
+        calibration: list[Any],
+        loss: DistillLoss | None = None,
+        generator: torch.Generator | None = None,
+    ) -> QuantReport:
+        started = time.perf_counter()
+        opts: QATOptions = self.options  # type: ignore[assignment]
+        if loss is None:
+            raise ValueError("qat trains with a distillation loss; pass one (e.g. forward-kl, topkld, mse)")
+        reason = loss.applies_to(model.style)
+        if reason:
+            raise ValueError(reason)
+        loss.prepare(model)
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        batches = model.calibration_batches(opts.train_batches, generator) if opts.train_batches else list(calibration)
+        if not batches:
+            raise ValueError("qat needs at least one training batch (got no calibration batches)")
+
+        teacher = TeacherOutputs(model, batches, opts.teacher_cache_mb, opts.share_teacher_cache)
+        wspec = weight_spec(precision.weights, opts)
+        aspec = activation_spec(precision.activations, opts)
+        with torch.no_grad():
+            for name, lin in model.quant_layers().items():
+                aq = None if aspec is None else ActQuantizer(aspec, learnable=opts.learnable_scales)
+                q = QuantLinear.from_linear(
+                    lin, weight_spec=wspec, on_the_fly=True, learnable_weight_scale=opts.learnable_scales,
+                    act_quantizer=aq,
+                )
+                set_submodule(model.module, name, q)
+        calibrate_static_activations(model, batches)
+
+        with _training_mode(model.module, self._trainable(model.module, opts)) as groups:
+            history = _train(model, loss, batches, teacher, groups, opts, generator)
+        _freeze(model.module)
+        teacher.release()
+
+        k = getattr(loss, "k", None)
+        notes = f"w={wspec}" if wspec else "weights fp16"
+        notes += f", loss={loss.name}" + (f" (K={k})" if k is not None else "")
+        notes += f", {opts.steps} steps, lr={opts.lr:g} {opts.schedule}"
+        return make_report(
+            model, started, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
+            loss_last=_tail_mean(history), teacher_cached_batches=teacher.cached, teacher_reused=float(teacher.reused),
+        )
+
+    @staticmethod
+    def _trainable(module: nn.Module, opts: QATOptions) -> list[dict[str, Any]]:
+        """AdamW parameter groups: weights (and biases, and other params with train='all'), then scales."""
+        layers = quant_linears(module)
+        scales: list[nn.Parameter] = []
+        for q in layers.values():
+            for sub in (q.weight_quantizer, q.act_quantizer):
+                if sub is not None:
+                    scales.extend(sub.parameters())
+        scale_ids = {id(p) for p in scales}
+        if opts.train == "all":
+            weights = [p for p in module.parameters() if id(p) not in scale_ids]
+        else:
+            weights = [p for q in layers.values() for p in (q.weight, q.bias) if p is not None]
+        groups = [{"params": weights, "lr": opts.lr, "weight_decay": opts.weight_decay}]
+        if scales:
+            groups.append({"params": scales, "lr": opts.scale_lr or opts.lr, "weight_decay": 0.0})
+        return groups
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train(
+    model: GenerativeModel,
+    loss: DistillLoss,
+    batches: list[Any],
+    teacher: TeacherOutputs,
+    groups: list[dict[str, Any]],
+    opts: QATOptions,
+    generator: torch.Generator,
+) -> list[float]:
+    """Run the optimisation loop; return the loss of every step."""
+    if opts.steps == 0:
+        return []
+    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, opts))
+    params = [p for g in groups for p in g["params"]]
+    history: list[float] = []
+    order: list[int] = []
+    for step in range(opts.steps):
+        if not order:  # a fresh permutation per pass over the data, from the cell's generator
+            order = torch.randperm(len(batches), generator=generator).tolist()
+        i = order.pop()
+        value = loss(model.forward_batch(batches[i]), teacher.get(i))
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"qat: {loss.name} loss is {float(value)} at step {step}; lower lr?")
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if opts.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+        optimizer.step()
+        schedule.step()
+        history.append(float(value.detach()))
+    return history
+
+
+def lr_factor(step: int, opts: QATOptions) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then cosine to ``min_lr_ratio`` (or constant)."""
+    if step < opts.warmup_steps:
+        return (step + 1) / opts.warmup_steps
+    if opts.schedule == "constant":
+        return 1.0
+    span = max(1, opts.steps - opts.warmup_steps)
+    progress = min(1.0, (step - opts.warmup_steps) / span)
+    return opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@contextmanager
+def _training_mode(module: nn.Module, groups: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Only the trained parameters require grad, the module is in eval mode; both restored after."""
+    flags = {id(p): p.requires_grad for p in module.parameters()}
+    was_training = module.training
+    trained = {id(p) for g in groups for p in g["params"]}
+    for p in module.parameters():
+        p.requires_grad_(id(p) in trained)
+    module.eval()  # no dropout: deterministic, and the student sees what the teacher saw
+    try:
+        yield groups
+    finally:
+        for p in module.parameters():
+            p.requires_grad_(flags.get(id(p), False))
+            p.grad = None
+        module.train(was_training)
+
+
+def _freeze(module: nn.Module) -> None:
+    """Bake fake-quantized weights into plain weights; learned activation scales become buffers."""
+    with torch.no_grad():
+        for q in quant_linears(module).values():
+            q.freeze_weight()
+            aq = q.act_quantizer
+            if aq is not None and aq.learnable and aq.scale is not None:
+                scale, zero = aq.scale.detach(), None if aq.zero is None else torch.round(aq.zero.detach())
+                aq.learnable = False
+                aq.set_qparams(scale.abs().clamp(min=1e-12), zero)
+
+
+def _tail_mean(history: list[float], n: int = 10) -> float:
+    tail = history[-n:]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+class TeacherOutputs:
+    """Full-precision outputs per training batch: cached up to a memory budget, else recomputed.
+
+    Built before the student's layers are swapped, so the cached part needs no teacher copy at
+    all. If some batches do not fit, a frozen deep copy of ``model.module`` serves them.
+    """
+
+    _shared: ClassVar[tuple[str, list[Tensor]] | None] = None
+
+    def __init__(self, model: GenerativeModel, batches: list[Any], budget_mb: float, share: bool) -> None:
+        self.model = model
+        self.batches = batches
+        self.outputs: list[Tensor] = []
+        self.reused = False
+        self.module: nn.Module | None = None
+        key = _fingerprint(model, batches) if share else None
+        shared = TeacherOutputs._shared
+        if key is not None and shared is not None and shared[0] == key:
+            self.outputs, self.reused = list(shared[1]), True
+        else:
+            TeacherOutputs._shared = None  # free the previous model's outputs before computing new ones
+            budget = budget_mb * 2**20
+            with torch.no_grad():
+                for b in batches:
+                    out = model.forward_batch(b).detach()
+                    size = out.numel() * out.element_size()
+                    if size * (len(self.outputs) + 1) > budget:
+                        break
+                    self.outputs.append(out)
+            if key is not None and len(self.outputs) == len(batches):
+                TeacherOutputs._shared = (key, list(self.outputs))
+        if len(self.outputs) < len(batches):
+            self.module = copy.deepcopy(model.module).requires_grad_(False).eval()
+
+    @property
+    def cached(self) -> int:
+        return len(self.outputs)
+
+    def get(self, i: int) -> Tensor:
+        """Teacher output for batch ``i``."""
+        if i < len(self.outputs):
+            return self.outputs[i]
+        assert self.module is not None
+        with torch.no_grad(), _module_swapped(self.model, self.module):
+            return self.model.forward_batch(self.batches[i]).detach()
+
+    def release(self) -> None:
+        """Drop this cell's references (the shared cache, if any, keeps its own)."""
+        self.outputs, self.module = [], None
+
+
+@contextmanager
+def _module_swapped(model: GenerativeModel, module: nn.Module) -> Iterator[None]:
+    """Run ``model.forward_batch`` through another network (the frozen teacher copy)."""
+    student = model.module
+    model.module = module
+    try:
+        yield
+    finally:
+        model.module = student
+
+
+def _fingerprint(model: GenerativeModel, batches: list[Any]) -> str | None:
+    """A hash of the model's weights and the batches; ``None`` when a batch cannot be hashed."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    for name, t in model.module.state_dict().items():
+        h.update(name.encode())
+        _hash_tensor(h, t)
+    for b in batches:
+        if not _hash_value(h, b):
+            return None
+    return h.hexdigest()
+
+
+def _hash_tensor(h: Any, t: Tensor) -> None:
+    t = t.detach()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _hash_value(h: Any, value: Any) -> bool:
+    if isinstance(value, Tensor):
+        _hash_tensor(h, value)
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__}{len(value)}".encode())
+        return all(_hash_value(h, v) for v in value)
+    elif isinstance(value, dict):
+        h.update(f"dict{len(value)}".encode())
+        return all(_hash_value(h, k) and _hash_value(h, v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    elif isinstance(value, (int, float, str, bool, type(None))):
+        h.update(repr(value).encode())
+    else:
+        return False
+    return True
+
+
+@hookimpl
+def register_quantizers(register):
+    """Register QAT-distill."""
+    register(QAT)

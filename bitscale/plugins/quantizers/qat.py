@@ -129,6 +129,7 @@ class QAT(Quantizer):
         with _training_mode(model.module, self._trainable(model.module, opts)) as groups:
             history = _train(model, loss, batches, teacher, groups, opts, generator)
         _freeze(model.module)
+        cached, reused = teacher.cached, teacher.reused
         teacher.release()
 
         k = getattr(loss, "k", None)
@@ -137,7 +138,7 @@ class QAT(Quantizer):
         notes += f", {opts.steps} steps, lr={opts.lr:g} {opts.schedule}"
         return make_report(
             model, started, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
-            loss_last=_tail_mean(history), teacher_cached_batches=teacher.cached, teacher_reused=float(teacher.reused),
+            loss_last=_tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),
         )
 
     @staticmethod

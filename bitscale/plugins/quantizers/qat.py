@@ -36,6 +36,7 @@ from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
 from bitscale.harness.precision import Precision
 from bitscale.quant.activation import ActQuantizer
+from bitscale.quant.formats import QuantSpec
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
     INT_AND_FP,
@@ -114,20 +115,9 @@ class QAT(Quantizer):
             raise ValueError("qat needs at least one training batch (got no calibration batches)")
 
         teacher = TeacherOutputs(model, batches, opts.teacher_cache_mb, opts.share_teacher_cache)
-        wspec = weight_spec(precision.weights, opts)
-        aspec = activation_spec(precision.activations, opts)
-        with torch.no_grad():
-            for name, lin in model.quant_layers().items():
-                aq = None if aspec is None else ActQuantizer(aspec, learnable=opts.learnable_scales)
-                q = QuantLinear.from_linear(
-                    lin, weight_spec=wspec, on_the_fly=True, learnable_weight_scale=opts.learnable_scales,
-                    act_quantizer=aq,
-                )
-                set_submodule(model.module, name, q)
-        calibrate_static_activations(model, batches)
-
-        with _training_mode(model.module, self._trainable(model.module, opts)) as groups:
-            history = _train(model, loss, batches, teacher, groups, opts, generator)
+        wspec = build_student(model, precision, batches, opts)
+        with training_mode(model.module, trainable_groups(model.module, opts)) as groups:
+            history = train_student(model, loss, batches, teacher, groups, opts, generator)
         _freeze(model.module)
         cached, reused = teacher.cached, teacher.reused
         teacher.release()
@@ -141,30 +131,55 @@ class QAT(Quantizer):
             loss_last=_tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),
         )
 
-    @staticmethod
-    def _trainable(module: nn.Module, opts: QATOptions) -> list[dict[str, Any]]:
-        """AdamW parameter groups: weights (and biases, and other params with train='all'), then scales."""
-        layers = quant_linears(module)
-        scales: list[nn.Parameter] = []
-        for q in layers.values():
-            for sub in (q.weight_quantizer, q.act_quantizer):
-                if sub is not None:
-                    scales.extend(sub.parameters())
-        scale_ids = {id(p) for p in scales}
-        if opts.train == "all":
-            weights = [p for p in module.parameters() if id(p) not in scale_ids]
-        else:
-            weights = [p for q in layers.values() for p in (q.weight, q.bias) if p is not None]
-        groups = [{"params": weights, "lr": opts.lr, "weight_decay": opts.weight_decay}]
-        if scales:
-            groups.append({"params": scales, "lr": opts.scale_lr or opts.lr, "weight_decay": 0.0})
-        return groups
+
+# --------------------------------------------------------------------------- student
+
+
+def build_student(
+    model: GenerativeModel, precision: Precision, batches: list[Any], opts: QATOptions
+) -> QuantSpec | None:
+    """Swap ``quant_layers()`` for on-the-fly fake-quantized ``QuantLinear``s; return the weight spec.
+
+    Static (per-tensor) activation ranges are calibrated on ``batches`` right away, so training
+    starts from exactly what RTN would produce.
+    """
+    wspec = weight_spec(precision.weights, opts)
+    aspec = activation_spec(precision.activations, opts)
+    with torch.no_grad():
+        for name, lin in model.quant_layers().items():
+            aq = None if aspec is None else ActQuantizer(aspec, learnable=opts.learnable_scales)
+            q = QuantLinear.from_linear(
+                lin, weight_spec=wspec, on_the_fly=True, learnable_weight_scale=opts.learnable_scales,
+                act_quantizer=aq,
+            )
+            set_submodule(model.module, name, q)
+    calibrate_static_activations(model, batches)
+    return wspec
+
+
+def trainable_groups(module: nn.Module, opts: QATOptions) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weights (and biases, and other params with train='all'), then scales."""
+    layers = quant_linears(module)
+    scales: list[nn.Parameter] = []
+    for q in layers.values():
+        for sub in (q.weight_quantizer, q.act_quantizer):
+            if sub is not None:
+                scales.extend(sub.parameters())
+    scale_ids = {id(p) for p in scales}
+    if opts.train == "all":
+        weights = [p for p in module.parameters() if id(p) not in scale_ids]
+    else:
+        weights = [p for q in layers.values() for p in (q.weight, q.bias) if p is not None]
+    groups = [{"params": weights, "lr": opts.lr, "weight_decay": opts.weight_decay}]
+    if scales:
+        groups.append({"params": scales, "lr": opts.scale_lr or opts.lr, "weight_decay": 0.0})
+    return groups
 
 
 # --------------------------------------------------------------------------- training
 
 
-def _train(
+def train_student(
     model: GenerativeModel,
     loss: DistillLoss,
     batches: list[Any],
@@ -210,7 +225,7 @@ def lr_factor(step: int, opts: QATOptions) -> float:
 
 
 @contextmanager
-def _training_mode(module: nn.Module, groups: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def training_mode(module: nn.Module, groups: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """Only the trained parameters require grad, the module is in eval mode; both restored after."""
     flags = {id(p): p.requires_grad for p in module.parameters()}
     was_training = module.training

@@ -29,7 +29,7 @@ def _run(tmp_path, capsys, yaml_text, name="exp.yaml"):
 
 @pytest.mark.parametrize("yaml_text,needle", [
     (GOOD.replace("[rtn]", "[rnt]"), "exp.yaml: quantizers[0].name: unknown quantizer 'rnt'; did you mean 'rtn'?"),
-    (GOOD.replace("var-tiny", "var-tinyy"), "exp.yaml: models[0].family: unknown model 'var-tinyy'; did you mean 'var-tiny'?"),
+    (GOOD.replace("var-tiny", "var-tinyy"), "exp.yaml: models[0].family: unknown model 'var-tinyy'; did you mean 'var-tiny'"),
     (GOOD.replace("W4A16]", "W4A16, 4bit]"), "exp.yaml: precisions: item 2: cannot parse precision '4bit'"),
     (GOOD.replace("W4A16]", "W0A8]"), "exp.yaml: precisions: item 1: 'W0A8': weights has 0 bits"),
     (GOOD.replace("W4A16]", "W4A33]"), "exp.yaml: precisions: item 1: 'W4A33': activations has 33 bits"),

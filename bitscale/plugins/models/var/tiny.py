@@ -164,6 +164,8 @@ class VarTinyFamily(ModelFamily):
             "final_loss": result.final_loss,
             "first_loss": result.first_loss,
             "seconds": round(result.seconds, 2),
+            "cpu_seconds": round(result.cpu_seconds, 2),
+            "threads": torch.get_num_threads(),
             "num_params": sum(p.numel() for p in module.parameters()),
             "torch": torch.__version__,
         }

@@ -227,6 +227,11 @@ def test_released_checkpoint_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert checkpoint_paths("d24", opts)[0] == Path("/ckpt/var_d24.pth")
     with pytest.raises(BitscaleError, match=r"not found: .*var_d16\.pth"):
         VarFamily().build("d16", VarOptions(), torch.device("cpu"))
+    monkeypatch.delenv("BITSCALE_IMAGENET_TRAIN", raising=False)
+    meta = VarFamily().build("d16", VarOptions(), torch.device("meta"))
+    assert meta.dataset == "imagenet256" and meta.sampler == {"cfg": 1.5, "top_k": 900, "top_p": 0.96}
+    with pytest.raises(BitscaleError, match="BITSCALE_IMAGENET_TRAIN"):
+        meta.calibration_batches(1, torch.Generator())
 
 
 def test_official_config_rules() -> None:

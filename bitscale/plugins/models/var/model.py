@@ -14,6 +14,7 @@ import torch
 
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
+from bitscale.harness.errors import BitscaleError
 from bitscale.plugins.models.var.transformer import VAR
 from bitscale.plugins.models.var.vqvae import VQVAE
 
@@ -45,6 +46,7 @@ class VarModel(GenerativeModel):
         sampler: dict[str, Any],
         images: ImageSource | None,
         calibration_batch_size: int = 32,
+        no_images_hint: str = "give the family a folder of real training images",
     ) -> None:
         self.module = transformer.eval()
         self.vae = vae.eval().requires_grad_(False)
@@ -53,6 +55,7 @@ class VarModel(GenerativeModel):
         self.sampler = dict(sampler)
         self._images = images
         self.calibration_batch_size = calibration_batch_size
+        self._no_images_hint = no_images_hint
 
     def _vae(self) -> VQVAE:
         dev = self.device
@@ -70,12 +73,7 @@ class VarModel(GenerativeModel):
     def calibration_batches(self, n: int, generator: torch.Generator) -> list[VarBatch]:
         """``n`` batches of ``calibration_batch_size`` random real training images, tokenized."""
         if self._images is None:
-            from bitscale.harness.errors import BitscaleError
-
-            raise BitscaleError(
-                f"no calibration images for this VAR model (dataset {self.dataset}); "
-                "set the family's calibration option to a folder of real training images"
-            )
+            raise BitscaleError(f"no calibration images for this VAR model ({self.dataset}): {self._no_images_hint}")
         out = []
         for _ in range(n):
             images, labels = self._images(self.calibration_batch_size, generator)

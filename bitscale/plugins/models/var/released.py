@@ -25,6 +25,8 @@ from bitscale.plugins.models.var.transformer import VAR, VARConfig, official_var
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 
 ENV_DIR = "BITSCALE_VAR_CHECKPOINT_DIR"
+#: Fallback for ``calibration_dir``: ImageNet train images in ImageFolder layout.
+ENV_IMAGENET = "BITSCALE_IMAGENET_TRAIN"
 VAE_FILE = "vae_ch160v4096z32.pth"
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 #: The README's FID settings (cfg 1.5, top-k 900, top-p 0.96, no Gumbel smoothing).
@@ -36,7 +38,8 @@ class VarOptions(PluginOptions):
 
     checkpoint: Path | None = None
     vae_checkpoint: Path | None = None
-    #: ImageNet *train* images in ImageFolder layout (one folder per synset, sorted = class id).
+    #: ImageNet *train* images in ImageFolder layout (one folder per synset, sorted = class id);
+    #: defaults to ``$BITSCALE_IMAGENET_TRAIN``.
     calibration_dir: Path | None = None
     calibration_batch_size: int = Field(8, ge=1)
 
@@ -107,7 +110,9 @@ class VarFamily(ModelFamily):
         else:
             var_path, vae_path = checkpoint_paths(size, options)
             var, vae = load_released(var_cfg, vae_cfg, var_path, vae_path, device)
-        images = (
-            image_folder_source(options.calibration_dir, vae_cfg.image_size) if options.calibration_dir else None
+        folder = options.calibration_dir or os.environ.get(ENV_IMAGENET)
+        images = image_folder_source(folder, vae_cfg.image_size) if folder else None
+        hint = f"set the var option calibration_dir or {ENV_IMAGENET} to ImageNet train images (ImageFolder layout)"
+        return VarModel(
+            var, vae, "imagenet256", OFFICIAL_SAMPLER, images, options.calibration_batch_size, no_images_hint=hint
         )
-        return VarModel(var, vae, "imagenet256", OFFICIAL_SAMPLER, images, options.calibration_batch_size)

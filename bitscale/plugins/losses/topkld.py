@@ -73,7 +73,7 @@ def top_k_mask(scores: Tensor, k: int) -> Tensor:
         return torch.zeros_like(scores, dtype=torch.bool)
     if k >= v:
         return torch.ones_like(scores, dtype=torch.bool)
-    threshold = torch.topk(scores, k, dim=-1, sorted=True).values[..., -1:]
+    threshold = torch.topk(scores, k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     above = scores > threshold
     tied = scores == threshold
     free = k - above.sum(dim=-1, keepdim=True)  # seats left for entries equal to the threshold

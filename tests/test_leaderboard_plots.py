@@ -26,18 +26,18 @@ def test_writes_png_and_svg_for_every_kind(store_path, tmp_path, capsys):
     assert main(["plot", "--store", str(store_path), "--out", str(out), "--jobs", "1", "--bootstrap", "50"]) == 0
     files = sorted(p.name for p in out.iterdir())
     stems = {f.rsplit(".", 1)[0] for f in files}
-    assert {"scaling-toyvar-rtn", "pareto-toyvar"} <= stems
-    assert any(s.startswith("scaling-toyvar-q_x") for s in stems)
+    assert {"scaling-toyvar-mt", "scaling-toyvar-ct", "pareto-toyvar"} <= stems
     methods = [s for s in stems if s.startswith("methods-toyvar-")]
     assert len(methods) == 1  # one comparison at a fixed precision by default
     assert all(f"{s}.png" in files and f"{s}.svg" in files for s in stems)
     for f in out.glob("*.png"):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    svg = (out / "scaling-toyvar-rtn.svg").read_text()
-    root = ET.fromstring(svg)  # well-formed
-    assert root.tag.endswith("svg")
-    text = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
-    assert "W4A16" in text and "total model bits" in text and "total compute bits" in text
+    for axis, words in (("mt", "total model bits"), ("ct", "total compute bits")):
+        root = ET.fromstring((out / f"scaling-toyvar-{axis}.svg").read_text())  # well-formed
+        assert root.tag.endswith("svg")
+        text = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+        # one panel per method, one line per precision, W16A16 as the reference
+        assert words in text and "rtn" in text and NAME in text and "W4A16" in text and "W16A16" in text
     cmp_svg = ET.fromstring((out / f"{methods[0]}.svg").read_text())
     assert NAME in " ".join(t.text or "" for t in cmp_svg.iter() if t.tag.endswith("text"))
     assert f"wrote {len(files)} files" in capsys.readouterr().out

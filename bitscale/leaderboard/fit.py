@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bitscale.harness.precision import Precision
 from bitscale.leaderboard.budget import axis_column
-from bitscale.leaderboard.results import analysis_rows
+from bitscale.leaderboard.results import analysis_rows, parse_precision
 
 GROUP = ["source", "family", "protocol_key"]
 CONFIDENCE = 0.95
@@ -137,28 +136,58 @@ def fit_power_law(x: np.ndarray, values: list[np.ndarray], n_boot: int = 1000, r
 
 def fit_power_laws(df: pd.DataFrame, axis: str = "mt", effective: bool = False, n_boot: int = 1000,
                    seed: int = 0) -> list[PowerLawFit]:
-    """One fit per (source, family, protocol, method, precision) with at least 2 sizes."""
+    """One fit per (source, family, method, protocol, precision) with at least 2 sizes."""
+    return fit_axes(df, (axis,), effective, n_boot, seed)[axis_column(axis, effective)]
+
+
+def fit_axes(df: pd.DataFrame, axes: tuple[str, ...] = ("mt", "ct"), effective: bool = False, n_boot: int = 1000,
+             seed: int = 0) -> dict[str, list[PowerLawFit]]:
+    """Fits on several bit axes at once, keyed by frame column (``mt``, ``ct``, ``mt_eff``...).
+
+    Within one precision, CT = MT x a_bits exactly, so the CT fit has the same exponent and
+    k_ct = k_mt * a_bits^alpha: the bootstrap runs once and the second axis reuses its replicates.
+    """
+    cols = [axis_column(a, effective) for a in axes]
+    out: dict[str, list[PowerLawFit]] = {c: [] for c in cols}
     rows = analysis_rows(df)
     if rows.empty:
-        return []
-    col = axis_column(axis, effective)
+        return out
     rng = np.random.default_rng(seed)
-    fits = []
     keys = [*GROUP, "method_label", "precision"]
-    for key, grp in rows.groupby(keys, sort=True):
-        per_size = grp.groupby("size", sort=False)
-        x = per_size[col].mean().to_numpy(float)
-        if len(x) < 2 or np.ptp(np.log(x)) == 0:
-            continue
-        values = [g["value"].to_numpy(float) for _, g in per_size]
+    # One groupby for every (fit, size) and numpy slices from there: a pandas group per fit
+    # and per size was most of the fitting time on large stores.
+    value = rows["value"].to_numpy(float)
+    bits = {col: rows[col].to_numpy(float) for col in cols}
+    by_fit: dict[tuple, list[np.ndarray]] = {}
+    for k, idx in sorted(rows.groupby([*keys, "size"], sort=False).indices.items()):
+        by_fit.setdefault(k[:-1], []).append(idx)
+    for key, size_rows in sorted(by_fit.items()):
+        values = [value[i] for i in size_rows]
         if any((v <= 0).any() for v in values):
             continue  # a power law in log space needs positive scores
-        r = fit_power_law(x, values, n_boot, rng)
-        fits.append(PowerLawFit(*key, axis=col, k=r["k"], alpha=r["alpha"], alpha_ci=r["alpha_ci"], k_ci=r["k_ci"],
-                                r2=r["r2"], sizes=len(x), seeds=int(max(len(v) for v in values)),
-                                ci_method=r["ci_method"], x_min=float(x.min()), x_max=float(x.max()),
-                                boot_logk=r["boot_logk"], boot_alpha=r["boot_alpha"]))
-    return fits
+        first = None
+        for col in cols:
+            x = np.array([bits[col][i].mean() for i in size_rows])
+            if len(x) < 2 or np.ptp(np.log(x)) == 0:
+                break
+            if first is not None and first[1]["boot_alpha"].size:
+                r = _shifted(first[1], np.log(x / first[0]).mean())
+            else:
+                r = fit_power_law(x, values, n_boot, rng)
+            first = first or (x, r)
+            out[col].append(PowerLawFit(*key, axis=col, k=r["k"], alpha=r["alpha"], alpha_ci=r["alpha_ci"],
+                                        k_ci=r["k_ci"], r2=r["r2"], sizes=len(x), seeds=int(max(len(v) for v in values)),
+                                        ci_method=r["ci_method"], x_min=float(x.min()), x_max=float(x.max()),
+                                        boot_logk=r["boot_logk"], boot_alpha=r["boot_alpha"]))
+    return out
+
+
+def _shifted(r: dict, log_ratio: float) -> dict:
+    """The same fit on bits scaled by ``exp(log_ratio)``: log k grows by alpha * log_ratio."""
+    logk = r["boot_logk"] + r["boot_alpha"] * log_ratio
+    q = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
+    return {**r, "k": float(r["k"] * np.exp(r["alpha"] * log_ratio)), "k_ci": tuple(np.exp(np.percentile(logk, q))),
+            "boot_logk": logk}
 
 
 def fits_frame(fits: list[PowerLawFit]) -> pd.DataFrame:
@@ -178,7 +207,7 @@ def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -
     rows = analysis_rows(df)
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.assign(_full=rows["precision"].map(lambda p: Precision.parse(p).is_full))
+    rows = rows.assign(_full=rows["precision"].map(lambda p: parse_precision(p).is_full))
     cells = rows.groupby([*GROUP, "method_label", "precision", "size"]).agg(
         fid=("value", "mean"), n=("num_params", "first"), bits=(axis_column(axis, effective), "mean"),
         full=("_full", "first")).reset_index()
@@ -222,7 +251,7 @@ def _reading(a_minus_c: float) -> str:
 
 
 def _full_fits(fits: list[PowerLawFit]) -> dict[tuple[str, str, str], PowerLawFit]:
-    return {(f.source, f.family, f.protocol): f for f in fits if Precision.parse(f.precision).is_full}
+    return {(f.source, f.family, f.protocol): f for f in fits if parse_precision(f.precision).is_full}
 
 
 def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
@@ -236,7 +265,7 @@ def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
     rows = []
     groups: dict[tuple, list[PowerLawFit]] = {}
     for f in fits:
-        if not Precision.parse(f.precision).is_full:
+        if not parse_precision(f.precision).is_full:
             groups.setdefault((f.source, f.family, f.protocol, f.method), []).append(f)
     for (source, family, protocol, method), cands in sorted(groups.items()):
         ref = full.get((source, family, protocol))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from bitscale.leaderboard.escape import h
 from bitscale.leaderboard.render import note_numbers, table_rows, title
 from bitscale.leaderboard.table import LeaderboardTable, best_mask
@@ -11,22 +9,25 @@ from bitscale.leaderboard.table import LeaderboardTable, best_mask
 
 def html_table(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
     """One sortable, filterable table (the page's script reads the ``data-sort`` values)."""
-    mask = best_mask(t)
-    marks, notes = note_numbers(t)
+    mask = best_mask(t).to_numpy()
+    mean = t.frame.to_numpy(float)
+    _, notes = note_numbers(t)
     head = "".join(f"<th>{h(c)}</th>" for c in ["#bits", "Method", *t.frame.columns])
+    cols = list(t.frame.columns)
     body = []
     # Each row repeats its precision so that sorting and filtering keep rows meaningful.
-    for row, cells in zip(t.frame.index, table_rows(t, "plain", with_deltas, repeat_precision=True)):
-        prec, method = row
+    for i, ((prec, method), cells) in enumerate(zip(t.frame.index, table_rows(t, "plain", with_deltas,
+                                                                                  repeat_precision=True))):
         tds = []
-        for col, text in zip(t.frame.columns, cells[2:]):
-            value = t.frame.loc[row, col]
-            hint = t.missing.get((prec, method, col)) if pd.isna(value) else \
+        for j, (col, text) in enumerate(zip(cols, cells[2:])):
+            value = mean[i, j]
+            missing = value != value
+            hint = t.missing.get((prec, method, col)) if missing else \
                 "runs: " + ", ".join(t.runs.get((prec, method, col), []))
-            content = f"<b>{h(text)}</b>" if mask.loc[row, col] else h(text)
-            sort = "" if pd.isna(value) else f"{value:.6g}"
-            cls = ' class="missing"' if pd.isna(value) else ""
-            tds.append(f'<td{cls} data-sort="{h(sort)}" title="{h(hint or "")}">{content}</td>')
+            content = f"<b>{h(text)}</b>" if mask[i, j] else h(text)
+            sort = "" if missing else f"{value:.6g}"
+            cls = ' class="missing"' if missing else ""
+            tds.append(f'<td{cls} data-sort="{sort}" title="{h(hint or "")}">{content}</td>')
         body.append(f"<tr><td>{h(prec)}</td><td>{h(method)}</td>{''.join(tds)}</tr>")
     foot = ""
     if notes:

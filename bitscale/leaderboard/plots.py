@@ -1,8 +1,8 @@
 """Scaling-law plots (matplotlib, Agg, no pyplot state): like the paper's Fig. 1, 5, 6 and 7.
 
-* ``scaling``: per (source, family, protocol, method), FID vs total model bits and vs total
-  compute bits, log-log, one line per precision (W16A16 as the reference), seed std as error
-  bars, the fitted power law dashed.
+* ``scaling``: per (source, family, protocol) and per bits axis (total model bits, total
+  compute bits), one panel per method, log-log, one line per precision (W16A16 in black as
+  the reference), seed std as error bars, the fitted power law dashed.
 * ``methods``: per (source, family, protocol, precision), FID vs total model bits, one line
   per method, the W16A16 reference in black.
 * ``pareto``: every cell against MT and CT with the Pareto front drawn.
@@ -13,6 +13,7 @@ Published and measured rows are separate figures (``source`` is part of every ke
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import multiprocessing
 import os
@@ -24,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bitscale.harness.precision import Precision
 from bitscale.leaderboard.budget import axis_column, pareto
 from bitscale.leaderboard.fit import PowerLawFit
-from bitscale.leaderboard.results import cell_stats
+from bitscale.leaderboard.results import cell_stats, parse_precision
 from bitscale.leaderboard.table import precision_order
 
 FORMATS = ("png", "svg")
 GROUP = ["source", "family", "protocol_key"]
+_AXIS_WORD = {"mt": "model", "ct": "compute"}
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
             "#7f7f7f"]
 
@@ -55,7 +56,8 @@ class Plot:
     source: str
     family: str
     protocol: str
-    method: str | None = None
+    axis: str | None = None  # scaling grids: "mt" or "ct"
+    methods: tuple[str, ...] = ()  # scaling grids: one panel per method
     precision: str | None = None
 
 
@@ -66,7 +68,7 @@ def _colors(labels: list[str]) -> dict[str, str]:
 
 def _is_prec(s: str) -> bool:
     try:
-        Precision.parse(s)
+        parse_precision(s)
         return True
     except ValueError:
         return False
@@ -97,8 +99,12 @@ def _comparison_precisions(quantized: pd.DataFrame, wanted: list[str] | None) ->
         return sorted(counts.index, key=precision_order)
     if wanted:
         return [p for p in sorted(counts.index, key=precision_order) if p in wanted]
-    # most methods first; on ties the last in table order (the lowest bits)
-    return [max(counts.index, key=lambda p: (counts[p], precision_order(p)))]
+    # the precision most methods ran at (on ties the lowest bits), plus wherever a
+    # single-precision method lives, so that every method is drawn somewhere
+    chosen = {max(counts.index, key=lambda p: (counts[p], precision_order(p)))}
+    per_method = quantized.groupby("method_label")["precision"].unique()
+    chosen |= {precs[0] for precs in per_method if len(precs) == 1}
+    return sorted(chosen, key=precision_order)
 
 
 class PlotSet:
@@ -111,6 +117,7 @@ class PlotSet:
         self.effective = effective
         self._pareto = {axis: pareto(runs, axis, effective) for axis in ("mt", "ct")} if len(self.cells) else {}
         self._plots: list[Plot] = []
+        self._extents: dict[int, list[float]] = {}
         self._multi_protocol = (self.cells.groupby(["source", "family"])["protocol_key"].nunique() > 1).to_dict() \
             if len(self.cells) else {}
 
@@ -121,8 +128,9 @@ class PlotSet:
     def plots(self, precisions: list[str] | None = None) -> Iterator[Plot]:
         """Every figure this data supports.
 
-        ``precisions`` picks the method comparisons: None = one per family, at the precision
-        most methods were run at (the lowest such on ties); ``["all"]`` = every precision.
+        ``precisions`` picks the method comparisons: None = the precision most methods were run
+        at (the lowest such on ties) plus those of single-precision methods; ``["all"]`` = every
+        precision. Scaling figures are drawn for methods with at least two precisions.
         """
         if self.cells.empty:
             return
@@ -130,10 +138,14 @@ class PlotSet:
             tag = protocol[:8] if self._multi_protocol.get((source, family)) else ""
             src = "paper" if source == "paper" else ""
             quantized = grp[grp["method_label"] != "fp16"]
-            for method in sorted(quantized["method_label"].unique()):
-                yield Plot("scaling", _slug("scaling", family, src, tag, method),
-                           f"{family}{' (paper)' if src else ''}: {method}, FID vs total bits",
-                           source, family, protocol, method=method)
+            precs_per_method = quantized.groupby("method_label")["precision"].nunique()
+            # a method run at one precision only (an ablation) is drawn in that precision's
+            # method comparison instead of a one-line scaling figure
+            methods = tuple(sorted(precs_per_method.index[precs_per_method >= 2]))
+            for axis in ("mt", "ct") if methods else ():
+                yield Plot("scaling", _slug("scaling", family, src, tag, axis),
+                           f"{family}{' (paper)' if src else ''}: FID vs total {_AXIS_WORD[axis]} bits, "
+                           "one line per precision", source, family, protocol, axis=axis, methods=methods)
             for prec in _comparison_precisions(quantized, precisions):
                 yield Plot("methods", _slug("methods", family, src, tag, prec),
                            f"{family}{' (paper)' if src else ''}: methods at {prec}", source, family, protocol,
@@ -148,20 +160,30 @@ class PlotSet:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        ncols = 1 if plot.kind == "methods" else 2
-        fig = Figure(figsize=(5.2 * ncols, 3.9))
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, ncols, squeeze=False)[0]
-        # Fixed margins: constrained layout measures every tick label and doubles the cost.
-        fig.subplots_adjust(left=0.1 / ncols + 0.03, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
         sel = self.cells[(self.cells["source"] == plot.source) & (self.cells["family"] == plot.family)
                          & (self.cells["protocol_key"] == plot.protocol)]
         if plot.kind == "scaling":
-            self._scaling(axes, sel, plot)
-        elif plot.kind == "methods":
-            self._methods(axes[0], sel, plot)
+            # One panel per method sharing both axes (like the paper's Fig. 5): inner tick
+            # labels and all but one legend disappear, and text is most of the drawing time.
+            ncols = min(3, len(plot.methods))
+            nrows = -(-len(plot.methods) // ncols)
+            fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.1 + 2.5 * nrows))
+            FigureCanvasAgg(fig)
+            axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+            fig.subplots_adjust(left=0.5 / fig.get_figwidth() + 0.04, right=0.98, bottom=0.55 / fig.get_figheight(),
+                                top=1 - 0.75 / fig.get_figheight(), wspace=0.06, hspace=0.22)
+            self._scaling(fig, axes, sel, plot)
         else:
-            self._pareto_axes(axes, plot)
+            ncols = 1 if plot.kind == "methods" else 2
+            fig = Figure(figsize=(4.8 * ncols, 3.6))
+            FigureCanvasAgg(fig)
+            axes = fig.subplots(1, ncols, squeeze=False)[0]
+            # Fixed margins: constrained layout measures every tick label and doubles the cost.
+            fig.subplots_adjust(left=0.1 / ncols + 0.03, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
+            if plot.kind == "methods":
+                self._methods(axes[0], sel, plot)
+            else:
+                self._pareto_axes(axes, plot)
         fig.suptitle(_text(plot.title), fontsize=10)
         return fig
 
@@ -169,6 +191,7 @@ class PlotSet:
               marker: str = "o") -> None:
         pts = pts.sort_values(col)
         x, y = pts[col].to_numpy(float), pts["mean"].to_numpy(float)
+        self._extend(ax, x, y)
         err = pts["std"].fillna(0.0).to_numpy(float)
         ax.plot(x, y, marker + "-", ms=4, lw=1.2, color=color, label=_text(label))
         if err.any():  # seed std; plain vlines draw much faster than errorbar containers
@@ -177,22 +200,36 @@ class PlotSet:
             xs = np.geomspace(x.min(), x.max(), 20)
             ax.plot(xs, fit.predict(xs), "--", lw=0.9, color=color, alpha=0.8)
 
-    def _scaling(self, axes, sel: pd.DataFrame, plot: Plot) -> None:
-        mine = sel[sel["method_label"] == plot.method]
+    def _scaling(self, fig, axes, sel: pd.DataFrame, plot: Plot) -> None:
         ref = sel[sel["method_label"] == "fp16"]
-        precs = sorted(mine["precision"].unique(), key=precision_order)
-        colors = _colors([*precs, "W16A16"])
-        for ax, axis in zip(axes, ("mt", "ct")):
-            col = axis_column(axis, self.effective)
-            fits = self._fit_index(axis)
+        quantized = sel[sel["method_label"].isin(plot.methods)]
+        colors = _colors([*quantized["precision"].unique(), "W16A16"])  # one colour per precision in every panel
+        col = axis_column(plot.axis, self.effective)
+        fits = self._fit_index(plot.axis)
+        flat = list(axes.flat)
+        for ax, method in zip(flat, plot.methods):
             if len(ref):
                 f = fits.get((plot.source, plot.family, plot.protocol, "fp16", ref["precision"].iloc[0]))
                 self._line(ax, ref, col, "W16A16", "black", f, marker="s")
-            for prec in precs:
-                f = fits.get((plot.source, plot.family, plot.protocol, plot.method, prec))
-                label = prec if f is None else f"{prec} (α={f.alpha:.2f})"
-                self._line(ax, mine[mine["precision"] == prec], col, label, colors[prec], f)
-            self._axes(ax, axis)
+            mine = quantized[quantized["method_label"] == method]
+            for prec in sorted(mine["precision"].unique(), key=precision_order):
+                f = fits.get((plot.source, plot.family, plot.protocol, method, prec))
+                self._line(ax, mine[mine["precision"] == prec], col, prec, colors[prec], f)
+            ax.set_title(_text(method), fontsize=9)
+        self._limits(flat[:len(plot.methods)])
+        for ax in flat[len(plot.methods):]:
+            ax.set_visible(False)
+        handles = {}
+        for ax in flat[:len(plot.methods)]:
+            for hnd, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, hnd)
+        order = sorted(handles, key=precision_order)
+        fig.legend([handles[k] for k in order], order, fontsize=7, frameon=False, ncol=len(order),
+                   loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()))
+        eff = "effective " if self.effective else ""
+        fig.supxlabel(f"{eff}total {_AXIS_WORD[plot.axis]} bits ({'N·w' if plot.axis == 'mt' else 'N·w·a'})",
+                      fontsize=9)
+        fig.supylabel("FID (dashed: fitted power law)", fontsize=9)
 
     def _methods(self, ax, sel: pd.DataFrame, plot: Plot) -> None:
         col = axis_column("mt", self.effective)
@@ -219,42 +256,85 @@ class PlotSet:
             for prec in precs:
                 q = p[p["precision"] == prec]
                 ax.scatter(q["bits"], q["mean"], s=14, color=colors[prec], label=_text(prec), alpha=0.75)
+                self._extend(ax, q["bits"].to_numpy(float), q["mean"].to_numpy(float))
             front = p[p["on_front"]].sort_values("bits")
             ax.step(front["bits"], front["mean"], where="post", color="black", lw=1.0, label="Pareto front")
-            self._axes(ax, axis)
+            self._axes(ax, axis, legend=axis == "mt")
 
-    def _axes(self, ax, axis: str) -> None:
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    def _extend(self, ax, x: np.ndarray, y: np.ndarray) -> None:
+        ext = self._extents.setdefault(id(ax), [np.inf, -np.inf, np.inf, -np.inf])
+        x, y = x[x > 0], y[y > 0]
+        if len(x) and len(y):
+            ext[:] = [min(ext[0], x.min()), max(ext[1], x.max()), min(ext[2], y.min()), max(ext[3], y.max())]
 
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        # Plain-text tick labels: matplotlib's default log labels go through mathtext, which
-        # was most of a log axis' drawing time.
-        # No minor ticks (each is several artists); FID gets 1-2-5 major ticks instead.
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(_power_label))
-        ax.yaxis.set_major_formatter(FuncFormatter(_plain_label))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.yaxis.set_minor_locator(NullLocator())
-        eff = "effective " if self.effective else ""
-        ax.set_xlabel(f"{eff}total {'model' if axis == 'mt' else 'compute'} bits "
-                      f"({'N·w' if axis == 'mt' else 'N·w·a'})")
-        ax.set_ylabel("FID")
-        ax.grid(True, which="major", lw=0.3, alpha=0.5)
-        if ax.get_legend_handles_labels()[0]:
+    def _limits(self, axes: list) -> None:
+        """Fixed log limits and tick positions from the plotted data.
+
+        matplotlib's log locators propose many candidate ticks and each becomes several
+        artists; with autoscaling that was most of the drawing time. Shared axes get the union.
+        """
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        exts = [self._extents.get(id(ax)) for ax in axes]
+        exts = [e for e in exts if e is not None and np.isfinite(e).all()]
+        if not exts:
+            return
+        x0, x1 = min(e[0] for e in exts), max(e[1] for e in exts)
+        y0, y1 = min(e[2] for e in exts), max(e[3] for e in exts)
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(*_padded(x0, x1))
+            ax.set_ylim(*_padded(y0, y1))
+            ax.xaxis.set_major_locator(FixedLocator(_log_ticks(*_padded(x0, x1), (1.0,))))
+            ax.yaxis.set_major_locator(FixedLocator(_log_ticks(*_padded(y0, y1), (1.0, 2.0, 3.0, 5.0))))
+            # Plain-text labels: the default log labels go through mathtext, which is slow.
+            ax.xaxis.set_major_formatter(FuncFormatter(_power_label))
+            ax.yaxis.set_major_formatter(FuncFormatter(_plain_label))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.grid(True, which="major", lw=0.3, alpha=0.5)
+
+    def _axes(self, ax, axis: str, legend: bool = True, labels: bool = True) -> None:
+        self._limits([ax])
+        if labels:
+            eff = "effective " if self.effective else ""
+            ax.set_xlabel(f"{eff}total {_AXIS_WORD[axis]} bits ({'N·w' if axis == 'mt' else 'N·w·a'})")
+            ax.set_ylabel("FID")
+        if legend and ax.get_legend_handles_labels()[0]:  # once per figure: text is the slow part
             ax.legend(fontsize=7, frameon=False)
+
+
+def _padded(lo: float, hi: float, pad: float = 0.06) -> tuple[float, float]:
+    a, b = np.log10(lo), np.log10(hi)
+    span = max(b - a, 0.05)
+    return 10 ** (a - pad * span), 10 ** (b + pad * span)
+
+
+def _log_ticks(lo: float, hi: float, subs: tuple[float, ...]) -> list[float]:
+    """Ticks ``sub x 10^k`` inside [lo, hi]: at most 6, at least the range ends' decade."""
+    ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo))), int(np.floor(np.log10(hi))) + 1)
+             for m in subs if lo <= m * 10.0**k <= hi]
+    while len(ticks) > 6:
+        ticks = ticks[::2]
+    if len(ticks) < 2:  # less than a decade with no round value: label the ends
+        ticks = sorted({*ticks, float(f"{lo * 1.02:.2g}"), float(f"{hi / 1.02:.2g}")})
+    return ticks
 
 
 # --------------------------------------------------------------------------- output
 
 
-def figure_bytes(fig, fmt: str, dpi: int = 90) -> bytes:
+def figure_bytes(fig, fmt: str, dpi: int = 80) -> bytes:
     """Encode ``fig`` as PNG or SVG bytes (SVG keeps text as text: smaller and faster)."""
     import matplotlib
 
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bitscale"}):
-        fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        if fmt == "png":  # zlib level 1: a third of the encoding time, files ~20% larger
+            fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+        else:
+            fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None})
     return buf.getvalue()
 
 
@@ -274,6 +354,21 @@ def _render_one(args: tuple[int, tuple[str, ...]]) -> dict[str, bytes]:
     return {fmt: figure_bytes(fig, fmt) for fmt in formats}
 
 
+def _warm_up(formats: tuple[str, ...]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot([1, 2], [1, 2], "o-", label="W4A16 0123456789")
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("warm-up")
+    for fmt in formats:
+        figure_bytes(fig, fmt)
+
+
 def default_jobs() -> int:
     """Worker processes for drawing: the CPUs this process may use, at most 4."""
     try:
@@ -291,15 +386,24 @@ def render_plots(plot_set: PlotSet, formats: tuple[str, ...] = FORMATS, precisio
     cores; where fork is unavailable, or for a handful of figures, drawing stays in-process.
     """
     global _WORKER_SET
+    # Import matplotlib and load its font cache once, before forking, not once per worker.
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.font_manager  # noqa: F401
+    import matplotlib.ticker  # noqa: F401
+
     plots = [p for p in plot_set.plots(precisions) if p.kind in kinds]
     plot_set._plots = plots
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if jobs > 1 and len(plots) > 2 and "fork" in multiprocessing.get_all_start_methods():
+        _warm_up(formats)  # fonts and glyph caches loaded once here are shared by every worker
         _WORKER_SET = plot_set
+        gc.freeze()  # keep the parent's objects out of the workers' collections: fewer copied pages
         try:
             with multiprocessing.get_context("fork").Pool(min(jobs, len(plots))) as pool:
                 encoded = pool.map(_render_one, [(i, formats) for i in range(len(plots))], chunksize=1)
         finally:
+            gc.unfreeze()
             _WORKER_SET = None
     else:
         _WORKER_SET = plot_set

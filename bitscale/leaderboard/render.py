@@ -12,6 +12,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bitscale.leaderboard.escape import latex_escape, markdown_escape
+from bitscale.leaderboard.results import parse_precision
 from bitscale.leaderboard.table import LeaderboardTable, best_mask, deltas
 
 FORMATS = ("github", "latex", "plain", "csv", "json", "html")
@@ -26,27 +27,17 @@ def _escape(text: str, fmt: str) -> str:
     return text
 
 
-def _value_text(table: LeaderboardTable, row: tuple[str, str], col: str) -> str:
-    if table.text is not None:
-        printed = table.text.loc[row, col]
-        if isinstance(printed, str) and printed:
-            return printed  # the published value exactly as printed
-    return f"{table.frame.loc[row, col]:.2f}"
-
-
-def _cell(table: LeaderboardTable, row: tuple[str, str], col: str, fmt: str, bold: bool, delta: float | None,
+def _cell(value: float, std: float, printed: object, fmt: str, bold: bool, delta: float | None,
           note: str | None) -> str:
-    value = table.frame.loc[row, col]
-    if pd.isna(value):
+    if value != value:  # NaN: an empty cell, with the mark of its reason
         dash = "--" if fmt == "latex" else "—"
         if note is None:
             return dash
         return f"{dash}$^{{{note}}}$" if fmt == "latex" else f"{dash} [{note}]"
-    text = _value_text(table, row, col)
-    std = table.std.loc[row, col]
-    if pd.notna(std):
+    text = printed if isinstance(printed, str) and printed else f"{value:.2f}"  # published: as printed
+    if std == std:
         text += f" $\\pm$ {std:.2f}" if fmt == "latex" else f" ± {std:.2f}"
-    if delta is not None and pd.notna(delta):
+    if delta is not None and delta == delta:
         text += f" ({delta:+.2f})"
     if bold:
         text = f"**{text}**" if fmt == "github" else (f"\\textbf{{{text}}}" if fmt == "latex" else text)
@@ -74,17 +65,22 @@ def delta_frame(table: LeaderboardTable, with_deltas: bool | str) -> pd.DataFram
 def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = False,
                repeat_precision: bool = False) -> list[list[str]]:
     """Body rows ``[#bits, method, *sizes]`` as strings in ``fmt``."""
-    mask, d = best_mask(table), delta_frame(table, with_deltas)
+    # Plain arrays, not .loc: a 10,000-run store renders thousands of cells per format.
+    mean, std = table.frame.to_numpy(float), table.std.to_numpy(float)
+    best = best_mask(table).to_numpy()
+    d = delta_frame(table, with_deltas)
+    delta = None if d is None else d.to_numpy(float)
+    text = None if table.text is None else table.text.to_numpy(object)
+    cols = list(table.frame.columns)
     marks, _ = note_numbers(table)
     against = None if with_deltas is True else with_deltas
     rows, last = [], None
-    for row in table.frame.index:
-        prec, method = row
-        is_reference = prec.startswith("W16A16") if against is None else method == against
+    for i, (prec, method) in enumerate(table.frame.index):
+        is_reference = parse_precision(prec).is_full if against is None else method == against
         cells = [
-            _cell(table, row, c, fmt, bool(mask.loc[row, c]),
-                  None if d is None or is_reference else d.loc[row, c], marks.get((prec, method, c)))
-            for c in table.frame.columns
+            _cell(mean[i, j], std[i, j], None if text is None else text[i, j], fmt, bool(best[i, j]),
+                  None if delta is None or is_reference else delta[i, j], marks.get((prec, method, c)))
+            for j, c in enumerate(cols)
         ]
         shown = prec if (prec != last or repeat_precision) else ""
         rows.append([_escape(shown, fmt), _escape(method, fmt), *cells])

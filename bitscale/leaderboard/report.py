@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bitscale.leaderboard.budget import Budget, best_within, pareto_front
-from bitscale.leaderboard.fit import PowerLawFit, fit_bivariate, fit_power_laws, optimal_precision, shift_vs_full
+from bitscale.leaderboard.fit import PowerLawFit, fit_axes, fit_bivariate, optimal_precision, shift_vs_full
 from bitscale.leaderboard.results import Results
 from bitscale.leaderboard.table import LeaderboardTable, build_tables
 
@@ -53,7 +53,7 @@ def build_report(results: Results, *, size_order: dict[str, list[str]] | None = 
     runs = results.runs
     tables = build_tables(runs, results.metric, size_order, protocols=results.protocols, prepared=runs)
     suffix = "_eff" if effective else ""
-    fits = {f"{axis}{suffix}": fit_power_laws(runs, axis, effective, n_boot) for axis in ("mt", "ct")}
+    fits = fit_axes(runs, ("mt", "ct"), effective, n_boot)
     bivariate = pd.concat([fit_bivariate(runs, axis, effective) for axis in ("mt", "ct")], ignore_index=True)
     shifts = pd.concat([shift_vs_full(f) for f in fits.values()], ignore_index=True)
     fronts = {f"{axis}{suffix}": pareto_front(runs, axis, effective) for axis in ("mt", "ct")}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,8 +56,14 @@ def method_label(method: str, loss: object) -> str:
     return f"{method}+{loss}" if isinstance(loss, str) and loss else method
 
 
+@lru_cache(maxsize=4096)
+def parse_precision(label: str) -> Precision:
+    """``Precision.parse`` with a cache: views parse the same few labels thousands of times."""
+    return Precision.parse(label)
+
+
 def _precision_bits(labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    cache = {p: Precision.parse(p) for p in labels.unique()}
+    cache = {p: parse_precision(p) for p in labels.unique()}
     return (labels.map(lambda p: cache[p].w_bits).to_numpy(float),
             labels.map(lambda p: cache[p].a_bits).to_numpy(float))
 
@@ -126,7 +133,7 @@ def analysis_rows(df: pd.DataFrame) -> pd.DataFrame:
     pub = ok[paper].copy()
     if "method_alias" in pub.columns:
         pub["method_label"] = pub["method_alias"].where(pub["method_alias"].notna(), pub["method_label"])
-    full = pub["precision"].map(lambda p: Precision.parse(p).is_full)
+    full = pub["precision"].map(lambda p: parse_precision(p).is_full)
     pub.loc[full, "method_label"] = "fp16"
     pub = pub.sort_values("experiment", kind="stable").drop_duplicates([*CELL_KEY, "seed"], keep="first")
     return pd.concat([ok[~paper], pub])

@@ -9,13 +9,13 @@ only under another protocol, not run) in ``LeaderboardTable.missing``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bitscale.harness.precision import Precision
-from bitscale.leaderboard.results import comparable_protocols, method_label, prepare
+from bitscale.leaderboard.results import comparable_protocols, method_label, parse_precision, prepare
 from bitscale.leaderboard.results import size_order as ordered_sizes
 
 __all__ = ["LeaderboardTable", "build_tables", "best_mask", "deltas", "method_label", "precision_order"]
@@ -47,9 +47,10 @@ class LeaderboardTable:
         return "-".join(p.replace(" ", "") for p in parts)
 
 
+@lru_cache(maxsize=4096)
 def precision_order(label: str) -> tuple:
     """W16A16 first, then weight-only settings by falling width, then weight-activation ones."""
-    p = Precision.parse(label)
+    p = parse_precision(label)
     return (not p.is_full, not p.weight_only, -p.w_bits, -p.a_bits, label)
 
 
@@ -142,7 +143,9 @@ def _failed_cells(df: pd.DataFrame, source: str, family: str) -> set[tuple[str, 
 def _missing_reasons(t: LeaderboardTable, df: pd.DataFrame, source: str, family: str, protocol: str,
                      table_name: str) -> dict[tuple[str, str, str], str]:
     """Why each empty cell of ``t`` is empty, in words a reader can act on."""
-    holes = [(p, m, s) for (p, m) in t.frame.index for s in t.frame.columns if pd.isna(t.frame.loc[(p, m), s])]
+    empty = np.isnan(t.frame.to_numpy(float))
+    cols = list(t.frame.columns)
+    holes = [(p, m, cols[j]) for i, (p, m) in enumerate(t.frame.index) for j in np.flatnonzero(empty[i])]
     if not holes:
         return {}
     if table_name:
@@ -169,19 +172,26 @@ def _missing_reasons(t: LeaderboardTable, df: pd.DataFrame, source: str, family:
     return out
 
 
+def _blocks(index: pd.Index) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, (prec, _) in enumerate(index):
+        out.setdefault(prec, []).append(i)
+    return out
+
+
 def best_mask(table: LeaderboardTable, lower_is_better: bool = True) -> pd.DataFrame:
     """True where a cell is the best of its precision block (only blocks with several methods)."""
     f = table.frame
-    mask = pd.DataFrame(False, index=f.index, columns=f.columns)
-    for prec in f.index.get_level_values(0).unique():
-        block = f.loc[[prec]]
-        if len(block) < 2:
+    vals = f.to_numpy(float)
+    mask = np.zeros(vals.shape, dtype=bool)
+    for rows in _blocks(f.index).values():
+        if len(rows) < 2:
             continue
-        best = block.min() if lower_is_better else block.max()
-        for col in f.columns:
-            if pd.notna(best[col]):
-                mask.loc[block.index[block[col] == best[col]], col] = True
-    return mask
+        block = vals[rows]
+        with np.errstate(all="ignore"):
+            best = np.nanmin(block, axis=0) if lower_is_better else np.nanmax(block, axis=0)
+        mask[rows] = block == best  # NaN never equals: empty columns stay unmarked
+    return pd.DataFrame(mask, index=f.index, columns=f.columns)
 
 
 def deltas(table: LeaderboardTable, against: str | None = None) -> pd.DataFrame:
@@ -191,15 +201,15 @@ def deltas(table: LeaderboardTable, against: str | None = None) -> pd.DataFrame:
     precision block (NaN where the block has no such row).
     """
     f = table.frame
+    vals = f.to_numpy(float)
+    out = np.full(vals.shape, np.nan)
     if against is None:
-        full = [r for r in f.index if Precision.parse(r[0]).is_full]
-        if not full:
-            return f * float("nan")
-        return f - f.loc[full[0]]
-    out = f * float("nan")
-    for prec in f.index.get_level_values(0).unique():
-        if (prec, against) in f.index:
-            ref = f.loc[(prec, against)]
-            for row in f.loc[[prec]].index:
-                out.loc[row] = f.loc[row] - ref
-    return out
+        full = [i for i, r in enumerate(f.index) if parse_precision(r[0]).is_full]
+        if full:
+            out = vals - vals[full[0]]
+    else:
+        for rows in _blocks(f.index).values():
+            ref = [i for i in rows if f.index[i][1] == against]
+            if ref:
+                out[rows] = vals[rows] - vals[ref[0]]
+    return pd.DataFrame(out, index=f.index, columns=f.columns)

@@ -1,8 +1,9 @@
 """``bitscale plot --out DIR``: scaling-law plots (PNG and SVG) like the paper's Fig. 1.
 
 Writes, per family (published rows in their own files):
-  scaling-FAMILY-METHOD.*    FID vs total model bits and vs total compute bits, log-log,
-                             one line per precision, W16A16 in black, fitted power laws dashed
+  scaling-FAMILY-mt.*        FID vs total model bits (and -ct: vs total compute bits), log-log,
+                             one panel per method, one line per precision, W16A16 in black,
+                             fitted power laws dashed
   methods-FAMILY-PRECISION.* the methods compared at one precision (--precision, default:
                              the precision most methods ran at; --precision all for every one)
   pareto-FAMILY.*            every cell against MT and CT, with the Pareto front
@@ -36,15 +37,14 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bitscale.harness.precision import Precision
-    from bitscale.leaderboard.fit import fit_power_laws
+    from bitscale.leaderboard.fit import fit_axes
     from bitscale.leaderboard.plots import PlotSet, write_plots
 
     precisions = None
     if args.precision:
         precisions = [p if p == "all" else Precision.parse(p).label for p in args.precision]
     results = load(args)
-    suffix = "_eff" if args.effective else ""
-    fits = {f"{a}{suffix}": fit_power_laws(results.runs, a, args.effective, args.bootstrap) for a in ("mt", "ct")}
+    fits = fit_axes(results.runs, ("mt", "ct"), args.effective, args.bootstrap)
     files = write_plots(PlotSet(results.runs, fits, args.effective), args.out, tuple(args.formats or ("png", "svg")),
                         precisions, tuple(args.kind or ("scaling", "methods", "pareto")), args.jobs)
     if not files:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import reference_seconds, report  # noqa: E402
+from _bench_leaderboard_common import reference_seconds, report  # noqa: E402
 
 from bitscale.harness.store import ResultStore  # noqa: E402
 from bitscale.leaderboard import synthetic  # noqa: E402

@@ -84,6 +84,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:0 1.2em;color:#1b1b1b}
 h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #ddd} .meta{color:#555}
 nav a{margin-right:1em} .family{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.family>div{flex:0 1 auto;max-width:36em} .family caption{white-space:normal}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px} caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;white-space:nowrap} th{background:#f4f4f4;cursor:pointer}
 td:nth-child(-n+2),th:nth-child(-n+2){text-align:left} td.missing{color:#999}

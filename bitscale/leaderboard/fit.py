@@ -127,7 +127,8 @@ def fit_power_law(x: np.ndarray, values: list[np.ndarray], n_boot: int = 1000, r
                    ci_method=f"bootstrap over seeds ({n_boot} resamples)", boot_logk=logk, boot_alpha=alpha)
     elif len(x) >= 3:
         t = _t_quantile(len(x) - 2)
-        out.update(alpha_ci=(-b1 - t * se1, -b1 + t * se1), k_ci=(float(np.exp(b0 - t * se0)), float(np.exp(b0 + t * se0))),
+        out.update(alpha_ci=(-b1 - t * se1, -b1 + t * se1),
+                   k_ci=(float(np.exp(b0 - t * se0)), float(np.exp(b0 + t * se0))),
                    ci_method=f"OLS standard errors (t, {len(x) - 2} dof; fewer than 2 seeds per size)")
     else:
         out.update(alpha_ci=(np.nan, np.nan), k_ci=(np.nan, np.nan), ci_method="none (2 sizes, 1 seed)")
@@ -176,7 +177,8 @@ def fit_axes(df: pd.DataFrame, axes: tuple[str, ...] = ("mt", "ct"), effective: 
                 r = fit_power_law(x, values, n_boot, rng)
             first = first or (x, r)
             out[col].append(PowerLawFit(*key, axis=col, k=r["k"], alpha=r["alpha"], alpha_ci=r["alpha_ci"],
-                                        k_ci=r["k_ci"], r2=r["r2"], sizes=len(x), seeds=int(max(len(v) for v in values)),
+                                        k_ci=r["k_ci"], r2=r["r2"], sizes=len(x),
+                                        seeds=int(max(len(v) for v in values)),
                                         ci_method=r["ci_method"], x_min=float(x.min()), x_max=float(x.max()),
                                         boot_logk=r["boot_logk"], boot_alpha=r["boot_alpha"]))
     return out

@@ -81,12 +81,14 @@ SCRIPT = """
 """
 
 STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:0 1.2em;color:#1b1b1b}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;
+  padding:0 1.2em;color:#1b1b1b}
 h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #ddd} .meta{color:#555}
 nav a{margin-right:1em} .family{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 .family>div{flex:0 1 auto;max-width:36em} .family caption{white-space:normal}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px} caption{text-align:left;font-weight:600;padding:.3em 0}
-th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;white-space:nowrap} th{background:#f4f4f4;cursor:pointer}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;white-space:nowrap}
+th{background:#f4f4f4;cursor:pointer}
 td:nth-child(-n+2),th:nth-child(-n+2){text-align:left} td.missing{color:#999}
 th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\25BC"}
 input.filter{margin:.2em 0;padding:.2em .4em;width:18em} .scroll{overflow-x:auto;max-height:40em;overflow-y:auto}
@@ -216,7 +218,8 @@ def _plots_section(plots: list[tuple[Plot, bytes]]) -> str:
 def _protocols_section(report: Report) -> str:
     items = []
     for key, details in sorted(report.results.comparable.items()):
-        items.append(f'<h4 id="protocol-{h(key)}">{h(key)}</h4><pre>{h(json.dumps(details, indent=2, default=str))}</pre>')
+        text = json.dumps(details, indent=2, default=str)
+        items.append(f'<h4 id="protocol-{h(key)}">{h(key)}</h4><pre>{h(text)}</pre>')
     return "\n".join(items) or "<p>No protocols recorded.</p>"
 
 

@@ -44,6 +44,8 @@ def _registered(module: str) -> list[type[Quantizer]]:
 
 
 ALL = {cls.name: cls for m in PLUGIN_MODULES for cls in _registered(m)}
+# Fewer optimisation iterations where a test only checks that a cell runs and reports.
+FAST_OPTIONS = {"omniquant": {"steps": 5}, "gptvq": {"kmeans_iters": 2}}
 
 
 def _toy(**kw) -> ToyTransformer:
@@ -82,7 +84,7 @@ def test_options_have_defaults_and_reject_typos(name: str) -> None:
 @pytest.mark.parametrize("precision", ["W4A16", "W8A8", "W4A8:fp", "w=fp4_e2m1,a=fp8_e4m3", "W3A16", "W8A16:fp"])
 def test_every_supported_cell_runs_and_reports(name: str, precision: str) -> None:
     cls, p = ALL[name], Precision.parse(precision)
-    q = cls(cls.Options(steps=5)) if name == "omniquant" else cls()
+    q = cls(cls.Options(**FAST_OPTIONS.get(name, {})))
     if q.unsupported_reason(p) is not None:
         pytest.skip(q.unsupported_reason(p))
     model, ref = _toy(), _toy()

@@ -64,6 +64,8 @@ class ActQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.static:
             return fake_quant_activation(x, self.spec)
+        if self.running_min.device != x.device:
+            self.to(x.device)  # quantizers are built on CPU and attached to layers on any device
         if self.observing:
             with torch.no_grad():
                 xf = x.detach().float()

@@ -161,6 +161,7 @@ def optimize_group(
     lr_let: float,
     batch_rows: int,
     generator: torch.Generator | None = None,
+    patience: int = 3,
 ) -> OmniResult:
     """Train ``group`` to reproduce the full-precision outputs on ``inputs`` ``(N, in)``; bake the result."""
     x_all = inputs.float()
@@ -181,6 +182,7 @@ def optimize_group(
     opt = torch.optim.Adam(params)
     best = (before, _snapshot(group))
     n = x_all.shape[0]
+    stale = 0  # evaluations without a 0.1 % improvement: stop after `patience` of them
     for step in range(steps):
         idx = torch.randint(0, n, (min(batch_rows, n),), generator=generator).to(x_all.device) if n > batch_rows else None
         opt.zero_grad(set_to_none=True)
@@ -189,11 +191,14 @@ def optimize_group(
             break
         loss.backward()
         opt.step()
-        if idx is None or step == steps - 1 or (step + 1) % 20 == 0:
+        if step == steps - 1 or (step + 1) % 20 == 0:
             with torch.no_grad():
                 full = float(loss_on(None))
+            stale = 0 if full < best[0] * (1 - 1e-3) else stale + 1
             if full < best[0]:
                 best = (full, _snapshot(group))
+            if stale >= patience:
+                break
     _restore(group, best[1])  # never return something worse than where we started
     with torch.no_grad():
         s, d = group.transformed()

@@ -35,15 +35,29 @@ def _lin(i: int = 32, o: int = 16) -> nn.Linear:
 
 def test_frozen_weight_is_rtn_and_storage_bits_are_recorded() -> None:
     lin = _lin()
-    q = QuantLinear.from_linear(lin, weight_spec=INT4)
+    q = QuantLinear.from_linear(lin, weight_spec=INT4, reuse_storage=False)
     x = torch.randn(3, 32)
     assert torch.allclose(q(x), F.linear(x, fake_quant_weight(lin.weight, INT4), lin.bias))
     assert q.weight_quantizer is None and q.storage_bits == weight_storage_bits((16, 32), INT4)
 
 
+def test_swapping_reuses_the_weight_storage_by_default() -> None:
+    lin = _lin()
+    expected = fake_quant_weight(lin.weight.detach().clone(), INT4)
+    ptr = lin.weight.data_ptr()
+    q = QuantLinear.from_linear(lin, weight_spec=INT4)
+    assert q.weight is lin.weight and q.weight.data_ptr() == ptr and q.bias is lin.bias
+    assert torch.equal(q.weight, expected)
+    # QAT mode adopts the full-precision weight unchanged
+    lin2 = _lin()
+    before = lin2.weight.detach().clone()
+    q2 = QuantLinear.from_linear(lin2, weight_spec=INT4, on_the_fly=True)
+    assert q2.weight is lin2.weight and torch.equal(q2.weight, before)
+
+
 def test_activation_quantizer_is_applied_to_the_input() -> None:
     lin = _lin()
-    q = QuantLinear.from_linear(lin, act_quantizer=ActQuantizer(INT8_TOKEN))
+    q = QuantLinear.from_linear(lin, act_quantizer=ActQuantizer(INT8_TOKEN), reuse_storage=False)
     x = torch.randn(2, 5, 32)
     assert torch.allclose(q(x), lin(fake_quant_activation(x, INT8_TOKEN)))
     assert q.storage_bits == 16 * 16 * 32  # weights untouched: W16
@@ -52,7 +66,7 @@ def test_activation_quantizer_is_applied_to_the_input() -> None:
 def test_smoothing_is_an_exact_fold_in_full_precision() -> None:
     lin = _lin()
     s = torch.rand(32) * 10 + 0.1
-    q = QuantLinear.from_linear(lin, smooth=s)
+    q = QuantLinear.from_linear(lin, smooth=s, reuse_storage=False)
     x = torch.randn(4, 32)
     assert torch.allclose(q(x), lin(x), rtol=1e-5, atol=1e-5)
     assert torch.allclose(q.weight, lin.weight * s)
@@ -60,7 +74,7 @@ def test_smoothing_is_an_exact_fold_in_full_precision() -> None:
 
 def test_on_the_fly_weight_quantization_trains_through_ste() -> None:
     lin = _lin()
-    q = QuantLinear.from_linear(lin, weight_spec=INT4, on_the_fly=True, learnable_weight_scale=True)
+    q = QuantLinear.from_linear(lin, weight_spec=INT4, on_the_fly=True, learnable_weight_scale=True, reuse_storage=False)
     x = torch.randn(8, 32)
     assert torch.allclose(q(x), F.linear(x, fake_quant_weight(lin.weight, INT4), lin.bias), atol=1e-5)
     q(x).pow(2).sum().backward()

@@ -37,14 +37,22 @@ class GPTQResult:
 
 
 def inverse_hessian_cholesky(h: Tensor, damp: float, tries: int = 4) -> tuple[Tensor | None, float]:
-    """Upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1``; raise damping on failure."""
-    mean_diag = torch.diagonal(h).mean()
-    eye = torch.eye(h.shape[0], device=h.device, dtype=h.dtype)
+    """Upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1``; raise damping on failure.
+
+    Damps ``h``'s diagonal in place (callers pass a copy) and frees each intermediate as soon
+    as the next exists, so the peak is about two ``(in, in)`` matrices besides ``h``.
+    """
+    diag = torch.diagonal(h)
+    base = diag.clone()
+    mean_diag = base.mean()
     for _ in range(tries):
-        l, info = torch.linalg.cholesky_ex(h + damp * mean_diag * eye)
+        diag.copy_(base + damp * mean_diag)
+        l, info = torch.linalg.cholesky_ex(h)
         if int(info) == 0:
             hinv = torch.cholesky_inverse(l)
+            del l
             u, info = torch.linalg.cholesky_ex(hinv, upper=True)
+            del hinv
             if int(info) == 0:
                 return u, damp
         damp *= 10  # ill-conditioned (few calibration tokens): damp harder, as reference code advises
@@ -85,6 +93,7 @@ def gptq_quantize(
         col_zero = col_zero[:, perm] if col_zero is not None else None
 
     hinv, used_damp = inverse_hessian_cholesky(h, damp)
+    del h
     if hinv is None:
         return GPTQResult(fake_quant_weight(weight.detach(), spec), float("nan"), used_damp, True)
 

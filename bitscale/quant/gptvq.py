@@ -80,6 +80,7 @@ def gptvq_quantize(
     w[:, dead] = 0.0
     importance = torch.diagonal(h).clone()
     hinv, used_damp = inverse_hessian_cholesky(h, damp)
+    del h
     if hinv is None:
         raise RuntimeError("Hessian is singular even after damping; use more calibration data")
 

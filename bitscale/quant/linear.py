@@ -114,6 +114,7 @@ class QuantLinear(nn.Linear):
         act_quantizer: ActQuantizer | None = None,
         smooth: Tensor | None = None,
         storage_bits: int | None = None,
+        reuse_storage: bool = True,
     ) -> QuantLinear:
         """Wrap ``linear``.
 
@@ -122,17 +123,24 @@ class QuantLinear(nn.Linear):
         ``WeightQuantizer`` applied at every forward (``on_the_fly=True``, for QAT).
         ``smooth``: per-input-channel factor folded in exactly (W * s, x / s); when ``weight``
         is given it must already include the factor.
+
+        ``reuse_storage`` (default): the new layer takes over ``linear``'s weight and bias
+        Parameters and writes the quantized values into them in place, so swapping every layer
+        of a model never holds two copies of its weights (``linear`` must not be used after).
         """
+        dtype = linear.weight.dtype
         w = linear.weight.detach()
-        if smooth is not None and weight is None:
-            w = w * smooth.to(w.dtype)
+        new_w: Tensor | None = None  # values to install, if they differ from linear's
         wq: WeightQuantizer | None = None
         if weight is not None:
-            w = weight.detach().to(linear.weight.dtype)
-        elif weight_spec is not None and on_the_fly:
-            wq = WeightQuantizer(weight_spec, learnable=learnable_weight_scale, weight=w)
-        elif weight_spec is not None:
-            w = fake_quant_weight(w, weight_spec)
+            new_w = weight.detach()
+        else:
+            if smooth is not None:
+                new_w = w * smooth.to(dtype)
+            if weight_spec is not None and on_the_fly:
+                wq = WeightQuantizer(weight_spec, learnable=learnable_weight_scale, weight=new_w if new_w is not None else w)
+            elif weight_spec is not None:
+                new_w = fake_quant_weight(new_w if new_w is not None else w, weight_spec)
         if storage_bits is None and weight_spec is not None:
             storage_bits = weight_storage_bits(tuple(w.shape), weight_spec)
         q = cls(
@@ -141,17 +149,21 @@ class QuantLinear(nn.Linear):
             bias=linear.bias is not None,
             weight_quantizer=wq,
             act_quantizer=act_quantizer,
-            smooth=smooth,
             storage_bits=storage_bits,
             weight_label=str(weight_spec) if weight_spec is not None else "",
-            device=w.device,
-            dtype=linear.weight.dtype,
+            device=torch.device("meta"),  # parameters are adopted or copied below
+            dtype=dtype,
         )
-        with torch.no_grad():
-            q.weight.copy_(w)
-            if linear.bias is not None:
-                q.bias.copy_(linear.bias.detach())
-        q.weight.requires_grad_(linear.weight.requires_grad)
+        if reuse_storage:
+            q.weight, q.bias = linear.weight, linear.bias
+        else:
+            q.weight = nn.Parameter(w.clone(), requires_grad=linear.weight.requires_grad)
+            q.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
+        if new_w is not None:
+            with torch.no_grad():
+                q.weight.copy_(new_w.to(dtype))
+        if smooth is not None:
+            q.smooth = smooth.detach().to(device=w.device, dtype=dtype).clone()
         return q
 
     # ------------------------------------------------------------------ use

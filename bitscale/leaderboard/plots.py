@@ -33,6 +33,7 @@ from bitscale.leaderboard.table import precision_order
 FORMATS = ("png", "svg")
 GROUP = ["source", "family", "protocol_key"]
 _AXIS_WORD = {"mt": "model", "ct": "compute"}
+_RC = {"axes.grid": True, "axes.grid.which": "major", "grid.linewidth": 0.3, "grid.alpha": 0.5}
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
             "#7f7f7f"]
 
@@ -118,6 +119,8 @@ class PlotSet:
         self._pareto = {axis: pareto(runs, axis, effective) for axis in ("mt", "ct")} if len(self.cells) else {}
         self._plots: list[Plot] = []
         self._extents: dict[int, list[float]] = {}
+        self._errors: dict[object, list[tuple]] = {}
+        self._groups = {k: g for k, g in self.cells.groupby(GROUP, sort=False)} if len(self.cells) else {}
         self._multi_protocol = (self.cells.groupby(["source", "family"])["protocol_key"].nunique() > 1).to_dict() \
             if len(self.cells) else {}
 
@@ -157,11 +160,25 @@ class PlotSet:
 
     def draw(self, plot: Plot):
         """A matplotlib ``Figure`` for ``plot`` (Agg canvas attached)."""
+        import matplotlib
+
+        # Grid lines set when the axes are made: calling ax.grid() afterwards re-styles every
+        # tick of every axes, which was a sizeable part of the drawing time.
+        self._extents, self._errors = {}, {}  # per figure: ids of freed axes get reused
+        with matplotlib.rc_context(_RC):
+            fig = self._draw(plot)
+        for ax, segments in self._errors.items():
+            if segments:
+                xs, lo, hi, colors = zip(*segments)
+                ax.vlines(xs, lo, hi, colors=colors, lw=0.8)  # every error bar of an axes at once
+        self._errors = {}
+        return fig
+
+    def _draw(self, plot: Plot):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        sel = self.cells[(self.cells["source"] == plot.source) & (self.cells["family"] == plot.family)
-                         & (self.cells["protocol_key"] == plot.protocol)]
+        sel = self._groups.get((plot.source, plot.family, plot.protocol), self.cells.iloc[:0])
         if plot.kind == "scaling":
             # One panel per method sharing both axes (like the paper's Fig. 5): inner tick
             # labels and all but one legend disappear, and text is most of the drawing time.
@@ -189,13 +206,14 @@ class PlotSet:
 
     def _line(self, ax, pts: pd.DataFrame, col: str, label: str, color: str, fit: PowerLawFit | None,
               marker: str = "o") -> None:
-        pts = pts.sort_values(col)
-        x, y = pts[col].to_numpy(float), pts["mean"].to_numpy(float)
+        x = pts[col].to_numpy(float)
+        order = np.argsort(x)
+        x, y = x[order], pts["mean"].to_numpy(float)[order]
+        err = np.nan_to_num(pts["std"].to_numpy(float)[order])
         self._extend(ax, x, y)
-        err = pts["std"].fillna(0.0).to_numpy(float)
         ax.plot(x, y, marker + "-", ms=4, lw=1.2, color=color, label=_text(label))
-        if err.any():  # seed std; plain vlines draw much faster than errorbar containers
-            ax.vlines(x, y - err, y + err, color=color, lw=0.8)
+        # seed std as vertical bars, drawn per axes in one collection by draw()
+        self._errors.setdefault(ax, []).extend((xi, yi - e, yi + e, color) for xi, yi, e in zip(x, y, err) if e > 0)
         if fit is not None:
             xs = np.geomspace(x.min(), x.max(), 20)
             ax.plot(xs, fit.predict(xs), "--", lw=0.9, color=color, alpha=0.8)
@@ -293,7 +311,6 @@ class PlotSet:
             ax.yaxis.set_major_formatter(FuncFormatter(_plain_label))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.yaxis.set_minor_locator(NullLocator())
-            ax.grid(True, which="major", lw=0.3, alpha=0.5)
 
     def _axes(self, ax, axis: str, legend: bool = True, labels: bool = True) -> None:
         self._limits([ax])

@@ -92,9 +92,13 @@ class _ModelCache:
 
 
 def _check_finite(model: GenerativeModel) -> None:
-    for name, p in model.module.state_dict().items():
-        if p.is_floating_point() and not torch.isfinite(p).all():
-            raise FloatingPointError(f"the quantized model has NaN/inf values in {name}")
+    # Parameters must be finite; buffers may hold -inf by design (attention masks), but never NaN.
+    for name, p in model.module.named_parameters():
+        if not torch.isfinite(p).all():
+            raise FloatingPointError(f"the quantized model has NaN/inf values in parameter {name}")
+    for name, b in model.module.named_buffers():
+        if b.is_floating_point() and torch.isnan(b).any():
+            raise FloatingPointError(f"the quantized model has NaN values in buffer {name}")
 
 
 def run_cell(cell: Cell, plugins: PluginSet, cache: _ModelCache) -> tuple[dict[str, float], dict, QuantReport | None,

@@ -10,12 +10,6 @@ import yaml
 
 from bitscale.harness.cli.common import add_store_option
 from bitscale.harness.config import load_experiment, parse_experiment
-from bitscale.harness.planner import plan_grid
-from bitscale.harness.plugins import get_plugins
-from bitscale.harness.runner import run_plan
-from bitscale.harness.store import ResultStore
-from bitscale.leaderboard.render import render
-from bitscale.leaderboard.table import build_tables
 
 QUICK = "bitscale.harness"
 
@@ -40,6 +34,14 @@ def _load(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
+    from bitscale.harness.planner import plan_grid
+    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.runner import run_plan
+    from bitscale.harness.store import ResultStore
+    from bitscale.leaderboard.render import render
+    from bitscale.leaderboard.table import build_tables
+
     exp, source = _load(args.experiment)
     plugins = get_plugins()
     for err in plugins.errors:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     frame = frame[frame["cell_hash"].isin(hashes)]
     sizes = {spec.family: list(plugins.models.get(spec.family).sizes) for spec in exp.models}
     print()
-    print(render(build_tables(frame, "fid", sizes), args.format))
+    print(render(build_tables(frame, "fid", sizes, protocols=store.protocols()), args.format))
     failed = frame[frame["status"] == "failed"]
     if len(failed):
         for _, r in failed.iterrows():

@@ -78,7 +78,7 @@ def bench_layer(rows: int, cols: int, n_seq: int, seq: int, repeats: int) -> lis
 
 _MEM_CHILD = r"""
 import json, sys, torch
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 from bitscale.harness.precision import Precision
 def rss(field):
     for line in open("/proc/self/status"):
@@ -101,7 +101,9 @@ base = rss("VmRSS")
 model = ToyTransformer(vocab=256, dim=dim, depth=depth, seq=64)
 calib = model.calibration_batches(16, torch.Generator().manual_seed(0))
 model_bytes = sum(p.numel() * p.element_size() for p in model.module.parameters())
-opts = cls.Options(steps=20) if name == "omniquant" else cls.Options()
+# fewer optimisation iterations than the defaults: they change time, not the memory profile
+fast = {"omniquant": {"steps": 20}, "gptvq": {"kmeans_iters": 3}}
+opts = cls.Options(**fast.get(name, {}))
 open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark
 cls(opts).quantize(model, Precision.parse(precision), calib)
 peak = rss("VmHWM")
@@ -135,7 +137,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quick = args.quick
     layer = [] if args.skip_layer else (bench_layer(256, 512, 16, 32, 1) if quick else bench_layer(1024, 4096, 128, 64, 2))
-    mem = [] if args.skip_memory else (bench_memory(128, 2) if quick else bench_memory(768, 4))
+    mem = [] if args.skip_memory else (bench_memory(128, 2) if quick else bench_memory(256, 24))
     if args.json:
         print(json.dumps({"layer": layer, "memory": mem}, indent=1))
         return

@@ -84,8 +84,11 @@ class OmniGroup(nn.Module):
         hundred steps refine rather than search.
         """
         s, d = self.transformed()
-        xt = x.float() if s is None else (x.float() - d) / s
-        energy = xt.pow(2).mean(0)
+        energy = torch.zeros(x.shape[1], device=x.device)
+        for chunk in x.split(1024):  # row chunks: no full-size temporary
+            xt = chunk.float() if s is None else (chunk.float() - d) / s
+            energy += xt.pow(2).sum(0)
+        energy /= x.shape[0]
         for i, w0 in enumerate(self.weights):
             w = w0 * s if s is not None else w0
             lo, hi = weight_minmax(w, self.wspec)
@@ -166,12 +169,17 @@ def optimize_group(
     """Train ``group`` to reproduce the full-precision outputs on ``inputs`` ``(N, in)``; bake the result."""
     x_all = inputs.float()
     with torch.no_grad():
-        targets = [F.linear(x_all, w, b) for w, b in zip(group.weights, group.biases)]
+        targets = [torch.cat([F.linear(c, w, b) for c in x_all.split(batch_rows)]) for w, b in zip(group.weights, group.biases)]
 
     def loss_on(idx: Tensor | None) -> Tensor:
-        x = x_all if idx is None else x_all[idx]
-        outs = group(x)
-        return sum(F.mse_loss(o, (t if idx is None else t[idx])) for o, t in zip(outs, targets)) / len(outs)
+        if idx is None:  # all rows, in chunks so no full-size activation temporaries exist
+            total = sum(
+                sum(F.mse_loss(o, t[i : i + batch_rows], reduction="sum") for o, t in zip(group(x_all[i : i + batch_rows]), targets))
+                for i in range(0, x_all.shape[0], batch_rows)
+            )
+            return total / (len(targets) * sum(t.numel() for t in targets) / len(targets))
+        outs = group(x_all[idx])
+        return sum(F.mse_loss(o, t[idx]) for o, t in zip(outs, targets)) / len(outs)
 
     group.init_clipping(x_all)
     with torch.no_grad():

@@ -41,7 +41,7 @@ class GPTQOptions(QuantOptions):
         default=False, description="Fix group scales from the original weights instead of at each group start."
     )
     hessian_memory_fraction: float = Field(
-        default=0.5,
+        default=0.25,
         gt=0,
         description="Hessians held at once, as a fraction of the model's size (more = fewer calibration passes).",
     )

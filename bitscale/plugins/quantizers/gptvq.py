@@ -42,7 +42,7 @@ class GPTVQOptions(ActOptions):
         description="Per layer, the largest dim <= `dim` whose fp16 codebooks cost at most this many bits per "
         "weight (and with at most 2^12 centroids) is used, else dim 1: small layers cannot afford 2-D codebooks.",
     )
-    hessian_memory_fraction: float = Field(default=0.5, gt=0, description="Hessians held at once / model size.")
+    hessian_memory_fraction: float = Field(default=0.25, gt=0, description="Hessians held at once / model size.")
 
 
 def pick_dim(rows: int, cols: int, bits: int, opts: GPTVQOptions) -> int:

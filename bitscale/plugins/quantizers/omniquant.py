@@ -30,7 +30,9 @@ from bitscale.quant.swap import set_submodule
 class OmniQuantOptions(QuantOptions):
     """OmniQuant options. Defaults: OmniQuant's learning rates, LET only with quantized activations."""
 
-    steps: int = Field(default=200, ge=0, description="Adam steps per layer group.")
+    steps: int = Field(
+        default=100, ge=0, description="Adam steps per layer group (at most; stops when the loss plateaus)."
+    )
     lr_lwc: float = Field(default=1e-2, gt=0, description="Learning rate of the clipping logits (LWC).")
     lr_let: float = Field(default=5e-3, gt=0, description="Learning rate of the LET scale (log) and shift.")
     let: bool | None = Field(
@@ -40,7 +42,7 @@ class OmniQuantOptions(QuantOptions):
     max_rows: int = Field(default=4096, gt=0, description="Calibration tokens kept per layer group (subsampled).")
     batch_rows: int = Field(default=1024, gt=0, description="Tokens per Adam step.")
     capture_memory_fraction: float = Field(
-        default=0.5, gt=0, description="Captured inputs held at once, as a fraction of the model's size."
+        default=0.25, gt=0, description="Captured inputs held at once, as a fraction of the model's size."
     )
 
 

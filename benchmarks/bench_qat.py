@@ -3,6 +3,7 @@
     python benchmarks/bench_qat.py             # ToyTransformer dim 256, depth 4, 16 x 64 tokens per step
     python benchmarks/bench_qat.py --quick     # small shapes, a few seconds
     python benchmarks/bench_qat.py --dim 512 --depth 8 --batch 32 --seq 128
+    python benchmarks/bench_qat.py --model var-tiny/d6   # a registered model (trained if missing)
 
 1. **Step time.** The same loop (``qat.train_student``: forward, distillation loss against
    cached teacher outputs, backward, gradient clipping, AdamW, schedule) runs on the
@@ -32,8 +33,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bitscale.harness.contracts import GenerativeModel
 from bitscale.harness.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
+from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.quantizers.qat import (
     QAT,
     QATOptions,
@@ -57,12 +60,18 @@ class BenchModel(ToyTransformer):
         return [torch.randint(0, self.vocab, (self.batch, self.seq), generator=generator) for _ in range(n)]
 
 
-def make_model(args: argparse.Namespace) -> BenchModel:
+def make_model(args: argparse.Namespace) -> GenerativeModel:
+    if args.model:
+        from bitscale.harness.plugins import get_plugins
+
+        family_name, _, size = args.model.partition("/")
+        family = get_plugins().models.get(family_name)
+        return family.build(size or family.sizes[0], family.Options(), torch.device("cpu"))
     return BenchModel(args.batch, vocab=args.vocab, dim=args.dim, depth=args.depth, heads=max(1, args.dim // 64),
                       seq=args.seq)
 
 
-def fp_groups(model: BenchModel, lr: float) -> list[dict[str, Any]]:
+def fp_groups(model: GenerativeModel, lr: float) -> list[dict[str, Any]]:
     """The parameters QAT trains by default, in the full-precision model."""
     params = [p for lin in model.quant_layers().values() for p in (lin.weight, lin.bias) if p is not None]
     return [{"params": params, "lr": lr, "weight_decay": 0.0}]
@@ -70,7 +79,7 @@ def fp_groups(model: BenchModel, lr: float) -> list[dict[str, Any]]:
 
 def step_seconds(model, groups, batches, teacher, steps: int, repeats: int) -> float:
     """Best per-step wall time of ``train_student`` over ``repeats`` runs of ``steps`` steps."""
-    loss = ForwardKL()
+    loss = ForwardKL() if model.style == "language" else MSE()
     opts = QATOptions(steps=steps)
     best = float("inf")
     with training_mode(model.module, groups) as g:
@@ -112,7 +121,8 @@ def _rss(field: str) -> int:
 def memory_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run in a fresh process: peak RSS of one mode above the RSS before the model was built."""
     torch.set_num_threads(1)
-    warm_args = argparse.Namespace(**{**vars(args), "dim": 64, "depth": 1, "vocab": 64, "seq": 16, "batch": 2})
+    warm_args = argparse.Namespace(**{**vars(args), "dim": 64, "depth": 1, "vocab": 64, "seq": 16, "batch": 2,
+                                      "model": None})
     for warm_mode in ("fp", "qat"):  # one-time thread pools, allocator arenas, lazy imports
         _memory_run(warm_mode, warm_args)
     base = _rss("VmRSS")
@@ -126,22 +136,24 @@ def _memory_run(mode: str, args: argparse.Namespace) -> int:
     model_bytes = sum(p.numel() * p.element_size() for p in model.module.parameters())
     batches = model.calibration_batches(4, torch.Generator().manual_seed(0))
     if mode == "fp":
-        # Plain FP training needs no teacher: cross-entropy on the next token stands in for it.
+        # Plain FP training needs no teacher: cross-entropy against fixed random targets stands in
+        # for the data loss (same logits, same backward, no second model and no cached outputs).
         groups = fp_groups(model, 1e-4)
-        with training_mode(model.module, groups) as g:
-            opt = torch.optim.AdamW(g)
+        g = torch.Generator().manual_seed(1)
+        with training_mode(model.module, groups) as gr:
+            opt = torch.optim.AdamW(gr)
             for i in range(args.mem_steps):
-                b = batches[i % len(batches)]
-                logits = model.forward_batch(b)
-                loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                         b[:, 1:].reshape(-1))
+                logits = model.forward_batch(batches[i % len(batches)])
+                target = torch.randint(0, logits.shape[-1], logits.shape[:-1], generator=g)
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
     else:
         opts = QATOptions(steps=args.mem_steps, share_teacher_cache=False,
                           teacher_cache_mb=0 if mode == "qat-no-cache" else 2048)
-        QAT(opts).quantize(model, Precision.parse("W4A16"), batches, loss=ForwardKL(),
+        loss = ForwardKL() if model.style == "language" else MSE()
+        QAT(opts).quantize(model, Precision.parse("W4A16"), batches, loss=loss,
                            generator=torch.Generator().manual_seed(0))
     return model_bytes
 
@@ -159,11 +171,13 @@ def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _shape_args(args: argparse.Namespace) -> list[str]:
-    return [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("dim", "depth", "vocab", "seq", "batch", "mem_steps")]
+    keys = ("dim", "depth", "vocab", "seq", "batch", "mem_steps") + (("model",) if args.model else ())
+    return [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in keys]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="FAMILY/SIZE of a registered model instead of the toy transformer")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=512)
@@ -185,7 +199,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tabulate import tabulate
 
-    shape = f"dim {args.dim}, depth {args.depth}, vocab {args.vocab}, {args.batch} x {args.seq} tokens per step"
+    shape = args.model or f"dim {args.dim}, depth {args.depth}, vocab {args.vocab}, {args.batch} x {args.seq} tokens per step"
     print(f"# QAT step time vs FP training step ({shape}, {args.threads} thread(s))")
     print(tabulate(bench_time(args), headers="keys", floatfmt=".3g", tablefmt="github"))
     if not args.skip_memory:

@@ -136,7 +136,7 @@ def _init_codebooks(
     if pad:
         imp.reshape(n_rg * rpg, width // dim, dim)[rows:] = 0  # padded rows do not pull centroids
     x, imp = x.reshape(n_rg, -1, dim), imp.reshape(n_rg, -1, dim)
-    # k-means holds (groups, vectors, k) distances: bound it (~4M entries) by chunking groups
-    step = max(1, (1 << 22) // (x.shape[1] * k))
+    # k-means holds (groups, vectors, k) distances: bound them (~2M entries) by chunking groups
+    step = max(1, (1 << 21) // (x.shape[1] * k))
     c = torch.cat([kmeans(x[i : i + step], k, imp[i : i + step], iters, generator)[0] for i in range(0, n_rg, step)])
     return c.half().float()  # codebooks are stored in fp16: quantize exactly what is stored

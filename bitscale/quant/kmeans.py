@@ -13,10 +13,10 @@ from torch import Tensor
 
 def weighted_sq_dist(x: Tensor, w: Tensor, c: Tensor) -> Tensor:
     """``(G, N, K)`` weighted squared distances of vectors ``x`` ``(G, N, d)`` to centroids ``c`` ``(G, K, d)``."""
-    xx = (w * x * x).sum(-1, keepdim=True)
-    xc = torch.bmm(w * x, c.transpose(1, 2))
-    cc = torch.bmm(w, (c * c).transpose(1, 2))
-    return (xx - 2 * xc + cc).clamp(min=0)
+    # two (G, N, K) tensors at most: the distances are built in place
+    d = torch.baddbmm(torch.bmm(w, (c * c).transpose(1, 2)), w * x, c.transpose(1, 2), alpha=-2)
+    d += (w * x * x).sum(-1, keepdim=True)
+    return d.clamp_(min=0)
 
 
 def kmeans(

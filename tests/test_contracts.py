@@ -13,6 +13,9 @@ PLUGINS = load_plugins(entrypoints=False)
 QUANTIZERS = sorted(PLUGINS.quantizers.names())
 LOSSES = sorted(PLUGINS.losses.names())
 TINY_FAMILIES = sorted(e.name for e in PLUGINS.models if e.obj.trainable)
+# Optimising quantizers run a few steps only: the contract is that they run and quantize on
+# every family, not how well (their quality tests live in test_quantizers.py / test_qat.py).
+FAST_OPTIONS = {"omniquant": {"steps": 2}, "qat": {"steps": 2}}
 
 
 @pytest.mark.parametrize("name", QUANTIZERS)
@@ -48,4 +51,5 @@ def test_every_quantizer_runs_on_every_tiny_family(family, name):
     model = _pristine(family)
     if cls.trains and not any(PLUGINS.losses.get(l)().applies_to(model.style) is None for l in LOSSES):
         pytest.skip(f"no registered loss applies to {family}")
-    check_quantizer(cls, lambda: copy.deepcopy(model), supported_precisions(cls), repeat=False)
+    check_quantizer(cls, lambda: copy.deepcopy(model), supported_precisions(cls), repeat=False,
+                    options=FAST_OPTIONS.get(name))

@@ -43,10 +43,11 @@ def _loss_for(cls: type[Quantizer], model: GenerativeModel) -> DistillLoss | Non
 
 
 def check_quantizer(cls: type[Quantizer], make_model, precisions: list[Precision] | None = None,
-                    repeat: bool = True) -> None:
+                    repeat: bool = True, options: dict | None = None) -> None:
     """``cls`` really quantizes every precision it declares, on any contract model, reproducibly.
 
-    ``repeat=False`` skips the determinism re-run (for slower, real models).
+    ``repeat=False`` skips the determinism re-run (for slower, real models); ``options`` are
+    passed to the quantizer (e.g. fewer optimisation steps to keep a test fast).
     """
     assert isinstance(cls.name, str) and cls.name, "a quantizer needs a non-empty `name`"
     assert cls().unsupported_reason(Precision.parse("W16A16")), "W16A16 must be refused (it is the FP row)"
@@ -62,7 +63,7 @@ def check_quantizer(cls: type[Quantizer], make_model, precisions: list[Precision
             with torch.no_grad():
                 reference = [model.forward_batch(b).float() for b in batches]
             torch.manual_seed(0)
-            report = cls().quantize(model, prec, batches, loss=_loss_for(cls, model),
+            report = cls(cls.Options(**(options or {}))).quantize(model, prec, batches, loss=_loss_for(cls, model),
                                     generator=torch.Generator().manual_seed(0))
             assert isinstance(report, QuantReport), f"{cls.name}.quantize must return a QuantReport"
             assert report.effective_weight_bits >= min(prec.w_bits, 16) - 1e-6 or prec.weights.kind == "full", (

@@ -1,8 +1,13 @@
 """Tests load only bitscale's built-ins unless a test registers more (see bitscale.testing)."""
 
 import pytest
+import torch
 
 from bitscale.harness import plugins as plugin_loading
+
+# Tests use tiny models: one thread is faster than two fighting over small matmuls (measured
+# ~10x on a busy 2-core machine) and keeps float results independent of the core count.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ FAST_OPTIONS = {"omniquant": {"steps": 2}, "qat": {"steps": 2}}
 
 @pytest.mark.parametrize("name", QUANTIZERS)
 def test_quantizer_contract_on_toy_model(name):
-    check_quantizer(PLUGINS.quantizers.get(name), ToyModel)
+    check_quantizer(PLUGINS.quantizers.get(name), ToyModel, options=FAST_OPTIONS.get(name))
 
 
 @pytest.mark.parametrize("name", LOSSES)

@@ -24,6 +24,7 @@ from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 from bitscale.zoo import cache
+from bitscale.zoo.threads import single_thread
 
 #: Bump when the training recipe changes: cached weights of another version are retrained.
 RECIPE_VERSION = 2
@@ -124,7 +125,7 @@ class VarTinyFamily(ModelFamily):
     def _ensure_vae(self, options: VarTinyOptions) -> tuple[VQVAE, dict[str, Any]]:
         name, _ = self.artifact_names(self.sizes[0], options)
         config = self._vae_config(options)
-        with cache.locked(name):
+        with cache.locked(name), single_thread():
             found = cache.load_artifact(name)
             if found is None or not self._fresh(found[1], config, options.vae_steps):
                 data = digits.load("train")
@@ -148,7 +149,7 @@ class VarTinyFamily(ModelFamily):
         assert isinstance(options, VarTinyOptions)
         config = self._var_config(size, options)
         _, name = self.artifact_names(size, options)
-        with cache.locked(name):
+        with cache.locked(name), single_thread():
             manifest = cache.load_manifest(name)
             if not force and self._fresh(manifest, config, options.steps) and cache.load_artifact(name):
                 return manifest

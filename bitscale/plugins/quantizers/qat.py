@@ -126,6 +126,7 @@ class QAT(Quantizer):
         notes = f"w={wspec}" if wspec else "weights fp16"
         notes += f", loss={loss.name}" + (f" (K={k})" if k is not None else "")
         notes += f", {opts.steps} steps, lr={opts.lr:g} {opts.schedule}"
+        notes += ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
         return make_report(
             model, started, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
             loss_last=_tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),

@@ -184,7 +184,8 @@ class PlotSet:
             # labels and all but one legend disappear, and text is most of the drawing time.
             ncols = min(3, len(plot.methods))
             nrows = -(-len(plot.methods) // ncols)
-            fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.1 + 2.5 * nrows))
+            # At least 6 inches wide: the title and a legend of six precisions must fit one panel.
+            fig = Figure(figsize=(max(6.0, 0.6 + 3.2 * ncols), 1.1 + 2.5 * nrows))
             FigureCanvasAgg(fig)
             axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
             fig.subplots_adjust(left=0.5 / fig.get_figwidth() + 0.04, right=0.98, bottom=0.55 / fig.get_figheight(),

@@ -115,7 +115,7 @@ SCRIPT = textwrap.dedent("""
     mod = types.ModuleType("toyplug")
     mod.register_models = hookimpl(lambda register: register(ToyFamily()))
     ps = load_plugins([("toyplug", mod)], entrypoints=False)
-    exp = parse_experiment({"models": [{"family": "toy", "sizes": ["d1", "d2"]}], "quantizers": ["rtn"],
+    exp = parse_experiment({"models": [{"family": "toy", "sizes": ["d1"]}], "quantizers": ["rtn"],
                             "precisions": ["W16A16", "W8A16", "W4A16", "W3A16"], "seeds": [0, 1],
                             "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 100}}, "x")
     s = run_plan(plan_grid(exp, ps), ResultStore(sys.argv[1]), ps, progress=False)
@@ -134,15 +134,15 @@ def test_kill_9_and_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     from bitscale.harness.store import ResultStore
 
     deadline = time.time() + 240
-    while time.time() < deadline and (not (tmp_path / "s.db").exists() or ResultStore(db).count() < 3):
+    while time.time() < deadline and (not (tmp_path / "s.db").exists() or ResultStore(db).count() < 2):
         time.sleep(0.5)
     p.send_signal(signal.SIGKILL)
     p.wait()
     killed_at = ResultStore(db).count()
-    assert 3 <= killed_at < 16
+    assert 2 <= killed_at < 8
     a = subprocess.Popen([sys.executable, str(script), db], env=env, stdout=subprocess.PIPE, text=True)
     b = subprocess.Popen([sys.executable, str(script), db], env=env, stdout=subprocess.PIPE, text=True)
     assert a.wait(timeout=600) == 0 and b.wait(timeout=600) == 0
     store = ResultStore(db)
     frame = store.frame()
-    assert len(frame) == 16 and frame["cell_hash"].is_unique and set(frame["status"]) == {"ok"}
+    assert len(frame) == 8 and frame["cell_hash"].is_unique and set(frame["status"]) == {"ok"}

@@ -74,7 +74,9 @@ def check_quantizer(cls: type[Quantizer], make_model, precisions: list[Precision
         assert outs[0] == outs[-1], f"{cls.name} at {prec}: two runs with the same seed differ ({outs})"
         assert outs[0] > 0, f"{cls.name} at {prec}: output identical to full precision: nothing was quantized"
         errors[prec.label] = outs[0]
-    if "W8A16" in errors and "W3A16" in errors:
+    # A training quantizer also moves the weights (by design), so with a short test budget its
+    # output error need not order by bit width; for post-training methods it must.
+    if not cls.trains and "W8A16" in errors and "W3A16" in errors:
         assert errors["W8A16"] < errors["W3A16"], f"{cls.name}: 8-bit error not below 3-bit error: {errors}"
 
 

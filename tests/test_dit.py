@@ -24,7 +24,8 @@ from bitscale.plugins.models.llamagen.zoo_helpers import single_thread
 
 KEYS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "official-keys"
 
-SMALL = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=2, num_classes=10)
+# The tiny zoo's layout: 4x4x4 latents, patch 1, 16 tokens.
+SMALL = DiTConfig(input_size=4, patch_size=1, in_channels=4, hidden_size=64, depth=2, num_heads=2, num_classes=10)
 
 
 def _small_dit(seed: int = 0) -> DiT:
@@ -83,14 +84,16 @@ def test_pos_embed_is_fixed_sincos_in_the_state_dict() -> None:
 
 
 def test_output_has_twice_the_channels_and_adaln_zero_starts_at_zero() -> None:
-    x, t, y = torch.randn(3, 4, 8, 8), torch.tensor([0, 10, 999]), torch.tensor([1, 2, 10])
-    assert torch.equal(DiT(SMALL)(x, t, y), torch.zeros(3, 8, 8, 8))  # zero-initialised output layers
-    assert _small_dit()(x, t, y).shape == (3, 8, 8, 8)
+    x, t, y = torch.randn(3, 4, 4, 4), torch.tensor([0, 10, 999]), torch.tensor([1, 2, 10])
+    assert torch.equal(DiT(SMALL)(x, t, y), torch.zeros(3, 8, 4, 4))  # zero-initialised output layers
+    assert _small_dit()(x, t, y).shape == (3, 8, 4, 4)
+    xl2 = DiT(DiTConfig(input_size=8, patch_size=2, hidden_size=64, depth=1, num_heads=2, num_classes=10))
+    assert xl2(torch.randn(1, 4, 8, 8), t[:1], y[:1]).shape == (1, 8, 8, 8)  # unpatchify with patch 2
 
 
 def test_cfg_guides_only_the_first_three_channels() -> None:
     dit = _small_dit()
-    x, t = torch.randn(2, 4, 8, 8), torch.tensor([500, 500])
+    x, t = torch.randn(2, 4, 4, 4), torch.tensor([500, 500])
     y = torch.tensor([3, 10])
     cond, uncond = dit(x[:1], t[:1], y[:1]), dit(x[:1], t[:1], y[1:])
     out = dit.forward_with_cfg(torch.cat([x[:1], x[:1]]), t, y, cfg_scale=4.0)
@@ -124,13 +127,27 @@ def test_samplers_are_seeded_and_calls_use_original_timesteps() -> None:
         return torch.cat([0.1 * x, torch.zeros_like(x)], dim=1)
 
     d = Diffusion(5)
-    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     a = d.p_sample_loop(fn, noise, torch.Generator().manual_seed(1))
     b = d.p_sample_loop(fn, noise, torch.Generator().manual_seed(1))
     c = d.p_sample_loop(fn, noise, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert seen[:5] == [999, 749, 500, 250, 0]
     assert torch.equal(d.ddim_sample_loop(fn, noise), d.ddim_sample_loop(fn, noise))  # eta 0: deterministic
+
+
+def test_min_snr_weighting_only_down_weights_low_noise_steps() -> None:
+    d = Diffusion()
+    g = torch.Generator().manual_seed(0)
+    x0, noise, out = (torch.randn(2, c, 4, 4, generator=g) for c in (4, 4, 8))
+    for step, lowered in ((10, True), (900, False)):  # SNR(10) >> 5 > SNR(900)
+        t = torch.full((2,), step)
+        x_t = d.q_sample(x0, t, noise)
+        _, plain = d.training_loss(out, x0, x_t, t, noise)
+        total, _ = d.training_loss(out, x0, x_t, t, noise, snr_gamma=5.0)
+        total_plain, _ = d.training_loss(out, x0, x_t, t, noise)
+        assert (total < total_plain) if lowered else torch.isclose(total, total_plain)
+        assert plain > 0
 
 
 # ----------------------------------------------------------------------------- contract shapes
@@ -140,15 +157,15 @@ def test_forward_calibration_and_sample_shapes() -> None:
     torch.manual_seed(0)
     vae = build_vae(TINY_VAE_CONFIG).eval()
     dit = _small_dit()
-    pool = torch.randn(20, 4, 8, 8), torch.randint(10, (20,))
+    pool = torch.randn(20, 4, 4, 4), torch.randint(10, (20,))
     model = DiTModel(dit, vae, "digits16", {"sampler": "ddim", "steps": 3, "cfg": 1.5}, 0.5,
                      calibration_latents=lambda: pool, batch_size=5)
     batches = model.calibration_batches(2, torch.Generator().manual_seed(0))
     again = model.calibration_batches(2, torch.Generator().manual_seed(0))
     assert all(torch.equal(a["x_t"], b["x_t"]) for a, b in zip(batches, again))
     b = batches[0]
-    assert b["x_t"].shape == (5, 4, 8, 8) and b["t"].shape == (5,) and int(b["t"].max()) < 1000
-    assert model.forward_batch(b).shape == (5, 4, 8, 8)  # the eps half only
+    assert b["x_t"].shape == (5, 4, 4, 4) and b["t"].shape == (5,) and int(b["t"].max()) < 1000
+    assert model.forward_batch(b).shape == (5, 4, 4, 4)  # the eps half only
     for sampler in ("ddim", "ddpm"):
         model.sampler["sampler"] = sampler
         images = model.sample(torch.tensor([1, 2]), torch.Generator().manual_seed(0))
@@ -164,7 +181,7 @@ def test_forward_calibration_and_sample_shapes() -> None:
 
 def test_training_lowers_the_loss() -> None:
     gen = torch.Generator().manual_seed(0)
-    mean = torch.randn(10, 4, 8, 8, generator=gen).sign()  # ten fixed "images"
+    mean = torch.randn(10, 4, 4, 4, generator=gen).sign()  # ten fixed "images"
     _, result = train_dit(SMALL, mean, torch.zeros_like(mean), torch.arange(10), 1.0, steps=60, seed=0,
                           batch_size=16)
     assert result.final_loss < result.initial_loss
@@ -185,7 +202,7 @@ def test_tiny_family_trains_caches_and_builds(tmp_path, monkeypatch) -> None:
     images = model.sample(torch.tensor([3, 4]), torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, 16, 16)
     (batch,) = model.calibration_batches(1, torch.Generator().manual_seed(0))
-    assert model.forward_batch(batch).shape == (32, 4, 8, 8)
+    assert model.forward_batch(batch).shape == (32, 4, 4, 4)
 
 
 # ----------------------------------------------------------------------------- released checkpoints
@@ -219,7 +236,7 @@ def test_released_loads_official_files_strictly(tmp_path, monkeypatch) -> None:
     model = DiTFamily().build("xl-2", opts, torch.device("cpu"))
     assert model.sampler == {"sampler": "ddpm", "steps": 250, "cfg": 1.5, "image_size": 256}
     assert not model.module.pos_embed.requires_grad
-    batch = {"x_t": torch.randn(2, 4, 8, 8), "t": torch.tensor([5, 600]), "labels": torch.tensor([0, 10])}
+    batch = {"x_t": torch.randn(2, 4, 4, 4), "t": torch.tensor([5, 600]), "labels": torch.tensor([0, 10])}
     with torch.no_grad():
         assert torch.equal(model.forward_batch(batch), dit(batch["x_t"], batch["t"], batch["labels"])[:, :4])
 

@@ -138,15 +138,20 @@ class Diffusion:
     # ---------------------------------------------------------------- training
 
     def training_loss(self, out: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                      noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      noise: torch.Tensor, snr_gamma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Official ``MSE`` loss type with learned sigma: (mse + vb, mse), means over the batch.
 
         The variational-bound term trains the variance channels only (the mean is detached in it),
-        in bits per dimension; at ``t == 0`` it is the decoder NLL.
+        in bits per dimension; at ``t == 0`` it is the decoder NLL. ``snr_gamma`` weights the noise
+        MSE by ``min(SNR, gamma) / SNR`` (min-SNR weighting; ``None`` is the official uniform weight).
         """
         c = x0.shape[1]
         eps = out[:, :c]
         mse = (eps - noise).pow(2).mean(dim=(1, 2, 3))
+        if snr_gamma is not None:
+            a = self._at(self.alphas_cumprod, t, mse)
+            snr = a / (1 - a)
+            mse = mse * snr.clamp(max=snr_gamma) / snr
         frozen = torch.cat([eps.detach(), out[:, c:]], dim=1)
         p = self.p_mean_variance(frozen, x_t, t)
         true_mean, true_log_var = self.q_posterior(x0, x_t, t)

@@ -1,10 +1,12 @@
 """``dit-tiny``: DiT's architecture at tiny sizes, trained by bitscale on 16x16 digits.
 
-A tiny ``AutoencoderKL`` (one downsampling) maps digits to 4x8x8 latents; DiTs of three widths
-(patch 2, so 16 tokens; head_dim 64) denoise them. The autoencoder is trained once and shared
-(artifact ``dit-tiny/vae``, whose manifest records the measured latent scale, 1 / std of the
-latents, the same recipe that gave Stable Diffusion's 0.18215); each DiT is the artifact
-``dit-tiny/<size>`` and records the autoencoder it was trained on (otherwise it is stale).
+A tiny ``AutoencoderKL`` (two downsamplings) maps digits to 4x4x4 latents; DiTs of three sizes
+(``d<depth>w<width>``, patch 1 so 16 tokens as for DiT-XL/2 at 64px, head_dim 64) denoise them.
+The autoencoder is trained once and shared (artifact ``dit-tiny/vae``, whose manifest records the
+measured latent scale, 1 / std of the latents, the recipe that gave Stable Diffusion's 0.18215);
+each DiT is the artifact ``dit-tiny/<size>`` and records the autoencoder it was trained on
+(otherwise it is stale). The training recipe departs from the official one to fit a CPU budget
+(see ``training.py``): min-SNR-5 loss weighting and a 30x learning rate on the label table.
 
 Sampler defaults: DDIM with 50 respaced steps and cfg 1.5 on the first 3 latent channels, a
 fast stand-in for the official 250-step DDPM (``sampler: ddpm``, ``steps: 250`` restores it).
@@ -34,14 +36,18 @@ from bitscale.zoo import cache
 
 SEED = 0
 VAE_ARTIFACT = "dit-tiny/vae"
-VAE_STEPS = 300
-_COMMON = dict(input_size=digits.SIZE // 2, patch_size=2, in_channels=4, num_classes=digits.NUM_CLASSES)
+VAE_STEPS = 200
+VAE_KL_WEIGHT = 1e-3
+_VAE_RECORD = {**TINY_VAE_CONFIG, "kl_weight": VAE_KL_WEIGHT}  # what the autoencoder manifest records
+_COMMON = dict(input_size=digits.SIZE // 4, patch_size=1, in_channels=4, num_classes=digits.NUM_CLASSES)
 #: Sizes, smallest first: (DiT config, training steps).
 SIZES: dict[str, tuple[DiTConfig, int]] = {
-    "w64": (DiTConfig(hidden_size=64, depth=2, num_heads=1, **_COMMON), 1500),
-    "w128": (DiTConfig(hidden_size=128, depth=2, num_heads=2, **_COMMON), 1200),
-    "w192": (DiTConfig(hidden_size=192, depth=2, num_heads=3, **_COMMON), 1000),
+    "d3w64": (DiTConfig(hidden_size=64, depth=3, num_heads=1, **_COMMON), 1000),
+    "d3w128": (DiTConfig(hidden_size=128, depth=3, num_heads=2, **_COMMON), 1000),
+    "d4w128": (DiTConfig(hidden_size=128, depth=4, num_heads=2, **_COMMON), 1000),
 }
+#: Training recipe of every size (``train_dit`` keyword arguments).
+RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 2e-3, "ema_decay": 0.995, "label_lr_mult": 30.0, "snr_gamma": 5.0}
 DEFAULT_SAMPLER: dict[str, Any] = {"sampler": "ddim", "steps": 50, "cfg": 1.5}
 
 
@@ -80,15 +86,15 @@ class DiTTinyFamily(ModelFamily):
         steps = opts.vae_steps or VAE_STEPS
         with cache.locked(VAE_ARTIFACT):
             found = cache.load_artifact(VAE_ARTIFACT)
-            if found is not None and manifest_matches(found[1], TINY_VAE_CONFIG, SEED, steps):
+            if found is not None and manifest_matches(found[1], _VAE_RECORD, SEED, steps):
                 state, manifest = found
             else:
                 images = digits.load("train").images
-                vae, result = train_vae(TINY_VAE_CONFIG, images, steps, SEED,
+                vae, result = train_vae(TINY_VAE_CONFIG, images, steps, SEED, kl_weight=VAE_KL_WEIGHT,
                                         desc="dit-tiny autoencoder")
                 mean, std = encode_latents(vae, images)
                 state = vae.state_dict()
-                manifest = manifest_for(TINY_VAE_CONFIG, result, SEED)
+                manifest = manifest_for(_VAE_RECORD, result, SEED)
                 manifest["latent_scale"] = float(1.0 / (mean + std * torch.randn_like(mean)).std())
                 manifest["weights_hash"] = state_hash(state)
                 cache.save_artifact(VAE_ARTIFACT, state, manifest)
@@ -113,9 +119,9 @@ class DiTTinyFamily(ModelFamily):
             data = digits.load("train")
             mean, std = encode_latents(vae, data.images)
             scale = vae_manifest["latent_scale"]
-            dit, result = train_dit(cfg, mean, std, data.labels, scale, steps, SEED,
+            dit, result = train_dit(cfg, mean, std, data.labels, scale, steps, SEED, **RECIPE,
                                     desc=f"{self.name} {size}")
-            manifest = manifest_for(cfg.to_dict(), result, SEED)
+            manifest = manifest_for(cfg.to_dict() | {"recipe": RECIPE}, result, SEED)
             manifest["vae_hash"] = vae_manifest["weights_hash"]
             cache.save_artifact(name, dit.state_dict(), manifest)
             model = DiTModel(dit, vae, "digits16", sampler_settings(opts, DEFAULT_SAMPLER), scale)
@@ -126,7 +132,7 @@ class DiTTinyFamily(ModelFamily):
     @staticmethod
     def _fresh(manifest: dict[str, Any] | None, cfg: DiTConfig, steps: int, vae_manifest: dict[str, Any]) -> bool:
         """Trained with this config and recipe, on the current autoencoder."""
-        return (manifest_matches(manifest, cfg.to_dict(), SEED, steps)
+        return (manifest_matches(manifest, cfg.to_dict() | {"recipe": RECIPE}, SEED, steps)
                 and manifest.get("vae_hash") == vae_manifest["weights_hash"])
 
     # ------------------------------------------------------------------ building

@@ -1,11 +1,15 @@
 """Deterministic training of the tiny DiT zoo: the KL autoencoder, then a DiT on its latents.
 
 Training runs on one thread (see ``single_thread``) and every random number (initialisation,
-batches, posterior samples, timesteps, noise, label dropout) comes from a fixed seed. The DiT recipe is the official one made short: uniform
-timesteps over the 1000-step process, loss = noise MSE + the variational bound on the learned
-variance, 10% label dropout, AdamW without weight decay, and an EMA of the weights (the EMA is
-what is saved and sampled, as officially). The autoencoder uses pixel MSE plus a small KL term
-(no perceptual or GAN loss: 16x16 digits do not need them).
+batches, posterior samples, timesteps, noise, label dropout) comes from a fixed seed. The DiT
+recipe is the official one (uniform timesteps over the 1000-step process, loss = noise MSE + the
+variational bound on the learned variance, 10% label dropout, AdamW without weight decay, an EMA
+of the weights that is what gets saved and sampled) with two options that the tiny zoo turns on
+because a few thousand CPU steps are not enough otherwise: ``snr_gamma`` (min-SNR weighting of
+the noise MSE, Hang et al. 2023, which shifts effort to the noisy steps that set the global
+shape) and ``label_lr_mult`` (a larger learning rate for the label table: the timestep embedding
+dominates ``c = t + y`` early on, and without it samples ignored their class). The autoencoder
+uses pixel MSE plus a small KL term (no perceptual or GAN loss: 16x16 digits do not need them).
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def train_vae(config: dict[str, Any], images: torch.Tensor, steps: int, seed: in
 @single_thread()
 def train_dit(cfg: DiTConfig, latent_mean: torch.Tensor, latent_std: torch.Tensor, labels: torch.Tensor,
               scale: float, steps: int, seed: int, batch_size: int = 128, lr: float = 1e-3,
-              ema_decay: float = 0.995, label_lr_mult: float = 1.0, desc: str = "dit") -> tuple[DiT, TrainResult]:
+              ema_decay: float = 0.995, label_lr_mult: float = 1.0, snr_gamma: float | None = None,
+              desc: str = "dit") -> tuple[DiT, TrainResult]:
     """Train a DiT on scaled posterior samples ``scale * (mean + std * n)``; returns the EMA model (eval)."""
     torch.manual_seed(seed)
     model = DiT(cfg)
@@ -102,7 +107,7 @@ def train_dit(cfg: DiTConfig, latent_mean: torch.Tensor, latent_std: torch.Tenso
         t = torch.randint(diffusion.num_timesteps, (batch_size,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         x_t = diffusion.q_sample(x0, t, noise)
-        loss, _ = diffusion.training_loss(model(x_t, t, y), x0, x_t, t, noise)
+        loss, _ = diffusion.training_loss(model(x_t, t, y), x0, x_t, t, noise, snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -47,6 +47,8 @@ SIZES: dict[str, tuple[GPTConfig, int]] = {
     "d3w128": (GPTConfig(dim=128, n_layer=3, n_head=2, **_COMMON), 600),
     "d4w128": (GPTConfig(dim=128, n_layer=4, n_head=2, **_COMMON), 600),
 }
+#: Training recipe of every size (``train_gpt`` keyword arguments).
+RECIPE: dict[str, Any] = {"batch_size": 128, "lr": 3e-3}
 DEFAULT_SAMPLER: dict[str, Any] = {"cfg": 2.0, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
 
 
@@ -107,9 +109,9 @@ class LlamaGenTinyFamily(ModelFamily):
             if not force and self._fresh(manifest, cfg, steps, vq_manifest):
                 return manifest
             tokens, labels = encode_split(vq, "train")
-            gpt, result = train_gpt(cfg, tokens, labels, steps, SEED,
+            gpt, result = train_gpt(cfg, tokens, labels, steps, SEED, **RECIPE,
                                     desc=f"{self.name} {size}")
-            manifest = manifest_for(cfg.to_dict(), result, SEED)
+            manifest = manifest_for(cfg.to_dict() | {"recipe": RECIPE}, result, SEED)
             manifest["tokenizer_hash"] = vq_manifest["weights_hash"]
             cache.save_artifact(name, gpt.state_dict(), manifest)
             model = LlamaGenModel(gpt, vq, "digits16", sampler_from(opts, DEFAULT_SAMPLER))
@@ -120,7 +122,7 @@ class LlamaGenTinyFamily(ModelFamily):
     @staticmethod
     def _fresh(manifest: dict[str, Any] | None, cfg: GPTConfig, steps: int, vq_manifest: dict[str, Any]) -> bool:
         """Trained with this config and recipe, on the current tokenizer."""
-        return (manifest_matches(manifest, cfg.to_dict(), SEED, steps)
+        return (manifest_matches(manifest, cfg.to_dict() | {"recipe": RECIPE}, SEED, steps)
                 and manifest.get("tokenizer_hash") == vq_manifest["weights_hash"])
 
     # ------------------------------------------------------------------ building

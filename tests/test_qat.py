@@ -15,7 +15,7 @@ from bitscale.harness.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.losses.topkld import TopKLD
-from bitscale.plugins.quantizers.qat import QAT, QATOptions, TeacherOutputs, lr_factor
+from bitscale.plugins.quantizers.qat import QAT, QATOptions, TeacherOutputs, build_student, lr_factor, trainable_groups
 from bitscale.plugins.quantizers.rtn import RTN
 from bitscale.quant.linear import QuantLinear
 from bitscale.testing.contracts import check_quantizer
@@ -84,6 +84,29 @@ def test_qat_beats_rtn_with_the_other_losses(held_out, name):
     rtn, _ = quantized(model, RTN())
     qat, _ = quantized(model, QAT(), loss=get_plugins().losses.get(name)())
     assert relative_error(qat, reference, batches) < 0.5 * relative_error(rtn, reference, batches)
+
+
+def test_qat_does_not_hurt_where_rtn_is_already_good(held_out):
+    # At 8 bits a fixed learning rate that suits 3 bits would jump across grid points every step.
+    model, batches, reference = held_out
+    rtn, _ = quantized(model, RTN(), "W8A16")
+    qat, _ = quantized(model, QAT(), "W8A16", loss=ForwardKL())
+    assert relative_error(qat, reference, batches) <= relative_error(rtn, reference, batches)
+
+
+def test_grid_learning_rate_follows_the_bit_width():
+    model = ToyModel(depth=1)
+    first_lr = {}
+    for prec in ("W3A16", "W8A16"):
+        m = copy.deepcopy(model)
+        build_student(m, Precision.parse(prec), [], QATOptions())
+        first_lr[prec] = trainable_groups(m.module, QATOptions())[0]["lr"]
+    assert first_lr["W3A16"] / first_lr["W8A16"] == pytest.approx(255 / 7, rel=1e-6)
+    m = copy.deepcopy(model)
+    build_student(m, Precision.parse("W3A16"), [], QATOptions())
+    groups = trainable_groups(m.module, QATOptions(lr=1e-3, lr_unit="absolute", train="all"))
+    assert {g["lr"] for g in groups} == {1e-3}
+    assert sum(len(g["params"]) for g in groups) == len(list(m.module.parameters()))
 
 
 # --------------------------------------------------------------------------- mechanics

@@ -36,7 +36,7 @@ from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
 from bitscale.harness.precision import Precision
 from bitscale.quant.activation import ActQuantizer
-from bitscale.quant.formats import QuantSpec
+from bitscale.quant.formats import QuantSpec, weight_minmax
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
     INT_AND_FP,
@@ -57,7 +57,18 @@ class QATOptions(QuantOptions):
     """
 
     steps: int = Field(default=100, ge=0, description="Optimizer steps (one calibration batch each).")
-    lr: float = Field(default=5e-4, gt=0, description="Peak AdamW learning rate of the weights.")
+    lr: float = Field(
+        default=0.01, gt=0,
+        description="Peak AdamW learning rate; with lr_unit='grid' a fraction of each layer's weight-grid step.",
+    )
+    lr_unit: Literal["grid", "absolute"] = Field(
+        default="grid",
+        description="'grid': lr (and scale_lr) in units of each layer's quantization step, so updates are the "
+        "same fraction of the grid at every bit width; 'absolute': plain learning rates.",
+    )
+    other_lr: float = Field(
+        default=1e-5, gt=0, description="With lr_unit='grid': learning rate of parameters without a weight grid."
+    )
     schedule: Literal["cosine", "constant"] = Field(default="cosine", description="Learning-rate decay after warm-up.")
     warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps from 0 to lr.")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Cosine floor as a fraction of lr.")
@@ -66,7 +77,7 @@ class QATOptions(QuantOptions):
     learnable_scales: bool = Field(
         default=False, description="Train weight (and static activation) scales/zero-points too (LSQ-style)."
     )
-    scale_lr: float | None = Field(default=None, gt=0, description="Learning rate of the scales; None = lr.")
+    scale_lr: float | None = Field(default=None, gt=0, description="Learning rate of the scales (same unit); None = lr.")
     train: Literal["quant_layers", "all"] = Field(
         default="quant_layers",
         description="'quant_layers': weights/biases of the quantized Linears; 'all': every parameter of the module.",
@@ -125,7 +136,7 @@ class QAT(Quantizer):
         k = getattr(loss, "k", None)
         notes = f"w={wspec}" if wspec else "weights fp16"
         notes += f", loss={loss.name}" + (f" (K={k})" if k is not None else "")
-        notes += f", {opts.steps} steps, lr={opts.lr:g} {opts.schedule}"
+        notes += f", {opts.steps} steps, lr={opts.lr:g}{' x grid step' if opts.lr_unit == 'grid' else ''} {opts.schedule}"
         notes += ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
         return make_report(
             model, started, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
@@ -159,22 +170,48 @@ def build_student(
 
 
 def trainable_groups(module: nn.Module, opts: QATOptions) -> list[dict[str, Any]]:
-    """AdamW parameter groups: weights (and biases, and other params with train='all'), then scales."""
-    layers = quant_linears(module)
-    scales: list[nn.Parameter] = []
-    for q in layers.values():
-        for sub in (q.weight_quantizer, q.act_quantizer):
-            if sub is not None:
-                scales.extend(sub.parameters())
-    scale_ids = {id(p) for p in scales}
+    """AdamW parameter groups, one per quantized layer (its weight and bias, then its scales).
+
+    With ``lr_unit="grid"`` a layer's learning rate is ``lr`` times its weight-grid step: Adam
+    moves a parameter by about the learning rate per step whatever the gradient's size, so this
+    keeps every update the same small fraction of the grid at 3 bits and at 8 bits (a fixed rate
+    that suits W3 would jump across several W8 grid points per step). Learned activation scales
+    are measured in their own step (the scale itself). Parameters without a grid (weights kept
+    in 16 bits, other parameters with ``train="all"``) use ``other_lr``.
+    """
+    grid = opts.lr_unit == "grid"
+    scale_lr = opts.scale_lr if opts.scale_lr is not None else opts.lr
+    groups: list[dict[str, Any]] = []
+    taken: set[int] = set()
+    for q in quant_linears(module).values():
+        step = grid_step(q)
+        lr = (opts.lr * step if step is not None else opts.other_lr) if grid else opts.lr
+        params = [p for p in (q.weight, q.bias) if p is not None]
+        groups.append({"params": params, "lr": lr, "weight_decay": opts.weight_decay})
+        for sub, sub_step in ((q.weight_quantizer, step), (q.act_quantizer, None)):
+            scales = [] if sub is None else list(sub.parameters())
+            if not scales:
+                continue
+            if sub_step is None:  # an activation scale is its own grid step
+                sub_step = float(sub.scale.detach().abs().mean()) if sub.scale is not None else None
+            slr = (scale_lr * sub_step if sub_step is not None else opts.other_lr) if grid else scale_lr
+            groups.append({"params": scales, "lr": slr, "weight_decay": 0.0})
+        taken.update(id(p) for g in groups for p in g["params"])
     if opts.train == "all":
-        weights = [p for p in module.parameters() if id(p) not in scale_ids]
-    else:
-        weights = [p for q in layers.values() for p in (q.weight, q.bias) if p is not None]
-    groups = [{"params": weights, "lr": opts.lr, "weight_decay": opts.weight_decay}]
-    if scales:
-        groups.append({"params": scales, "lr": opts.scale_lr or opts.lr, "weight_decay": 0.0})
+        rest = [p for p in module.parameters() if id(p) not in taken]
+        if rest:
+            groups.append({"params": rest, "lr": opts.other_lr if grid else opts.lr, "weight_decay": opts.weight_decay})
     return groups
+
+
+def grid_step(q: QuantLinear) -> float | None:
+    """Mean spacing of ``q``'s weight grid (min-max range over levels; uniform-equivalent for fp)."""
+    wq = q.weight_quantizer
+    if wq is None:
+        return None
+    lo, hi = weight_minmax(q.weight.detach(), wq.spec)
+    span = hi.clamp(min=0) - lo.clamp(max=0)  # the grid always contains zero (see formats)
+    return float(span.mean()) / (2**wq.spec.bits - 1)
 
 
 # --------------------------------------------------------------------------- training

@@ -57,13 +57,16 @@ def _exp(quantizers, precisions=("W16A16", "W8A16", "W4A16"), sizes=("d1",), see
     }, "t.yaml")
 
 
-def test_grid_runs_and_resumes_without_duplicates(register_plugin, bitscale_store):
+def test_grid_runs_and_resumes_without_duplicates(register_plugin, bitscale_store, capsys):
     register_plugin(fixture_plugin())
     plan = plan_grid(_exp(["rtn"]), get_plugins())
     assert [c.precision for c in plan.cells] == ["W16A16", "W8A16", "W4A16"]
     assert len({c.hash for c in plan.cells}) == 3
     s = run_plan(plan, bitscale_store, get_plugins(), progress=False)
     assert (s.ran, s.ok, s.failed) == (3, 3, 0)
+    # Without a progress bar (CI logs) each cell still gets its result line.
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ": FID " in ln]
+    assert len(lines) == 3 and all(c.label in ln for c, ln in zip(plan.cells, lines))
     frame = bitscale_store.frame()
     assert set(frame["status"]) == {"ok"} and frame["fid"].notna().all() and (frame["fid"] > 0).all()
     again = run_plan(plan_grid(_exp(["rtn"]), get_plugins()), bitscale_store, get_plugins(), progress=False)

@@ -13,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -207,8 +208,8 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
         summary.ran += 1
         summary.ok += status == "ok"
         summary.failed += status == "failed"
-        if progress and status == "ok":
-            bar.write(f"  {cell.label}: FID {metrics['fid']:.2f}")
-        elif progress:
-            bar.write(f"  {cell.label}: FAILED ({summary.failures[-1][1]})")
+        # One line per cell even without the bar: CI logs and `nohup` runs show where a grid is.
+        result = f"FID {metrics['fid']:.2f}" if status == "ok" else f"FAILED ({summary.failures[-1][1]})"
+        tqdm.write(f"  {cell.label}: {result} ({compute:.1f} s)", file=sys.stdout)
+        sys.stdout.flush()
     return summary

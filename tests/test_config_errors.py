@@ -80,3 +80,11 @@ def test_console_script_exit_code(tmp_path):
                           "--store", str(tmp_path / "s.db")], capture_output=True, text=True,
                          env={**os.environ, "BITSCALE_NO_ENTRYPOINTS": "1"}, timeout=300)
     assert out.returncode == 2 and "experiment file not found" in out.stderr
+
+
+@pytest.mark.parametrize("value, needle", [("0", "must be at least 1"), ("two", "expected a whole number")])
+def test_bad_thread_count_is_a_usage_error(tmp_path, capsys, value, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--threads", value, "--store", str(tmp_path / "s.db")])
+    assert exc.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()

@@ -23,7 +23,20 @@ def add_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
+                        "busy machine")
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _load(path: str | None):
@@ -54,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
         print(f"{len(plan.cells)} cells planned")
         return 0
+    if args.threads is not None:
+        import torch
+
+        # Tiny models do small matmuls: threads that wait on each other at every op cost more than
+        # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
+        torch.set_num_threads(args.threads)
     store = ResultStore(args.store)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress)

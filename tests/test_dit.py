@@ -20,7 +20,6 @@ from bitscale.plugins.models.dit.model import DiTModel
 from bitscale.plugins.models.dit.tiny import DiTTinyOptions
 from bitscale.plugins.models.dit.training import train_dit
 from bitscale.plugins.models.dit.vae import TINY_VAE_CONFIG, build_vae, load_vae
-from bitscale.plugins.models.llamagen.zoo_helpers import single_thread
 
 KEYS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "official-keys"
 
@@ -39,13 +38,6 @@ def _small_dit(seed: int = 0) -> DiT:
         dit.final_layer.linear.weight.normal_(0, 0.05)
     return dit.eval()
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only add overhead (and spin on a shared machine).
-    with single_thread():
-        yield
 
 def _read_tsv(name: str) -> list[tuple[str, str, str]]:
     path = KEYS_DIR / name

@@ -20,7 +20,6 @@ from bitscale.plugins.models.llamagen.rope import rope_2d_table
 from bitscale.plugins.models.llamagen.tiny import TOKENIZER, LlamaGenTinyOptions, encode_split
 from bitscale.plugins.models.llamagen.training import train_gpt
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
-from bitscale.plugins.models.llamagen.zoo_helpers import single_thread
 
 KEYS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "official-keys"
 
@@ -36,13 +35,6 @@ def _small_gpt(seed: int = 0) -> GPT:
         gpt.output.weight.normal_(0, 0.5)
     return gpt.eval()
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only add overhead (and spin on a shared machine).
-    with single_thread():
-        yield
 
 def _read_tsv(name: str) -> list[tuple[str, str, str]]:
     path = KEYS_DIR / name

@@ -10,6 +10,7 @@ Only safe formats are read: safetensors, or PyTorch pickles through
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from collections.abc import Mapping, Sequence
@@ -142,3 +143,15 @@ def _first(items: list[str]) -> str:
 def _one_line(e: BaseException) -> str:
     text = " ".join(_ANSI.sub("", str(e)).split())
     return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def local_file(given: str | Path | None, env_dir: str, name: str) -> Path | None:
+    """``given`` if set, else ``name`` in the folder ``$env_dir``; ``None`` when neither is set.
+
+    Released checkpoints are never downloaded: each family names its files in an option or one
+    folder per family, and says in its own words what is missing.
+    """
+    if given:
+        return Path(given).expanduser()
+    folder = os.environ.get(env_dir)
+    return Path(folder).expanduser() / name if folder else None

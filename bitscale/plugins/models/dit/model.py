@@ -13,7 +13,7 @@ from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.dit.diffusion import Diffusion
 from bitscale.plugins.models.dit.dit import DiT
 from bitscale.plugins.models.dit.vae import decode_latents
-from bitscale.plugins.models.llamagen.zoo_helpers import device_generator, random_indices
+from bitscale.plugins.models.generators import device_generator, random_indices
 
 #: Returns clean scaled latents ``(N, C, h, w)`` and labels ``(N,)`` to calibrate on, on CPU.
 LatentSource = Callable[[], tuple[torch.Tensor, torch.Tensor]]

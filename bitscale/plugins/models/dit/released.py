@@ -14,34 +14,31 @@ variance, cfg 1.5 on the first 3 latent channels, null class 1000, latents decod
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 
 from bitscale.harness.contracts import ModelFamily, PluginOptions
-from bitscale.harness.errors import BitscaleError, ConfigError
-from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict
+from bitscale.harness.errors import BitscaleError
+from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict, local_file
 from bitscale.plugins.models.dit.dit import RELEASED_DIT, DiT, DiTConfig
 from bitscale.plugins.models.dit.model import DiTModel
-from bitscale.plugins.models.dit.tiny import sampler_settings
+from bitscale.plugins.models.dit.options import DiTSamplerOptions, sampler_settings
 from bitscale.plugins.models.dit.vae import SD_LATENT_SCALE, load_vae
+from bitscale.plugins.models.options import check_size, coerce_options
 
 ENV_DIR = "BITSCALE_DIT_CHECKPOINT_DIR"
 VAE_FOLDER = "sd-vae-ft-ema"
 OFFICIAL_SAMPLER = {"sampler": "ddpm", "steps": 250, "cfg": 1.5}
 
 
-class DiTOptions(PluginOptions):
+class DiTOptions(DiTSamplerOptions):
     """Options of ``dit``: checkpoint files, image size and sampler overrides."""
 
     checkpoint: str | None = None
     vae_path: str | None = None
     image_size: Literal[256, 512] = 256
-    sampler: Literal["ddpm", "ddim"] | None = None
-    sampling_steps: int | None = None
-    cfg: float | None = None
 
 
 def dit_config(size: str, image_size: int = 256) -> DiTConfig:
@@ -60,9 +57,8 @@ class DiTFamily(ModelFamily):
 
     def build(self, size: str, options: PluginOptions, device: torch.device) -> DiTModel:
         """Build ``size`` on ``device``; on ``meta`` nothing is read (for parameter counts)."""
-        opts = options if isinstance(options, DiTOptions) else DiTOptions.model_validate(options.model_dump())
-        if size not in RELEASED_DIT:
-            raise ConfigError(f"{self.name} has no size {size!r}; sizes are {', '.join(self.sizes)}")
+        opts = coerce_options(options, DiTOptions)
+        check_size(self.name, size, self.sizes)
         sampler = sampler_settings(opts, OFFICIAL_SAMPLER) | {"image_size": opts.image_size}
         device = torch.device(device)
         with torch.device("meta"):
@@ -81,14 +77,11 @@ class DiTFamily(ModelFamily):
         return self.build(size, options, torch.device("meta")).num_params()
 
     def _paths(self, opts: DiTOptions) -> tuple[Path, Path]:
-        folder = os.environ.get(ENV_DIR)
         file = f"DiT-XL-2-{opts.image_size}x{opts.image_size}.pt"
 
         def pick(given: str | None, name: str, option: str) -> Path:
-            if given:
-                return Path(given).expanduser()
-            if folder:
-                return Path(folder).expanduser() / name
+            if (path := local_file(given, ENV_DIR, name)) is not None:
+                return path
             raise BitscaleError(
                 f"{self.name} needs local weights: set option `{option}`, or {ENV_DIR} to a folder "
                 f"holding {file} and {VAE_FOLDER}/ (no downloads at run time)"

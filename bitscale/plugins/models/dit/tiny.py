@@ -14,27 +14,22 @@ fast stand-in for the official 250-step DDPM (``sampler: ddpm``, ``steps: 250`` 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from bitscale.data import digits
-from bitscale.harness.contracts import ModelFamily, PluginOptions
-from bitscale.harness.errors import ConfigError
+from bitscale.harness.contracts import PluginOptions
 from bitscale.plugins.models.dit.dit import DiT, DiTConfig
 from bitscale.plugins.models.dit.model import DiTModel
+from bitscale.plugins.models.dit.options import DiTSamplerOptions, sampler_settings
 from bitscale.plugins.models.dit.training import train_dit, train_vae
 from bitscale.plugins.models.dit.vae import TINY_VAE_CONFIG, build_vae, encode_latents
-from bitscale.plugins.models.llamagen.zoo_helpers import (
-    manifest_for,
-    manifest_matches,
-    sampler_from,
-    save_grid_png,
-    state_hash,
-)
-from bitscale.zoo import cache
+from bitscale.plugins.models.tiny_family import SEED, TwoStageTinyFamily
+from bitscale.zoo.manifest import manifest_for
+from bitscale.zoo.training import TrainResult
 
-SEED = 0
 VAE_ARTIFACT = "dit-tiny/vae"
 VAE_STEPS = 200
 VAE_KL_WEIGHT = 1e-3
@@ -51,25 +46,14 @@ RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 2e-3, "ema_decay": 0.995, "lab
 DEFAULT_SAMPLER: dict[str, Any] = {"sampler": "ddim", "steps": 50, "cfg": 1.5}
 
 
-class DiTTinyOptions(PluginOptions):
+class DiTTinyOptions(DiTSamplerOptions):
     """Options of ``dit-tiny``. Step overrides are for tests; the zoo uses the defaults."""
 
     steps: int | None = None
     vae_steps: int | None = None
-    sampler: Literal["ddpm", "ddim"] | None = None
-    sampling_steps: int | None = None
-    cfg: float | None = None
 
 
-def sampler_settings(opts: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Sampler defaults with the user's overrides (``sampling_steps`` sets ``steps``)."""
-    out = sampler_from(opts, {k: v for k, v in defaults.items() if k != "steps"}) | {"steps": defaults["steps"]}
-    if getattr(opts, "sampling_steps", None) is not None:
-        out["steps"] = opts.sampling_steps
-    return out
-
-
-class DiTTinyFamily(ModelFamily):
+class DiTTinyFamily(TwoStageTinyFamily):
     """DiT (latent diffusion transformer) at tiny sizes on 16x16 digits."""
 
     name: ClassVar[str] = "dit-tiny"
@@ -77,105 +61,53 @@ class DiTTinyFamily(ModelFamily):
     style: ClassVar[Literal["language", "diffusion"]] = "diffusion"
     Options: ClassVar[type[PluginOptions]] = DiTTinyOptions
     description: ClassVar[str] = "DiT + KL autoencoder, tiny sizes trained on 16x16 digits (CPU)"
-    trainable: ClassVar[bool] = True
+    size_configs = SIZES
+    recipe = RECIPE
+    network = DiT
+    codec_hash_key = "vae_hash"
 
-    # ------------------------------------------------------------------ training
-
-    def _vae(self, opts: DiTTinyOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
+    def _codec(self, opts: DiTTinyOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The shared autoencoder, trained first if missing or trained on other data/config."""
         steps = opts.vae_steps or VAE_STEPS
-        with cache.locked(VAE_ARTIFACT):
-            found = cache.load_artifact(VAE_ARTIFACT)
-            if found is not None and manifest_matches(found[1], _VAE_RECORD, SEED, steps):
-                state, manifest = found
-            else:
-                images = digits.load("train").images
-                vae, result = train_vae(TINY_VAE_CONFIG, images, steps, SEED, kl_weight=VAE_KL_WEIGHT,
-                                        desc="dit-tiny autoencoder")
-                mean, std = encode_latents(vae, images)
-                state = vae.state_dict()
-                manifest = manifest_for(_VAE_RECORD, result, SEED)
-                manifest["latent_scale"] = float(1.0 / (mean + std * torch.randn_like(mean)).std())
-                manifest["weights_hash"] = state_hash(state)
-                cache.save_artifact(VAE_ARTIFACT, state, manifest)
+
+        def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+            images = digits.load("train").images
+            vae, result = train_vae(TINY_VAE_CONFIG, images, steps, SEED, kl_weight=VAE_KL_WEIGHT,
+                                    desc="dit-tiny autoencoder")
+            mean, std = encode_latents(vae, images)
+            manifest = manifest_for(_VAE_RECORD, result, SEED)
+            manifest["latent_scale"] = float(1.0 / (mean + std * torch.randn_like(mean)).std())
+            return vae.state_dict(), manifest
+
+        state, manifest = self._cached_codec(VAE_ARTIFACT, _VAE_RECORD, steps, fit)
         vae = build_vae(TINY_VAE_CONFIG)
         vae.load_state_dict(state)
         return vae.eval().requires_grad_(False), manifest
 
-    def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
-        """Train (or reuse) the shared autoencoder, then the DiT of ``size``; return the DiT's manifest.
+    def _fit(self, size: str, cfg: DiTConfig, steps: int, codec: torch.nn.Module,
+             codec_manifest: dict[str, Any]) -> tuple[DiT, TrainResult]:
+        data = digits.load("train")
+        mean, std = encode_latents(codec, data.images)
+        return train_dit(cfg, mean, std, data.labels, codec_manifest["latent_scale"], steps, SEED, **RECIPE,
+                         desc=f"{self.name} {size}")
 
-        ``force`` retrains the DiT; the autoencoder is retrained only when missing or stale.
-        """
-        opts = self._options(options)
-        cfg, default_steps = self._size(size)
-        vae, vae_manifest = self._vae(opts)
-        name = f"{self.name}/{size}"
-        with cache.locked(name):
-            manifest = cache.load_manifest(name)
-            steps = opts.steps or default_steps
-            if not force and self._fresh(manifest, cfg, steps, vae_manifest):
-                return manifest
-            data = digits.load("train")
-            mean, std = encode_latents(vae, data.images)
-            scale = vae_manifest["latent_scale"]
-            dit, result = train_dit(cfg, mean, std, data.labels, scale, steps, SEED, **RECIPE,
-                                    desc=f"{self.name} {size}")
-            manifest = manifest_for(cfg.to_dict() | {"recipe": RECIPE}, result, SEED)
-            manifest["vae_hash"] = vae_manifest["weights_hash"]
-            cache.save_artifact(name, dit.state_dict(), manifest)
-            model = DiTModel(dit, vae, "digits16", sampler_settings(opts, DEFAULT_SAMPLER), scale)
-            images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
-            save_grid_png(images, str(cache.artifact_paths(name)[0].with_suffix(".png")))
-            return manifest
+    def _model(self, net: DiT, codec: torch.nn.Module, codec_manifest: dict[str, Any], opts: DiTTinyOptions,
+               device: torch.device | None = None) -> DiTModel:
+        sampler, scale = sampler_settings(opts, DEFAULT_SAMPLER), codec_manifest["latent_scale"]
+        if device is None:
+            return DiTModel(net, codec, "digits16", sampler, scale)
+        latents = functools.partial(calibration_latents, codec, scale, device)  # read on first calibration
+        return DiTModel(net, codec, "digits16", sampler, scale, calibration_latents=latents)
 
-    @staticmethod
-    def _fresh(manifest: dict[str, Any] | None, cfg: DiTConfig, steps: int, vae_manifest: dict[str, Any]) -> bool:
-        """Trained with this config and recipe, on the current autoencoder."""
-        return (manifest_matches(manifest, cfg.to_dict() | {"recipe": RECIPE}, SEED, steps)
-                and manifest.get("vae_hash") == vae_manifest["weights_hash"])
-
-    # ------------------------------------------------------------------ building
-
-    def build(self, size: str, options: PluginOptions, device: torch.device) -> DiTModel:
-        """The trained model of ``size`` on ``device`` (training what is missing); on ``meta``, untrained."""
-        opts = self._options(options)
-        cfg, _ = self._size(size)
-        sampler = sampler_settings(opts, DEFAULT_SAMPLER)
-        device = torch.device(device)
-        if device.type == "meta":
-            with device:
-                return DiTModel(DiT(cfg), torch.nn.Identity(), "digits16", sampler, 1.0)
-        self.train(size, opts)
-        vae, vae_manifest = self._vae(opts)
-        state, _ = cache.load_artifact(f"{self.name}/{size}")
-        dit = DiT(cfg)
-        dit.load_state_dict(state)
-        dit = dit.eval().to(device)
-        vae = vae.to(device)
-        scale = vae_manifest["latent_scale"]
-
-        def latents() -> tuple[torch.Tensor, torch.Tensor]:
-            data = digits.load("train")
-            mean, std = encode_latents(vae, data.images.to(device))
-            # One fixed posterior sample per image: the same calibration pool in every run.
-            noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(SEED)).to(device)
-            return (scale * (mean + std * noise)).cpu(), data.labels
-
-        return DiTModel(dit, vae, "digits16", sampler, scale, calibration_latents=latents)
-
-    def num_params(self, size: str, options: PluginOptions) -> int:
+    def _meta_model(self, cfg: DiTConfig, opts: DiTTinyOptions) -> DiTModel:
         with torch.device("meta"):
-            return sum(p.numel() for p in DiT(self._size(size)[0]).parameters())
+            return DiTModel(DiT(cfg), torch.nn.Identity(), "digits16", sampler_settings(opts, DEFAULT_SAMPLER), 1.0)
 
-    def _size(self, size: str) -> tuple[DiTConfig, int]:
-        if size not in SIZES:
-            raise ConfigError(f"{self.name} has no size {size!r}; sizes are {', '.join(SIZES)}")
-        return SIZES[size]
 
-    def _options(self, options: PluginOptions | None) -> DiTTinyOptions:
-        if options is None:
-            return DiTTinyOptions()
-        if isinstance(options, DiTTinyOptions):
-            return options
-        return DiTTinyOptions.model_validate(options.model_dump())
+def calibration_latents(vae: torch.nn.Module, scale: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled latents of the digits train split and their labels, on CPU."""
+    data = digits.load("train")
+    mean, std = encode_latents(vae, data.images.to(device))
+    # One fixed posterior sample per image: the same calibration pool in every run.
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(SEED)).to(device)
+    return (scale * (mean + std * noise)).cpu(), data.labels

@@ -15,39 +15,19 @@ uses pixel MSE plus a small KL term (no perceptual or GAN loss: 16x16 digits do 
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bitscale.plugins.models.dit.diffusion import Diffusion
 from bitscale.plugins.models.dit.dit import DiT, DiTConfig
 from bitscale.plugins.models.dit.vae import build_vae
-from bitscale.plugins.models.llamagen.zoo_helpers import single_thread
+from bitscale.zoo.threads import single_thread
+from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
 
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run reports into the artifact manifest."""
-
-    steps: int
-    initial_loss: float
-    final_loss: float
-    seconds: float  # wall clock
-    cpu_seconds: float  # process CPU time: comparable across machines that are busy with other work
-
-
-def _schedule(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then linear decay to zero."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / steps))
-
-
-def _final(losses: list[float]) -> float:
-    tail = losses[-max(1, min(50, len(losses) // 5)) :]  # diffusion losses are noisy: average the tail
-    return float(sum(tail) / len(tail))
+#: Diffusion losses are noisy: the final loss averages up to this many last steps.
+_TAIL = 50
 
 
 @single_thread()
@@ -58,25 +38,16 @@ def train_vae(config: dict[str, Any], images: torch.Tensor, steps: int, seed: in
     vae = build_vae(config)
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    sched = _schedule(opt, steps, warmup=max(1, steps // 20))
-    losses: list[float] = []
-    start, cpu_start = time.perf_counter(), time.process_time()
+    sched = warmup_linear_decay(opt, steps)
     vae.train()
-    bar = tqdm(range(steps), desc=desc, leave=False)
-    for _ in bar:
+    log = LossLog(steps, desc)
+    for _ in log:
         x = images[torch.randint(len(images), (batch_size,), generator=gen)]
         dist = vae.encode(x).latent_dist
         z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
         rec = vae.decode(z).sample
-        loss = F.mse_loss(rec, x) + kl_weight * dist.kl().mean() / z[0].numel()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    return vae.eval(), TrainResult(steps, losses[0], _final(losses), time.perf_counter() - start,
-                                     time.process_time() - cpu_start)
+        log.add(optimizer_step(opt, F.mse_loss(rec, x) + kl_weight * dist.kl().mean() / z[0].numel(), sched))
+    return vae.eval(), log.result(tail_mean(log.losses, 5, most=_TAIL))
 
 
 @single_thread()
@@ -90,16 +61,12 @@ def train_dit(cfg: DiTConfig, latent_mean: torch.Tensor, latent_std: torch.Tenso
     ema = copy.deepcopy(model).requires_grad_(False)
     diffusion = Diffusion()
     gen = torch.Generator().manual_seed(seed + 1)
-    labels_table = model.y_embedder.embedding_table.weight
-    params = [p for p in model.parameters() if p.requires_grad and p is not labels_table]  # pos_embed is fixed
-    opt = torch.optim.AdamW([{"params": params}, {"params": [labels_table], "lr": lr * label_lr_mult}],
-                            lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-    sched = _schedule(opt, steps, warmup=max(1, steps // 20))
-    losses: list[float] = []
+    opt = adamw_with_label_table(model, model.y_embedder.embedding_table.weight, lr, label_lr_mult,
+                                 betas=(0.9, 0.999), weight_decay=0.0)
+    sched = warmup_linear_decay(opt, steps)
     model.train()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(range(steps), desc=desc, leave=False)
-    for step in bar:
+    log = LossLog(steps, desc)
+    for step in log:
         idx = torch.randint(len(labels), (batch_size,), generator=gen)
         x0 = scale * (latent_mean[idx] + latent_std[idx] * torch.randn(latent_mean[idx].shape, generator=gen))
         y = labels[idx].clone()
@@ -108,16 +75,10 @@ def train_dit(cfg: DiTConfig, latent_mean: torch.Tensor, latent_std: torch.Tenso
         noise = torch.randn(x0.shape, generator=gen)
         x_t = diffusion.q_sample(x0, t, noise)
         loss, _ = diffusion.training_loss(model(x_t, t, y), x0, x_t, t, noise, snr_gamma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        log.add(optimizer_step(opt, loss, sched))
         # EMA with a warm-up so early random weights fade out quickly in short runs.
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                 pe.lerp_(pm, 1 - decay)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    return ema.eval(), TrainResult(steps, losses[0], _final(losses), time.perf_counter() - start,
-                                     time.process_time() - cpu_start)
+    return ema.eval(), log.result(tail_mean(log.losses, 5, most=_TAIL))

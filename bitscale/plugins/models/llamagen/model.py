@@ -13,7 +13,7 @@ from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.llamagen.generate import generate
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.vq import VQModel
-from bitscale.plugins.models.llamagen.zoo_helpers import device_generator, random_indices
+from bitscale.plugins.models.generators import device_generator, random_indices
 
 #: Returns every calibration sequence: (tokens ``(N, L)`` int64, labels ``(N,)`` int64), on CPU.
 TokenSource = Callable[[], tuple[torch.Tensor, torch.Tensor]]

@@ -14,7 +14,6 @@ quantizer leaves in train mode still computes the released model's function.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,11 +21,12 @@ import torch
 
 from bitscale.harness.contracts import ModelFamily, PluginOptions
 from bitscale.harness.errors import BitscaleError, ConfigError
-from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict
+from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict, local_file
 from bitscale.plugins.models.llamagen.gpt import GPT, RELEASED_GPT, GPTConfig
 from bitscale.plugins.models.llamagen.model import LlamaGenModel
-from bitscale.plugins.models.llamagen.zoo_helpers import sampler_from
+from bitscale.plugins.models.llamagen.options import LlamaGenSamplerOptions
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
+from bitscale.plugins.models.options import check_size, coerce_options, sampler_from
 
 ENV_DIR = "BITSCALE_LLAMAGEN_CHECKPOINT_DIR"
 VQ_FILE = "vq_ds16_c2i.pt"
@@ -42,16 +42,12 @@ EVAL_SIZE = 256
 _RUNTIME_KEYS = ("freqs_cis", "causal_mask")
 
 
-class LlamaGenOptions(PluginOptions):
+class LlamaGenOptions(LlamaGenSamplerOptions):
     """Options of ``llamagen``: checkpoint files, image size and sampler overrides."""
 
     checkpoint: str | None = None
     vq_checkpoint: str | None = None
     image_size: Literal[256, 384] = 384
-    cfg: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    temperature: float | None = None
 
 
 def gpt_config(size: str, image_size: int = 384) -> GPTConfig:
@@ -71,9 +67,8 @@ class LlamaGenFamily(ModelFamily):
 
     def build(self, size: str, options: PluginOptions, device: torch.device) -> LlamaGenModel:
         """Build ``size`` on ``device``; on ``meta`` nothing is read (for parameter counts)."""
-        opts = options if isinstance(options, LlamaGenOptions) else LlamaGenOptions.model_validate(options.model_dump())
-        if size not in RELEASED_GPT:
-            raise ConfigError(f"{self.name} has no size {size!r}; sizes are {', '.join(self.sizes)}")
+        opts = coerce_options(options, LlamaGenOptions)
+        check_size(self.name, size, self.sizes)
         cfg = gpt_config(size, opts.image_size)
         defaults = {"cfg": FID_CFG[size], "top_k": 0, "top_p": 1.0, "temperature": 1.0}
         sampler = sampler_from(opts, defaults) | {"image_size": opts.image_size, "eval_size": EVAL_SIZE}
@@ -92,16 +87,13 @@ class LlamaGenFamily(ModelFamily):
         return self.build(size, options, torch.device("meta")).num_params()
 
     def _paths(self, size: str, opts: LlamaGenOptions) -> tuple[Path, Path]:
-        folder = os.environ.get(ENV_DIR)
         file = CHECKPOINT_FILES.get((size, opts.image_size))
         if file is None:
             raise ConfigError(f"LlamaGen {size} was released only at 384px; set image_size: 384")
 
         def pick(given: str | None, name: str, option: str) -> Path:
-            if given:
-                return Path(given).expanduser()
-            if folder:
-                return Path(folder).expanduser() / name
+            if (path := local_file(given, ENV_DIR, name)) is not None:
+                return path
             raise BitscaleError(
                 f"{self.name} {size} needs its checkpoint: set option `{option}` to the local {name}, "
                 f"or {ENV_DIR} to a folder holding {file} and {VQ_FILE} (no downloads at run time)"

@@ -19,21 +19,17 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from bitscale.data import digits
-from bitscale.harness.contracts import ModelFamily, PluginOptions
+from bitscale.harness.contracts import PluginOptions
 from bitscale.plugins.models.llamagen.gpt import GPT, GPTConfig
 from bitscale.plugins.models.llamagen.model import LlamaGenModel
+from bitscale.plugins.models.llamagen.options import LlamaGenSamplerOptions
 from bitscale.plugins.models.llamagen.training import train_gpt, train_tokenizer
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
-from bitscale.plugins.models.llamagen.zoo_helpers import (
-    manifest_for,
-    manifest_matches,
-    sampler_from,
-    save_grid_png,
-    state_hash,
-)
-from bitscale.zoo import cache
+from bitscale.plugins.models.options import sampler_from
+from bitscale.plugins.models.tiny_family import SEED, TwoStageTinyFamily
+from bitscale.zoo.manifest import manifest_for
+from bitscale.zoo.training import TrainResult
 
-SEED = 0
 TOKENIZER_ARTIFACT = "llamagen-tiny/vq"
 TOKENIZER = VQConfig(codebook_size=64, codebook_embed_dim=8, ch=32, ch_mult=(1, 1, 2), z_channels=64,
                      num_res_blocks=1)
@@ -54,18 +50,14 @@ RECIPE: dict[str, Any] = {"batch_size": 128, "lr": 3e-3, "label_lr_mult": 10.0}
 DEFAULT_SAMPLER: dict[str, Any] = {"cfg": 2.0, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
 
 
-class LlamaGenTinyOptions(PluginOptions):
+class LlamaGenTinyOptions(LlamaGenSamplerOptions):
     """Options of ``llamagen-tiny``. Step overrides are for tests; the zoo uses the defaults."""
 
     steps: int | None = None
     tokenizer_steps: int | None = None
-    cfg: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    temperature: float | None = None
 
 
-class LlamaGenTinyFamily(ModelFamily):
+class LlamaGenTinyFamily(TwoStageTinyFamily):
     """LlamaGen (raster AR over VQ tokens) at tiny sizes on 16x16 digits."""
 
     name: ClassVar[str] = "llamagen-tiny"
@@ -73,97 +65,40 @@ class LlamaGenTinyFamily(ModelFamily):
     style: ClassVar[Literal["language", "diffusion"]] = "language"
     Options: ClassVar[type[PluginOptions]] = LlamaGenTinyOptions
     description: ClassVar[str] = "LlamaGen GPT + VQ tokenizer, tiny sizes trained on 16x16 digits (CPU)"
-    trainable: ClassVar[bool] = True
+    size_configs = SIZES
+    recipe = RECIPE
+    network = GPT
+    codec_hash_key = "tokenizer_hash"
 
-    # ------------------------------------------------------------------ training
-
-    def _tokenizer(self, options: LlamaGenTinyOptions) -> tuple[VQModel, dict[str, Any]]:
+    def _codec(self, opts: LlamaGenTinyOptions) -> tuple[VQModel, dict[str, Any]]:
         """The shared tokenizer, trained first if missing or trained on other data/config."""
-        steps = options.tokenizer_steps or TOKENIZER_STEPS
-        with cache.locked(TOKENIZER_ARTIFACT):
-            found = cache.load_artifact(TOKENIZER_ARTIFACT)
-            if found is not None and manifest_matches(found[1], TOKENIZER.to_dict(), SEED, steps):
-                state, manifest = found
-            else:
-                model, result = train_tokenizer(TOKENIZER, digits.load("train").images, steps, SEED,
-                                                desc="llamagen-tiny tokenizer")
-                state = model.state_dict()
-                manifest = manifest_for(TOKENIZER.to_dict(), result, SEED)
-                manifest["weights_hash"] = state_hash(state)
-                cache.save_artifact(TOKENIZER_ARTIFACT, state, manifest)
+        steps = opts.tokenizer_steps or TOKENIZER_STEPS
+
+        def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+            model, result = train_tokenizer(TOKENIZER, digits.load("train").images, steps, SEED,
+                                            desc="llamagen-tiny tokenizer")
+            return model.state_dict(), manifest_for(TOKENIZER.to_dict(), result, SEED)
+
+        state, manifest = self._cached_codec(TOKENIZER_ARTIFACT, TOKENIZER.to_dict(), steps, fit)
         vq = VQModel(TOKENIZER)
         vq.load_state_dict(state)
         return vq.eval(), manifest
 
-    def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
-        """Train (or reuse) the shared tokenizer, then the GPT of ``size``; return the GPT's manifest.
+    def _fit(self, size: str, cfg: GPTConfig, steps: int, codec: VQModel,
+             codec_manifest: dict[str, Any]) -> tuple[GPT, TrainResult]:
+        tokens, labels = encode_split(codec, "train")
+        return train_gpt(cfg, tokens, labels, steps, SEED, **RECIPE, desc=f"{self.name} {size}")
 
-        ``force`` retrains the GPT; the tokenizer is retrained only when missing or stale, so
-        forcing every size does not invalidate the sizes trained before.
-        """
-        opts = self._options(options)
-        cfg, default_steps = self._size(size)
-        vq, vq_manifest = self._tokenizer(opts)
-        name = f"{self.name}/{size}"
-        with cache.locked(name):
-            manifest = cache.load_manifest(name)
-            steps = opts.steps or default_steps
-            if not force and self._fresh(manifest, cfg, steps, vq_manifest):
-                return manifest
-            tokens, labels = encode_split(vq, "train")
-            gpt, result = train_gpt(cfg, tokens, labels, steps, SEED, **RECIPE,
-                                    desc=f"{self.name} {size}")
-            manifest = manifest_for(cfg.to_dict() | {"recipe": RECIPE}, result, SEED)
-            manifest["tokenizer_hash"] = vq_manifest["weights_hash"]
-            cache.save_artifact(name, gpt.state_dict(), manifest)
-            model = LlamaGenModel(gpt, vq, "digits16", sampler_from(opts, DEFAULT_SAMPLER))
-            images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
-            save_grid_png(images, str(cache.artifact_paths(name)[0].with_suffix(".png")))
-            return manifest
-
-    @staticmethod
-    def _fresh(manifest: dict[str, Any] | None, cfg: GPTConfig, steps: int, vq_manifest: dict[str, Any]) -> bool:
-        """Trained with this config and recipe, on the current tokenizer."""
-        return (manifest_matches(manifest, cfg.to_dict() | {"recipe": RECIPE}, SEED, steps)
-                and manifest.get("tokenizer_hash") == vq_manifest["weights_hash"])
-
-    # ------------------------------------------------------------------ building
-
-    def build(self, size: str, options: PluginOptions, device: torch.device) -> LlamaGenModel:
-        """The trained model of ``size`` on ``device`` (training what is missing); on ``meta``, untrained."""
-        opts = self._options(options)
-        cfg, _ = self._size(size)
+    def _model(self, net: GPT, codec: VQModel, codec_manifest: dict[str, Any], opts: LlamaGenTinyOptions,
+               device: torch.device | None = None) -> LlamaGenModel:
         sampler = sampler_from(opts, DEFAULT_SAMPLER)
-        device = torch.device(device)
-        if device.type == "meta":
-            with device:
-                return LlamaGenModel(GPT(cfg), VQModel(TOKENIZER), "digits16", sampler)
-        self.train(size, opts)
-        vq, _ = self._tokenizer(opts)
-        state, _ = cache.load_artifact(f"{self.name}/{size}")
-        gpt = GPT(cfg)
-        gpt.load_state_dict(state)
-        gpt.eval().to(device)
-        vq = vq.to(device)
-        return LlamaGenModel(gpt, vq, "digits16", sampler, calibration_tokens=lambda: encode_split(vq, "train"))
+        if device is None:
+            return LlamaGenModel(net, codec, "digits16", sampler)
+        return LlamaGenModel(net, codec, "digits16", sampler, calibration_tokens=lambda: encode_split(codec, "train"))
 
-    def num_params(self, size: str, options: PluginOptions) -> int:
+    def _meta_model(self, cfg: GPTConfig, opts: LlamaGenTinyOptions) -> LlamaGenModel:
         with torch.device("meta"):
-            return sum(p.numel() for p in GPT(self._size(size)[0]).parameters())
-
-    def _size(self, size: str) -> tuple[GPTConfig, int]:
-        if size not in SIZES:
-            from bitscale.harness.errors import ConfigError
-
-            raise ConfigError(f"{self.name} has no size {size!r}; sizes are {', '.join(SIZES)}")
-        return SIZES[size]
-
-    def _options(self, options: PluginOptions | None) -> LlamaGenTinyOptions:
-        if options is None:
-            return LlamaGenTinyOptions()
-        if isinstance(options, LlamaGenTinyOptions):
-            return options
-        return LlamaGenTinyOptions.model_validate(options.model_dump())
+            return LlamaGenModel(GPT(cfg), VQModel(TOKENIZER), "digits16", sampler_from(opts, DEFAULT_SAMPLER))
 
 
 @torch.no_grad()

@@ -13,40 +13,16 @@ they learn to follow the label (measured: final loss 1.79 -> 1.60 for d3w64, 1.5
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bitscale.plugins.models.llamagen.gpt import GPT, GPTConfig
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
-from bitscale.plugins.models.llamagen.zoo_helpers import single_thread
+from bitscale.zoo.threads import single_thread
+from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
 
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run reports into the artifact manifest."""
-
-    steps: int
-    initial_loss: float
-    final_loss: float
-    seconds: float  # wall clock
-    cpu_seconds: float  # process CPU time: comparable across machines that are busy with other work
-
-
-def _schedule(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then linear decay to zero: short runs end at a low-noise point."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / steps)
-    )
-
-
-def _final(losses: list[float]) -> float:
-    # Mean of the last steps: one batch's loss is too noisy to compare runs with.
-    tail = losses[-max(1, min(20, len(losses) // 5)) :]
-    return float(sum(tail) / len(tail))
+#: The final loss averages up to this many last steps: one batch's loss is too noisy to compare runs with.
+_TAIL = 20
 
 
 @single_thread()
@@ -57,22 +33,13 @@ def train_tokenizer(cfg: VQConfig, images: torch.Tensor, steps: int, seed: int, 
     model = VQModel(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    sched = _schedule(opt, steps, warmup=max(1, steps // 20))
-    losses: list[float] = []
-    start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(range(steps), desc=desc, leave=False)
-    for _ in bar:
+    sched = warmup_linear_decay(opt, steps)
+    log = LossLog(steps, desc)
+    for _ in log:
         x = images[torch.randint(len(images), (batch_size,), generator=gen)]
         rec, vq_loss = model(x)
-        loss = F.mse_loss(rec, x) + vq_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    return model.eval(), TrainResult(steps, losses[0], _final(losses), time.perf_counter() - start,
-                                     time.process_time() - cpu_start)
+        log.add(optimizer_step(opt, F.mse_loss(rec, x) + vq_loss, sched))
+    return model.eval(), log.result(tail_mean(log.losses, 5, most=_TAIL))
 
 
 @single_thread()
@@ -83,27 +50,16 @@ def train_gpt(cfg: GPTConfig, tokens: torch.Tensor, labels: torch.Tensor, steps:
     torch.manual_seed(seed)
     model = GPT(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
-    table = model.cls_embedding.embedding_table.weight
-    rest = [p for p in model.parameters() if p is not table]
-    opt = torch.optim.AdamW([{"params": rest}, {"params": [table], "lr": lr * label_lr_mult}],
-                            lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    sched = _schedule(opt, steps, warmup=max(1, steps // 20))
-    losses: list[float] = []
+    opt = adamw_with_label_table(model, model.cls_embedding.embedding_table.weight, lr, label_lr_mult,
+                                 betas=(0.9, 0.95), weight_decay=0.05)
+    sched = warmup_linear_decay(opt, steps)
     model.train()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(range(steps), desc=desc, leave=False)
-    for _ in bar:
+    log = LossLog(steps, desc)
+    for _ in log:
         idx = torch.randint(len(tokens), (batch_size,), generator=gen)
         x, y = tokens[idx], labels[idx].clone()
         drop = torch.rand(batch_size, generator=gen) < cfg.class_dropout_prob
         y[drop] = cfg.num_classes  # the null class: trains the unconditional half of CFG
         logits = model(x[:, :-1], y)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    return model.eval(), TrainResult(steps, losses[0], _final(losses), time.perf_counter() - start,
-                                     time.process_time() - cpu_start)
+        log.add(optimizer_step(opt, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1)), sched))
+    return model.eval(), log.result(tail_mean(log.losses, 5, most=_TAIL))

@@ -14,6 +14,7 @@ import torch
 
 from bitscale.data import digits
 from bitscale.harness.errors import BitscaleError
+from bitscale.plugins.models.generators import random_indices
 from bitscale.plugins.models.var.model import ImageSource
 
 
@@ -22,7 +23,7 @@ def digits_source(split: str = "train") -> ImageSource:
     data = digits.load(split)
 
     def draw(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(data), (n,), generator=generator, device=generator.device).cpu()
+        idx = random_indices(len(data), n, generator)
         return data.images[idx], data.labels[idx]
 
     return draw
@@ -50,7 +51,7 @@ def image_folder_source(root: str | Path, size: int) -> ImageSource:
         raise BitscaleError(f"cannot use {root} as a calibration image folder: {e}") from e
 
     def draw(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(data), (n,), generator=generator, device=generator.device).tolist()
+        idx = random_indices(len(data), n, generator).tolist()
         items = [data[i] for i in idx]
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from bitscale.harness.contracts import ModelFamily, PluginOptions
 from bitscale.harness.errors import BitscaleError
-from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict
+from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict, local_file
 from bitscale.plugins.models.var.images import image_folder_source
 from bitscale.plugins.models.var.model import VarModel
 from bitscale.plugins.models.var.transformer import VAR, VARConfig, official_var_config
@@ -46,13 +46,11 @@ class VarOptions(PluginOptions):
 
 def checkpoint_paths(size: str, options: VarOptions) -> tuple[Path, Path]:
     """(transformer, tokenizer) checkpoint paths for ``size``; ``BitscaleError`` says how to provide them."""
-    env = os.environ.get(ENV_DIR)
     paths: list[Path] = []
     for opt, default in ((options.checkpoint, f"var_{size}.pth"), (options.vae_checkpoint, VAE_FILE)):
-        if opt is not None:
-            paths.append(Path(str(opt).replace("{size}", size)).expanduser())
-        elif env:
-            paths.append(Path(env).expanduser() / default)
+        given = None if opt is None else str(opt).replace("{size}", size)
+        if (path := local_file(given, ENV_DIR, default)) is not None:
+            paths.append(path)
         else:
             raise BitscaleError(
                 f"VAR {size} loads the released checkpoints, and none is configured: set the options "

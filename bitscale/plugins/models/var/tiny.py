@@ -8,7 +8,6 @@ longer matches the configuration, the recipe or the data.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
@@ -24,7 +23,9 @@ from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 from bitscale.zoo import cache
+from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
 from bitscale.zoo.threads import single_thread
+from bitscale.zoo.training import TrainResult
 
 #: Bump when the training recipe changes: cached weights of another version are retrained.
 RECIPE_VERSION = 2
@@ -72,10 +73,6 @@ def tiny_var_config(size: str) -> VARConfig:
     )
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))  # tuples -> lists, as a manifest read back has them
-
-
 class VarTinyFamily(ModelFamily):
     """VAR on 16x16 digits at sizes d2 < d4 < d6 (50k, 327k, 1.05M parameters); bitscale trains them.
 
@@ -102,22 +99,13 @@ class VarTinyFamily(ModelFamily):
 
     def _vae_config(self, options: VarTinyOptions) -> dict[str, Any]:
         recipe = {"version": RECIPE_VERSION, **VAE_RECIPE}
-        return _jsonable({"vae": TINY_VAE.to_dict(), "recipe": recipe})
+        return jsonable({"vae": TINY_VAE.to_dict(), "recipe": recipe})
 
     def _var_config(self, size: str, options: VarTinyOptions) -> dict[str, Any]:
         recipe = {"version": RECIPE_VERSION, **VAR_RECIPE}
-        return _jsonable(
+        return jsonable(
             {"var": tiny_var_config(size).to_dict(), "recipe": recipe, "tokenizer": self._vae_config(options),
              "vae_steps": options.vae_steps}
-        )
-
-    @staticmethod
-    def _fresh(manifest: dict[str, Any] | None, config: dict[str, Any], steps: int) -> bool:
-        return (
-            manifest is not None
-            and manifest.get("config") == config
-            and manifest.get("data_hash") == digits.data_hash()
-            and manifest.get("steps") == steps
         )
 
     # ----------------------------------------------------------------- training
@@ -127,12 +115,12 @@ class VarTinyFamily(ModelFamily):
         config = self._vae_config(options)
         with cache.locked(name), single_thread():
             found = cache.load_artifact(name)
-            if found is None or not self._fresh(found[1], config, options.vae_steps):
+            if found is None or not manifest_matches(found[1], config, SEED, options.vae_steps):
                 data = digits.load("train")
                 vae, result = train_vqvae(
                     TINY_VAE, data.images, options.vae_steps, seed=SEED, desc="var-tiny vqvae", **VAE_RECIPE
                 )
-                manifest = self._manifest(config, options.vae_steps, result, vae)
+                manifest = self._manifest(config, result, vae)
                 cache.save_artifact(name, vae.state_dict(), manifest)
                 self._save_reconstructions(vae, name)
                 return vae, manifest
@@ -151,7 +139,7 @@ class VarTinyFamily(ModelFamily):
         _, name = self.artifact_names(size, options)
         with cache.locked(name), single_thread():
             manifest = cache.load_manifest(name)
-            if not force and self._fresh(manifest, config, options.steps) and cache.load_artifact(name):
+            if not force and manifest_matches(manifest, config, SEED, options.steps) and cache.load_artifact(name):
                 return manifest
             vae, _ = self._ensure_vae(options)
             data = digits.load("train")
@@ -159,22 +147,17 @@ class VarTinyFamily(ModelFamily):
             var, result = train_var(
                 tiny_var_config(size), tokens, options.steps, seed=SEED, desc=f"var-tiny {size}", **VAR_RECIPE
             )
-            manifest = self._manifest(config, options.steps, result, var)
+            manifest = self._manifest(config, result, var)
             cache.save_artifact(name, var.state_dict(), manifest)
             self._save_samples(var, vae, name)
             return manifest
 
     @staticmethod
-    def _manifest(config: dict[str, Any], steps: int, result: Any, module: torch.nn.Module) -> dict[str, Any]:
-        return {
-            "config": config,
-            "data_hash": digits.data_hash(),
-            "seed": SEED,
-            "steps": steps,
-            "final_loss": result.final_loss,
-            "first_loss": result.first_loss,
-            "seconds": round(result.seconds, 2),
-            "cpu_seconds": round(result.cpu_seconds, 2),
+    def _manifest(config: dict[str, Any], result: TrainResult, module: torch.nn.Module) -> dict[str, Any]:
+        manifest = manifest_for(config, result, SEED)
+        # var-tiny manifests have always called the first loss ``first_loss``: the cached ones keep their key.
+        manifest["first_loss"] = manifest.pop("initial_loss")
+        return manifest | {
             "threads": torch.get_num_threads(),
             "num_params": sum(p.numel() for p in module.parameters()),
             "torch": torch.__version__,

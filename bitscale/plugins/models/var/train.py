@@ -11,30 +11,17 @@ trainer does: cross-entropy on all L tokens with uniform weights, label dropout 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
+from bitscale.zoo.training import LossLog, TrainResult, optimizer_step, tail_mean
 
-
-@dataclass
-class TrainResult:
-    """What a training run reports (``final_loss`` is the mean of the last 10% of steps).
-
-    ``cpu_seconds`` (process CPU time, all threads) is reported beside wall ``seconds`` because
-    wall time on a shared machine says more about the neighbours than about the recipe.
-    """
-
-    final_loss: float
-    first_loss: float
-    seconds: float
-    cpu_seconds: float
-    steps: int
+#: The final loss is the mean of the last 1/_TAIL_FRACTION of the steps.
+_TAIL_FRACTION = 10
 
 
 @dataclass(frozen=True)
@@ -68,16 +55,6 @@ def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
         pos += batch_size
 
 
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
-
-
-def _result(losses: list[float], start: tuple[float, float]) -> TrainResult:
-    tail = losses[-max(1, len(losses) // 10) :]
-    wall, cpu = _clock()
-    return TrainResult(sum(tail) / len(tail), losses[0], wall - start[0], cpu - start[1], len(losses))
-
-
 def train_vqvae(
     config: VQVAEConfig,
     images: torch.Tensor,
@@ -96,26 +73,19 @@ def train_vqvae(
     vae.quantize.embedding.weight.data.uniform_(-1 / V, 1 / V)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     hits = torch.zeros(V)
-    losses: list[float] = []
-    start = _clock()
-    bar = tqdm(_batches(len(images), batch_size, steps, gen), total=steps, desc=desc, leave=False)
-    for step, idx in enumerate(bar):
+    log = LossLog(steps, desc, batches=_batches(len(images), batch_size, steps, gen))
+    for step, idx in enumerate(log):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr)
         x = images[idx]
         rec, vq = vae(x)
-        loss = F.mse_loss(rec, x) + vq.loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        log.add(optimizer_step(opt, F.mse_loss(rec, x) + vq.loss))
         hits += torch.bincount(torch.cat([i.flatten() for i in vq.idx]), minlength=V).float()
         # Restarts stop for the last quarter so the codebook can settle.
         if (step + 1) % restart_every == 0 and step < steps * 3 // 4:
             _restart_dead_codes(vae, hits, torch.cat(vq.z), gen)
             hits.zero_()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    return vae.eval(), _result(losses, start)
+    return vae.eval(), log.result(tail_mean(log.losses, _TAIL_FRACTION))
 
 
 @torch.no_grad()
@@ -161,18 +131,11 @@ def train_var(
         lr=lr,
         betas=(0.9, 0.95),
     )
-    losses: list[float] = []
-    start = _clock()
-    bar = tqdm(_batches(len(tokens), batch_size, steps, gen), total=steps, desc=desc, leave=False)
-    for step, idx in enumerate(bar):
+    log = LossLog(steps, desc, batches=_batches(len(tokens), batch_size, steps, gen))
+    for step, idx in enumerate(log):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr)
         logits = var(tokens.labels[idx], tokens.x_BLCv[idx])
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.target[idx].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(var.parameters(), 2.0)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return var.eval(), _result(losses, start)
+        log.add(optimizer_step(opt, loss, clip=(var.parameters(), 2.0)))
+    return var.eval(), log.result(tail_mean(log.losses, _TAIL_FRACTION))

@@ -1,0 +1,138 @@
+"""A tiny-zoo family in two stages: a codec trained once and shared, then a generator per size.
+
+The codec (LlamaGen's VQ tokenizer, DiT's autoencoder) is one artifact shared by every size;
+each generator is the artifact ``<family>/<size>`` and records the codec's weights hash in its
+manifest, so a generator trained on another codec is stale and retrained. Subclasses say how to
+train and wrap their two networks; caching, freshness, the sample grid and loading live here.
+(``var-tiny`` names its artifacts per step count and versions its recipe, so it stays apart.)
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptions
+from bitscale.plugins.models.options import check_size, coerce_options
+from bitscale.zoo import cache
+from bitscale.zoo.images import save_grid_png
+from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
+from bitscale.zoo.training import TrainResult
+
+#: Every artifact of these families trains from this seed.
+SEED = 0
+
+State = dict[str, torch.Tensor]
+
+
+class TwoStageTinyFamily(ModelFamily):
+    """Base of ``llamagen-tiny`` and ``dit-tiny``; subclasses set the class attributes and hooks below."""
+
+    trainable: ClassVar[bool] = True
+    #: Sizes, smallest first: (generator config, default training steps).
+    size_configs: ClassVar[dict[str, tuple[Any, int]]]
+    #: Keyword arguments of the generator's training function, recorded in its manifest.
+    recipe: ClassVar[dict[str, Any]]
+    #: The generator's class, built from a size's config.
+    network: ClassVar[Callable[[Any], nn.Module]]
+    #: Manifest key under which a generator records the weights hash of its codec.
+    codec_hash_key: ClassVar[str]
+
+    # ------------------------------------------------------------------ hooks
+
+    @abstractmethod
+    def _codec(self, opts: Any) -> tuple[nn.Module, dict[str, Any]]:
+        """The shared codec in eval mode and its manifest (see ``_cached_codec``)."""
+
+    @abstractmethod
+    def _fit(self, size: str, cfg: Any, steps: int, codec: nn.Module,
+             codec_manifest: dict[str, Any]) -> tuple[nn.Module, TrainResult]:
+        """Train the generator of ``size`` on the codec's codes of the digits train split."""
+
+    @abstractmethod
+    def _model(self, net: nn.Module, codec: nn.Module, codec_manifest: dict[str, Any], opts: Any,
+               device: torch.device | None = None) -> GenerativeModel:
+        """The trained networks as a model; with ``device``, for the harness (calibration data there)."""
+
+    @abstractmethod
+    def _meta_model(self, cfg: Any, opts: Any) -> GenerativeModel:
+        """The untrained model on the meta device (parameter counts; nothing is trained or read)."""
+
+    # ------------------------------------------------------------------ training
+
+    def _cached_codec(self, artifact: str, record: dict[str, Any], steps: int,
+                      fit: Callable[[], tuple[State, dict[str, Any]]]) -> tuple[State, dict[str, Any]]:
+        """(state, manifest) of the codec ``artifact``: the cached one if trained on ``record`` for ``steps``,
+        else ``fit()``'s, saved with its weights hash."""
+        with cache.locked(artifact):
+            found = cache.load_artifact(artifact)
+            if found is not None and manifest_matches(found[1], record, SEED, steps):
+                return found
+            state, manifest = fit()
+            manifest["weights_hash"] = state_hash(state)
+            cache.save_artifact(artifact, state, manifest)
+            return state, manifest
+
+    def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
+        """Train (or reuse) the shared codec, then the generator of ``size``; return the generator's manifest.
+
+        ``force`` retrains the generator; the codec is retrained only when missing or stale, so
+        forcing every size does not invalidate the sizes trained before.
+        """
+        opts = self._options(options)
+        cfg, default_steps = self._size(size)
+        codec, codec_manifest = self._codec(opts)
+        name = f"{self.name}/{size}"
+        with cache.locked(name):
+            manifest = cache.load_manifest(name)
+            steps = opts.steps or default_steps
+            if not force and self._fresh(manifest, cfg, steps, codec_manifest):
+                return manifest
+            net, result = self._fit(size, cfg, steps, codec, codec_manifest)
+            manifest = manifest_for(self._record(cfg), result, SEED)
+            manifest[self.codec_hash_key] = codec_manifest["weights_hash"]
+            cache.save_artifact(name, net.state_dict(), manifest)
+            model = self._model(net, codec, codec_manifest, opts)
+            images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
+            save_grid_png(images, cache.artifact_paths(name)[0].with_suffix(".png"))
+            return manifest
+
+    def _record(self, cfg: Any) -> dict[str, Any]:
+        """What a generator's manifest records as its config: the architecture and the recipe."""
+        return cfg.to_dict() | {"recipe": self.recipe}
+
+    def _fresh(self, manifest: dict[str, Any] | None, cfg: Any, steps: int, codec_manifest: dict[str, Any]) -> bool:
+        """Trained with this config and recipe, on the current codec."""
+        return (manifest_matches(manifest, self._record(cfg), SEED, steps)
+                and manifest.get(self.codec_hash_key) == codec_manifest["weights_hash"])
+
+    # ------------------------------------------------------------------ building
+
+    def build(self, size: str, options: PluginOptions, device: torch.device) -> GenerativeModel:
+        """The trained model of ``size`` on ``device`` (training what is missing); on ``meta``, untrained."""
+        opts = self._options(options)
+        cfg, _ = self._size(size)
+        device = torch.device(device)
+        if device.type == "meta":
+            return self._meta_model(cfg, opts)
+        self.train(size, opts)
+        codec, codec_manifest = self._codec(opts)
+        state, _ = cache.load_artifact(f"{self.name}/{size}")
+        net = self.network(cfg)
+        net.load_state_dict(state)
+        return self._model(net.eval().to(device), codec.to(device), codec_manifest, opts, device)
+
+    def num_params(self, size: str, options: PluginOptions) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.network(self._size(size)[0]).parameters())
+
+    def _size(self, size: str) -> tuple[Any, int]:
+        check_size(self.name, size, self.size_configs)
+        return self.size_configs[size]
+
+    def _options(self, options: PluginOptions | None) -> Any:
+        return coerce_options(options, self.Options)

@@ -234,3 +234,14 @@ def test_released_loads_official_files_strictly(tmp_path, monkeypatch) -> None:
     torch.save({"model": {k: v for k, v in state.items() if k != "norm.weight"}}, tmp_path / "c2i_B_384.pt")
     with pytest.raises(BitscaleError, match=r"c2i_B_384\.pt.*missing: norm\.weight"):
         LlamaGenFamily().build("gpt-b", released_mod.LlamaGenOptions(), torch.device("cpu"))
+
+
+def test_training_bars_follow_no_progress(capsys) -> None:
+    from bitscale.zoo.progress import progress_bars
+
+    tokens, labels = torch.randint(SMALL.vocab_size, (8, 16)), torch.arange(8) % 10
+    with progress_bars(False):  # what `--no-progress` sets
+        train_gpt(SMALL, tokens, labels, steps=2, seed=0, batch_size=4, desc="hidden-bar")
+    assert "hidden-bar" not in capsys.readouterr().err
+    train_gpt(SMALL, tokens, labels, steps=2, seed=0, batch_size=4, desc="shown-bar")
+    assert "shown-bar" in capsys.readouterr().err

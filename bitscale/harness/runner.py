@@ -33,6 +33,7 @@ from bitscale.harness.plugins import PluginSet
 from bitscale.harness.precision import Precision
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.result_store import utcnow
+from bitscale.zoo.progress import progress_bars
 
 
 @dataclass
@@ -77,8 +78,8 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
 class _ModelCache:
     """Keeps the last full-precision model so cells of the same model do not rebuild it."""
 
-    def __init__(self, plugins: PluginSet, device: torch.device) -> None:
-        self.plugins, self.device = plugins, device
+    def __init__(self, plugins: PluginSet, device: torch.device, progress: bool = True) -> None:
+        self.plugins, self.device, self.progress = plugins, device, progress
         self.key: tuple | None = None
         self.model: GenerativeModel | None = None
 
@@ -88,7 +89,8 @@ class _ModelCache:
             self.model = None  # free the previous one first
             family = self.plugins.models.get(cell.family)
             opts = family.Options.model_validate(cell.model_options)
-            self.model, self.key = family.build(cell.size, opts, self.device), key
+            with progress_bars(self.progress):  # building may train a missing tiny-zoo model
+                self.model, self.key = family.build(cell.size, opts, self.device), key
         return copy.deepcopy(self.model)  # quantizers edit in place; keep the original pristine
 
 
@@ -177,7 +179,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     done = store.done_hashes(include_failed=not retry_failed)
     todo = [c for c in plan.cells if c.hash not in done]
     summary.skipped_done = len(plan.cells) - len(todo)
-    cache = _ModelCache(plugins, device)
+    cache = _ModelCache(plugins, device, progress)
     bar = tqdm(todo, desc="cells", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix_str(cell.label[:60])

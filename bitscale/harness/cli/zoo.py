@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.plugins import get_plugins
+from bitscale.zoo.progress import progress_bars
 
 
 def add_parser(sub) -> None:
@@ -16,6 +17,7 @@ def add_parser(sub) -> None:
     tr = zsub.add_parser("train", help="train missing tiny models (all, or FAMILY / FAMILY/SIZE)")
     tr.add_argument("names", nargs="*", metavar="NAME", help="e.g. var-tiny or var-tiny/d2 (default: all)")
     tr.add_argument("--force", action="store_true", help="retrain even when cached")
+    tr.add_argument("--no-progress", action="store_true", help="no training progress bars (as TQDM_DISABLE=1)")
     tr.set_defaults(func=train)
     ls = zsub.add_parser("list", help="list trainable families and sizes")
     ls.set_defaults(func=list_zoo)
@@ -39,10 +41,11 @@ def _targets(names: list[str]) -> list[tuple[object, str]]:
 
 
 def train(args: argparse.Namespace) -> int:
-    for family, size in _targets(args.names):
-        manifest = family.train(size, family.Options(), force=args.force)
-        print(f"{family.name}/{size}: final loss {manifest.get('final_loss', float('nan')):.4f} "
-              f"({manifest.get('seconds', 0):.1f} s)")
+    with progress_bars(not args.no_progress):
+        for family, size in _targets(args.names):
+            manifest = family.train(size, family.Options(), force=args.force)
+            print(f"{family.name}/{size}: final loss {manifest.get('final_loss', float('nan')):.4f} "
+                  f"({manifest.get('seconds', 0):.1f} s)")
     return 0
 
 

@@ -110,6 +110,25 @@ def test_cell_measured_only_under_another_protocol_says_so(bitscale_store):
     assert "only under another protocol" in main.missing[("W4A16", "rtn", "d2")]
 
 
+def test_option_variants_of_one_method_are_separate_rows(bitscale_store):
+    # Table 4: TopKLD at several K in one grid must give one row per K, not their average; options
+    # every run shares (the QAT steps here) stay out of the labels.
+    grid = synthetic.SyntheticGrid(families={"f": {"d1": 1000, "d2": 2000}}, methods={"qat+topkld": 1.0},
+                                   precisions=["W16A16", "W3A16"], seeds=[0, 1])
+    for k in (32, 64):
+        for rec in synthetic.records(grid):
+            run = rec["run"]
+            if run["method"] == "qat":
+                run["cell_hash"] += f"-k{k}"
+                run["config"] = {"quantizer_options": {"steps": 100}, "loss_options": {"k": k, "temperature": 1.0}}
+                rec["metrics"] = {"fid": rec["metrics"]["fid"] + k}
+            bitscale_store.record(**rec)
+    (t,) = _tables(bitscale_store)
+    assert list(t.frame.index) == [("W16A16", "fp16"), ("W3A16", "qat+topkld(k=32)"), ("W3A16", "qat+topkld(k=64)")]
+    assert t.frame.loc[("W3A16", "qat+topkld(k=64)"), "d1"] - t.frame.loc[("W3A16", "qat+topkld(k=32)"), "d1"] \
+        == pytest.approx(32)
+
+
 def test_names_from_plugins_are_escaped_in_every_format(bitscale_store):
     grid = synthetic.SyntheticGrid(families={"fam_1|x": {"d1": 1000, "d2": 2000}},
                                    methods={"<b>q&a_%|$</b>": 1.0}, precisions=["W16A16", "W4A16"], seeds=[0])

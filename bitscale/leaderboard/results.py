@@ -51,9 +51,35 @@ def comparable_protocols(protocols: dict[str, dict[str, Any]]) -> dict[str, dict
     return out
 
 
-def method_label(method: str, loss: object) -> str:
-    """``qat+topkld`` for a training quantizer with its loss, else the quantizer name."""
-    return f"{method}+{loss}" if isinstance(loss, str) and loss else method
+def method_label(method: str, loss: object, variant: str = "") -> str:
+    """``qat+topkld`` for a training quantizer with its loss, else the quantizer name; then the
+    options that tell this variant from others in the same results, e.g. ``qat+topkld(k=32)``."""
+    label = f"{method}+{loss}" if isinstance(loss, str) and loss else method
+    return f"{label}({variant})" if variant else label
+
+
+def option_variants(df: pd.DataFrame) -> list[str]:
+    """Per row, ``k=32``-style text of the plugin options whose values differ between the rows
+    of the same method and loss: two variants of a method become two rows of a table, never one
+    average, while options every run shares stay out of the labels."""
+    if "quantizer_options" not in df.columns:
+        return [""] * len(df)
+    options = []
+    for q, lo in zip(df["quantizer_options"], df["loss_options"]):
+        q, lo = q or {}, lo or {}
+        options.append({**q, **{(f"loss.{k}" if k in q else k): v for k, v in lo.items()}})
+    methods = list(zip(df["method"], df["loss"].fillna("")))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for o, m in zip(options, methods):
+        groups.setdefault(m, []).append(o)
+    varying = {m: [k for k in sorted({k for o in rows for k in o})
+                   if len({_comparable(o.get(k)) for o in rows}) > 1]
+               for m, rows in groups.items()}
+    return [",".join(f"{k}={o.get(k)}" for k in varying[m]) for o, m in zip(options, methods)]
+
+
+def _comparable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else json.dumps(value, sort_keys=True)
 
 
 @lru_cache(maxsize=4096)
@@ -84,7 +110,7 @@ def prepare(frame: pd.DataFrame, protocols: dict[str, dict[str, Any]] | None = N
     if "source" not in df.columns:
         df["source"] = "measured"
     df["source"] = df["source"].fillna("measured")
-    df["method_label"] = [method_label(m, l) for m, l in zip(df["method"], df["loss"])]
+    df["method_label"] = [method_label(*row) for row in zip(df["method"], df["loss"], option_variants(df))]
     if protocols is None:
         # Without the details the fingerprint itself is the best key we have.
         df["protocol_key"] = df["protocol_fingerprint"].fillna("")

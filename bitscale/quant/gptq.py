@@ -10,7 +10,12 @@ per-channel (and per-tensor) grids once from the whole original weight; for grou
 first column of each group is reached, from the group's *current* (error-updated) weights.
 With ``act_order`` (columns in order of decreasing Hessian diagonal), or with
 ``static_groups``, group parameters are fixed up front from the original weight in the
-original column order, so groups stay contiguous and need no column-to-group index.
+original column order (what llm-compressor does), and each column looks its group up by its
+original index.
+
+The loop works on ``W^T`` so that the column being quantized, its error and its result are
+contiguous rows; the in-block error feedback is one rank-1 ``addmm_`` per column and the
+lazy update of the later columns one ``addmm_`` per block (no temporaries).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bitscale.quant.formats import QuantSpec, expand_group_params, fake_quant, fake_quant_weight, weight_qparams
+from bitscale.quant.formats import QuantSpec, fake_quant, fake_quant_weight, weight_qparams
 
 
 @dataclass
@@ -71,26 +76,30 @@ def gptq_quantize(
     """Quantize ``weight`` ``(out, in)`` given ``hessian`` ``(in, in)`` (= 2/N X^T X); returns float weights."""
     w = weight.detach().float().clone()
     h = hessian.detach().float().clone()
-    rows, cols = w.shape
+    cols = w.shape[1]
     dead = torch.diagonal(h) == 0  # inputs that were always zero: weight is irrelevant, zero it
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
 
     grouped = spec.granularity == "group" and spec.group_size < cols
     static = not grouped or act_order or static_groups
-    col_scale = col_zero = None
-    if static:
-        scale, zero = weight_qparams(w, spec)
-        col_scale = expand_group_params(scale, spec, cols) if spec.granularity != "tensor" else scale.expand(rows, cols)
-        if zero is not None:
-            col_zero = expand_group_params(zero, spec, cols) if spec.granularity != "tensor" else zero.expand(rows, cols)
-
     perm = None
     if act_order:
         perm = torch.argsort(torch.diagonal(h), descending=True)
-        w, h = w[:, perm], h[perm][:, perm]
-        col_scale = col_scale[:, perm]
-        col_zero = col_zero[:, perm] if col_zero is not None else None
+    scale_t = zero_t = None
+    if static:
+        # One row of parameters per group (or one for the channel / tensor), each row
+        # contiguous over the output rows; column j (in quantization order) uses row pidx[j].
+        scale, zero = weight_qparams(w, spec)
+        scale_t = scale.t().contiguous()
+        zero_t = zero.t().contiguous() if zero is not None else None
+        order = perm if perm is not None else torch.arange(cols)
+        pidx = (order // spec.group_size).tolist() if grouped else [0] * cols
+    # Work on W^T, so that a column of W (what each step reads and writes) is a contiguous row.
+    wt = w.t().contiguous() if perm is None else w.t()[perm]
+    del w
+    if perm is not None:
+        h = h[perm.unsqueeze(1), perm]
 
     hinv, used_damp = inverse_hessian_cholesky(h, damp)
     del h
@@ -101,39 +110,35 @@ def gptq_quantize(
         # Blocks hold whole groups, so a group's parameters see all updates made before it.
         gs = spec.group_size
         block_size = gs * max(1, block_size // gs)
-    q_all = torch.zeros_like(w)
-    loss = torch.zeros((), dtype=torch.float64, device=w.device)
-    s_cur = z_cur = None
+    qt = torch.empty_like(wt)
+    loss = torch.zeros((), dtype=torch.float64, device=wt.device)
+    s = z = None
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
-        w1 = w[:, i1:i2].clone()
-        err1 = torch.zeros_like(w1)
+        w1 = wt[i1:i2].clone()
+        err1 = torch.empty_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             j = i1 + i
             if static:
-                s = col_scale[:, j]
-                z = col_zero[:, j] if col_zero is not None else None
-            else:
-                if j % spec.group_size == 0:
-                    s_cur, z_cur = weight_qparams(w1[:, i : i + spec.group_size], _as_channel(spec))
-                    s_cur = s_cur[:, 0]
-                    z_cur = z_cur[:, 0] if z_cur is not None else None
-                s, z = s_cur, z_cur
-            col = w1[:, i]
-            q = fake_quant(col, s, z, spec)
-            d = hinv1[i, i]
-            e = (col - q) / d
-            # propagate to the rest of the block now; to later blocks lazily (below)
-            w1[:, i:] -= e.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
-            err1[:, i] = e
-            q_all[:, j] = q
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+                s = scale_t[pidx[j]]
+                z = zero_t[pidx[j]] if zero_t is not None else None
+            elif j % spec.group_size == 0:
+                s, z = weight_qparams(w1[i : i + spec.group_size].t(), _as_channel(spec))
+                s = s[:, 0]
+                z = z[:, 0] if z is not None else None
+            q = fake_quant(w1[i], s, z, spec)
+            e = (w1[i] - q) / hinv1[i, i]
+            qt[j] = q
+            err1[i] = e
+            # propagate to the rest of the block now (one rank-1 update); to later blocks lazily
+            w1[i + 1 :].addmm_(hinv1[i, i + 1 :].unsqueeze(1), e.unsqueeze(0), alpha=-1)
+        wt[i2:].addmm_(hinv[i1:i2, i2:].t(), err1, alpha=-1)
         loss += err1.double().pow(2).sum() / 2
 
     if perm is not None:
-        q_all = q_all[:, torch.argsort(perm)]
-    return GPTQResult(q_all.to(weight.dtype), float(loss), used_damp)
+        qt = qt[torch.argsort(perm)]
+    return GPTQResult(qt.t().contiguous().to(weight.dtype), float(loss), used_damp)
 
 
 def _as_channel(spec: QuantSpec) -> QuantSpec:

@@ -16,6 +16,7 @@ from bitscale.quant.formats import (
     fp_max,
     fp_representable,
     quantize_codes,
+    _round_to_fp_binade,
     round_to_fp,
     vq_storage_bits,
     weight_qparams,
@@ -80,10 +81,14 @@ def test_fp_matches_torchao_floatx(name: str) -> None:
 
 @pytest.mark.parametrize("name,dtype", [("fp8_e4m3", torch.float8_e4m3fn), ("fp8_e5m2", torch.float8_e5m2)])
 def test_fp8_matches_torch_native_cast_within_range(name: str, dtype: torch.dtype) -> None:
-    # torch's fp8 cast rounds to nearest-even but does not saturate, so compare on clamped input
+    # round_to_fp uses torch's fp8 cast for these formats; the generic binade rounding every other
+    # format uses must agree with it exactly (subnormals, ties, saturation, infinities included)
     x = _x()
-    x = x[torch.isfinite(x)].clamp(-fp_max(name), fp_max(name))
-    assert torch.equal(round_to_fp(x, name, ste=False), x.to(dtype).float())
+    native = round_to_fp(x, name, ste=False)
+    assert torch.equal(_round_to_fp_binade(x.float(), name, fp_max(name)), native)
+    finite = x[torch.isfinite(x)].clamp(-fp_max(name), fp_max(name))
+    assert torch.equal(round_to_fp(finite, name, ste=False), finite.to(dtype).float())
+    assert native.abs().max() == fp_max(name)  # _x() holds values beyond the max and infinities
 
 
 def test_fp_ties_round_to_even() -> None:

@@ -49,6 +49,8 @@ _MIN_SCALE = 1e-12
 
 # Largest magnitude of each fp format (see the module docstring for the semantics).
 _FP_MAX_OVERRIDES = {"fp8_e4m3": 448.0, "fp8_e5m2": 57344.0}
+#: Formats torch has a dtype for (OCP FP8: e4m3 "fn" without infinities, e5m2 IEEE-like).
+_NATIVE_FP8 = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 
 
 # --------------------------------------------------------------------------- specs
@@ -151,19 +153,29 @@ def round_to_fp(x: Tensor, fmt: NumberFormat | str, ste: bool = True) -> Tensor:
     binade with ``frexp`` (exact) and rounding on that binade's step ``2^(exp - m)``.
     """
     name = str(fmt)
-    e, m = FP_FORMATS[name]
-    bias = 2 ** (e - 1) - 1
     top = fp_max(name)
     xf = x.float()
+    if name in _NATIVE_FP8:
+        # torch's own fp8 casts round the same way (round-to-nearest-even, subnormals; tested equal)
+        # in one fused kernel, but overflow to NaN/inf: saturate first.
+        q = xf.clamp(-top, top).to(_NATIVE_FP8[name]).float().to(x.dtype)
+    else:
+        q = _round_to_fp_binade(xf, name, top).to(x.dtype)
+    if ste:
+        return x + (q - x).detach()
+    return q
+
+
+def _round_to_fp_binade(xf: Tensor, name: str, top: float) -> Tensor:
+    """``round_to_fp`` for any ExMy format, in float32, from each value's binade (see there)."""
+    e, m = FP_FORMATS[name]
+    bias = 2 ** (e - 1) - 1
     a = xf.abs().clamp(max=top)  # saturate first: also maps inf to max
     _, exp2 = torch.frexp(a)  # a = f * 2^exp2 with f in [0.5, 1)
     binade = (exp2 - 1).clamp(min=1 - bias)  # subnormals share the lowest normal binade's step
     step = torch.exp2((binade - m).float())
     q = (torch.round(a / step) * step).clamp(max=top)
-    q = torch.copysign(q, xf).to(x.dtype)
-    if ste:
-        return x + (q - x).detach()
-    return q
+    return torch.copysign(q, xf)
 
 
 # --------------------------------------------------------------------------- qparams

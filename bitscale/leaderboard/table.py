@@ -8,6 +8,8 @@ only under another protocol, not run) in ``LeaderboardTable.missing``.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -96,7 +98,7 @@ def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, 
         failed = set() if table_name else _failed_cells(df, source, family)
         printed_order = _row_order(grp)
         rows = sorted(set(mean.index) | {(p, m) for p, m, _ in failed},
-                      key=lambda r: (precision_order(r[0]), printed_order.get(r, 0), r[1]))
+                      key=lambda r: (precision_order(r[0]), printed_order.get(r, 0), natural_key(r[1])))
         present = set(mean.columns) | {s for _, _, s in failed}
         sizes = [s for s in ordered_sizes(df[df["family"] == family], family, size_order) if s in present]
         mean = mean.reindex(index=pd.MultiIndex.from_tuples(rows), columns=sizes)
@@ -113,6 +115,11 @@ def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, 
         t.missing = _missing_reasons(t, df, source, family, protocol, table_name)
         tables.append(t)
     return tables
+
+
+def natural_key(label: str) -> tuple:
+    """Sort key reading digit runs as numbers: ``topkld(k=32)`` before ``topkld(k=128)``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
 
 
 def _row_order(grp: pd.DataFrame) -> dict[tuple[str, str], float]:

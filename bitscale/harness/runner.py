@@ -3,7 +3,8 @@
 Failure isolation: a plugin that raises, produces NaN/inf, or runs out of memory fails its cell
 (stored with the traceback) and the grid goes on. Bad *input* (``BitscaleError``, e.g. a missing
 checkpoint file) stops the grid with a clear message instead, since every later cell would fail
-the same way. Nothing is written for a cell until it has finished.
+the same way. Nothing is written for a cell until it has finished. Tiny-zoo models the cells need
+and the cache lacks are trained first, one process per core (``pretrain_missing``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,37 @@ class _ModelCache:
         return copy.deepcopy(self.model)  # quantizers edit in place; keep the original pristine
 
 
+def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = True) -> None:
+    """Train the tiny-zoo models ``cells`` need and the cache lacks, in one process per core, before any cell.
+
+    Serial training inside ``build`` would leave every core but one idle for minutes. Families
+    that cannot say what they lack (no ``training_units``) still train inside ``build``.
+    """
+    from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
+    from bitscale.zoo.units import units_for
+
+    wanted: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}  # (family, options) -> (options, sizes)
+    for cell in cells:
+        family = plugins.models.get(cell.family)
+        if getattr(family, "trainable", False) and hasattr(family, "training_units"):
+            key = (cell.family, repr(sorted(cell.model_options.items())))
+            sizes = wanted.setdefault(key, (cell.model_options, []))[1]
+            if cell.size not in sizes:
+                sizes.append(cell.size)
+    units = []
+    for (name, _), (options, sizes) in wanted.items():
+        family = plugins.models.get(name)
+        units += units_for(family, sizes, family.Options.model_validate(options))
+    if not units:
+        return
+    tqdm.write(f"training {len(units)} missing tiny-zoo artifact(s) first", file=sys.stdout)
+    try:
+        train_units(units, usable_cores(), progress, log=lambda line: tqdm.write(f"  {line}", file=sys.stdout))
+    except TrainingFailed as exc:
+        # Not fatal: the cells of these models train them again in ``build`` and fail with the traceback.
+        tqdm.write(f"bitscale: warning: tiny-zoo training failed: {exc}", file=sys.stderr)
+
+
 def _check_finite(model: GenerativeModel) -> None:
     # Parameters must be finite; buffers may hold -inf by design (attention masks), but never NaN.
     for name, p in model.module.named_parameters():
@@ -179,6 +211,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     done = store.done_hashes(include_failed=not retry_failed)
     todo = [c for c in plan.cells if c.hash not in done]
     summary.skipped_done = len(plan.cells) - len(todo)
+    pretrain_missing(todo, plugins, progress)
     cache = _ModelCache(plugins, device, progress)
     bar = tqdm(todo, desc="cells", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
     for cell in bar:

@@ -58,9 +58,14 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_artifact(name: str, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
-    """Write weights first, manifest last: a manifest on disk means the weights are complete."""
+    """Write weights first, manifest last: a manifest on disk means the weights beside it are complete.
+
+    An older manifest is removed before the weights are replaced: a process killed in between leaves
+    no manifest, so the artifact reads as missing (and is retrained) rather than as the old one.
+    """
     weights, meta = artifact_paths(name)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta.unlink(missing_ok=True)
     _atomic_write(weights, lambda p: save_file(tensors, p))
     _atomic_write(meta, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, sort_keys=True)))
 

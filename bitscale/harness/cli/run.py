@@ -8,7 +8,7 @@ from importlib import resources
 
 import yaml
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.harness.cli.common import add_store_option, positive_int
 from bitscale.harness.config import load_experiment, parse_experiment
 
 QUICK = "bitscale.harness"
@@ -23,20 +23,10 @@ def add_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
                         "busy machine")
     p.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _load(path: str | None):

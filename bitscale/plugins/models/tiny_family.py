@@ -21,7 +21,9 @@ from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.zoo import cache
 from bitscale.zoo.images import save_grid_png
 from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
+from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
+from bitscale.zoo.units import TrainingUnit, staged_units
 
 #: Every artifact of these families trains from this seed.
 SEED = 0
@@ -45,6 +47,10 @@ class TwoStageTinyFamily(ModelFamily):
     # ------------------------------------------------------------------ hooks
 
     @abstractmethod
+    def _codec_spec(self, opts: Any) -> tuple[str, dict[str, Any], int]:
+        """(artifact, manifest record, training steps) of the shared codec."""
+
+    @abstractmethod
     def _codec(self, opts: Any) -> tuple[nn.Module, dict[str, Any]]:
         """The shared codec in eval mode and its manifest (see ``_cached_codec``)."""
 
@@ -64,11 +70,11 @@ class TwoStageTinyFamily(ModelFamily):
 
     # ------------------------------------------------------------------ training
 
-    def _cached_codec(self, artifact: str, record: dict[str, Any], steps: int,
-                      fit: Callable[[], tuple[State, dict[str, Any]]]) -> tuple[State, dict[str, Any]]:
-        """(state, manifest) of the codec ``artifact``: the cached one if trained on ``record`` for ``steps``,
-        else ``fit()``'s, saved with its weights hash."""
-        with cache.locked(artifact):
+    def _cached_codec(self, opts: Any, fit: Callable[[], tuple[State, dict[str, Any]]]) -> tuple[State, dict[str, Any]]:
+        """(state, manifest) of the codec: the cached one if trained as ``_codec_spec`` says, else ``fit()``'s,
+        saved with its weights hash."""
+        artifact, record, steps = self._codec_spec(opts)
+        with cache.locked(artifact), single_thread():
             found = cache.load_artifact(artifact)
             if found is not None and manifest_matches(found[1], record, SEED, steps):
                 return found
@@ -87,7 +93,7 @@ class TwoStageTinyFamily(ModelFamily):
         cfg, default_steps = self._size(size)
         codec, codec_manifest = self._codec(opts)
         name = f"{self.name}/{size}"
-        with cache.locked(name):
+        with cache.locked(name), single_thread():  # encoding the data and sampling the grid too
             manifest = cache.load_manifest(name)
             steps = opts.steps or default_steps
             if not force and self._fresh(manifest, cfg, steps, codec_manifest):
@@ -100,6 +106,30 @@ class TwoStageTinyFamily(ModelFamily):
             images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
             save_grid_png(images, cache.artifact_paths(name)[0].with_suffix(".png"))
             return manifest
+
+    def train_shared(self, options: PluginOptions) -> dict[str, Any]:
+        """Train (or reuse) the codec alone; return its manifest. Parallel training runs it before the sizes."""
+        return self._codec(self._options(options))[1]
+
+    def training_units(self, sizes: list[str], options: PluginOptions, force: bool = False) -> list[TrainingUnit]:
+        """The codec if it is missing or stale, then each of ``sizes`` that is (each of them with ``force``)."""
+        opts = self._options(options)
+        artifact, record, steps = self._codec_spec(opts)
+        codec = cache.load_manifest(artifact)
+        if not (manifest_matches(codec, record, SEED, steps) and cache.artifact_paths(artifact)[0].exists()):
+            codec = None  # retrained, so every size trained on it is stale
+
+        def steps_of(size: str) -> int:
+            return opts.steps or self._size(size)[1]
+
+        def stale(size: str) -> bool:
+            manifest = cache.load_manifest(f"{self.name}/{size}")
+            return force or codec is None or not self._fresh(manifest, self._size(size)[0], steps_of(size), codec)
+
+        todo = {s: f"{self.name}/{s}" for s in sizes if stale(s)}
+        shared = artifact if todo and codec is None else None
+        # Parameters x steps: a fair guess of the generators' relative CPU time (for the scheduling order).
+        return staged_units(self, opts, shared, todo, force, lambda s: self.num_params(s, opts) * steps_of(s))
 
     def _record(self, cfg: Any) -> dict[str, Any]:
         """What a generator's manifest records as its config: the architecture and the recipe."""

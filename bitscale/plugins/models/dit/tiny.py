@@ -67,9 +67,12 @@ class DiTTinyFamily(TwoStageTinyFamily):
     network = DiT
     codec_hash_key = "vae_hash"
 
+    def _codec_spec(self, opts: DiTTinyOptions) -> tuple[str, dict[str, Any], int]:
+        return VAE_ARTIFACT, _VAE_RECORD, opts.vae_steps or VAE_STEPS
+
     def _codec(self, opts: DiTTinyOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The shared autoencoder, trained first if missing or trained on other data/config."""
-        steps = opts.vae_steps or VAE_STEPS
+        steps = self._codec_spec(opts)[2]
 
         def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             images = digits.load("train").images
@@ -80,7 +83,7 @@ class DiTTinyFamily(TwoStageTinyFamily):
             manifest["latent_scale"] = float(1.0 / (mean + std * torch.randn_like(mean)).std())
             return vae.state_dict(), manifest
 
-        state, manifest = self._cached_codec(VAE_ARTIFACT, _VAE_RECORD, steps, fit)
+        state, manifest = self._cached_codec(opts, fit)
         vae = build_vae(TINY_VAE_CONFIG)
         vae.load_state_dict(state)
         return vae.eval().requires_grad_(False), manifest

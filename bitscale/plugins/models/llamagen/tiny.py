@@ -70,16 +70,19 @@ class LlamaGenTinyFamily(TwoStageTinyFamily):
     network = GPT
     codec_hash_key = "tokenizer_hash"
 
+    def _codec_spec(self, opts: LlamaGenTinyOptions) -> tuple[str, dict[str, Any], int]:
+        return TOKENIZER_ARTIFACT, TOKENIZER.to_dict(), opts.tokenizer_steps or TOKENIZER_STEPS
+
     def _codec(self, opts: LlamaGenTinyOptions) -> tuple[VQModel, dict[str, Any]]:
         """The shared tokenizer, trained first if missing or trained on other data/config."""
-        steps = opts.tokenizer_steps or TOKENIZER_STEPS
+        steps = self._codec_spec(opts)[2]
 
         def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             model, result = train_tokenizer(TOKENIZER, digits.load("train").images, steps, SEED,
                                             desc="llamagen-tiny tokenizer")
             return model.state_dict(), manifest_for(TOKENIZER.to_dict(), result, SEED)
 
-        state, manifest = self._cached_codec(TOKENIZER_ARTIFACT, TOKENIZER.to_dict(), steps, fit)
+        state, manifest = self._cached_codec(opts, fit)
         vq = VQModel(TOKENIZER)
         vq.load_state_dict(state)
         return vq.eval(), manifest

@@ -26,6 +26,7 @@ from bitscale.zoo import cache
 from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
 from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
+from bitscale.zoo.units import TrainingUnit, staged_units
 
 #: Bump when the training recipe changes: cached weights of another version are retrained.
 RECIPE_VERSION = 2
@@ -54,6 +55,11 @@ class VarTinyOptions(PluginOptions):
     vae_steps: int = Field(VAE_STEPS, ge=1)
     steps: int = Field(VAR_STEPS, ge=1)
     calibration_batch_size: int = Field(32, ge=1)
+
+
+def _cached(name: str, config: dict[str, Any], steps: int) -> bool:
+    """Artifact ``name`` is on disk, trained with ``config`` for ``steps`` (its weights are not read)."""
+    return manifest_matches(cache.load_manifest(name), config, SEED, steps) and cache.artifact_paths(name)[0].exists()
 
 
 def tiny_var_config(size: str) -> VARConfig:
@@ -151,6 +157,22 @@ class VarTinyFamily(ModelFamily):
             cache.save_artifact(name, var.state_dict(), manifest)
             self._save_samples(var, vae, name)
             return manifest
+
+    def train_shared(self, options: PluginOptions) -> dict[str, Any]:
+        """Train (or reuse) the VQ-VAE alone; return its manifest. Parallel training runs it before the sizes."""
+        assert isinstance(options, VarTinyOptions)
+        return self._ensure_vae(options)[1]
+
+    def training_units(self, sizes: list[str], options: PluginOptions, force: bool = False) -> list[TrainingUnit]:
+        """The VQ-VAE if it is missing or stale and a size needs it, then each of ``sizes`` that is missing or stale
+        (each of them with ``force``)."""
+        assert isinstance(options, VarTinyOptions)
+        vae = self.artifact_names(self.sizes[0], options)[0]
+        names = {s: self.artifact_names(s, options)[1] for s in sizes}
+        todo = {s: n for s, n in names.items() if force or not _cached(n, self._var_config(s, options), options.steps)}
+        shared = vae if todo and not _cached(vae, self._vae_config(options), options.vae_steps) else None
+        # Parameters x steps: a fair guess of the transformers' relative CPU time (for the scheduling order).
+        return staged_units(self, options, shared, todo, force, lambda s: self.num_params(s, options) * options.steps)
 
     @staticmethod
     def _manifest(config: dict[str, Any], result: TrainResult, module: torch.nn.Module) -> dict[str, Any]:

@@ -149,3 +149,25 @@ def test_kill_9_and_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     store = ResultStore(db)
     frame = store.frame()
     assert len(frame) == 8 and frame["cell_hash"].is_unique and set(frame["status"]) == {"ok"}
+
+
+def test_other_weights_are_other_cells(register_plugin, monkeypatch):
+    # A tiny model retrained with another recipe must not reuse results measured on the old weights:
+    # the family's weights_id is part of every cell hash.
+    register_plugin(fixture_plugin())
+    before = [c.hash for c in plan_grid(_exp(["rtn"]), get_plugins()).cells]
+    monkeypatch.setattr(ToyFamily, "weights_id", lambda self, size, options: f"recipe-2-{size}", raising=False)
+    after = plan_grid(_exp(["rtn"]), get_plugins()).cells
+    assert not set(before) & {c.hash for c in after}
+    assert all(c.versions["weights"] == "recipe-2-d1" for c in after)
+
+
+def test_tiny_zoo_weights_id_follows_the_recipe(monkeypatch):
+    from bitscale.plugins.models.dit import tiny
+
+    family = tiny.DiTTinyFamily()
+    before = family.weights_id("d3w64", family.Options())
+    assert before == family.weights_id("d3w64", family.Options())  # stable: no training, no randomness
+    assert before != family.weights_id("d3w128", family.Options())
+    monkeypatch.setattr(family, "recipe", {**family.recipe, "lr": 1e-4})
+    assert family.weights_id("d3w64", family.Options()) != before

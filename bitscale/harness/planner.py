@@ -123,6 +123,8 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
         for size in sizes:
             n_params = family.num_params(size, fam_opts)
             base_versions = {"bitscale": _bitscale_version(), "model": plugins.version_of(fam_entry.plugin)}
+            if weights := family.weights_id(size, fam_opts):
+                base_versions["weights"] = weights
             for prec in precisions:
                 combos: list[tuple[str, Any, Any, Any, Any]] = []
                 if prec.is_full:

@@ -20,7 +20,7 @@ from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptio
 from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.zoo import cache
 from bitscale.zoo.images import save_grid_png
-from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
+from bitscale.zoo.manifest import manifest_for, manifest_matches, short_hash, state_hash
 from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
 from bitscale.zoo.units import TrainingUnit, staged_units
@@ -130,6 +130,12 @@ class TwoStageTinyFamily(ModelFamily):
         shared = artifact if todo and codec is None else None
         # Parameters x steps: a fair guess of the generators' relative CPU time (for the scheduling order).
         return staged_units(self, opts, shared, todo, force, lambda s: self.num_params(s, opts) * steps_of(s))
+
+    def weights_id(self, size: str, options: PluginOptions) -> str:
+        """Hash of everything the generator's and the codec's manifests check (config, recipe, steps, seed)."""
+        opts = self._options(options)
+        cfg, default_steps = self._size(size)
+        return short_hash([self._record(cfg), opts.steps or default_steps, self._codec_spec(opts), SEED])
 
     def _record(self, cfg: Any) -> dict[str, Any]:
         """What a generator's manifest records as its config: the architecture and the recipe."""

@@ -23,7 +23,7 @@ from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 from bitscale.zoo import cache
-from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
+from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches, short_hash
 from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
 from bitscale.zoo.units import TrainingUnit, staged_units
@@ -113,6 +113,11 @@ class VarTinyFamily(ModelFamily):
             {"var": tiny_var_config(size).to_dict(), "recipe": recipe, "tokenizer": self._vae_config(options),
              "vae_steps": options.vae_steps}
         )
+
+    def weights_id(self, size: str, options: PluginOptions) -> str:
+        """Hash of what the transformer's manifest checks (its config embeds the VQ-VAE's)."""
+        assert isinstance(options, VarTinyOptions)
+        return short_hash([self._var_config(size, options), options.steps, SEED])
 
     # ----------------------------------------------------------------- training
 

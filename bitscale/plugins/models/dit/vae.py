@@ -8,6 +8,8 @@ is imported lazily because importing it is slow and only these functions need it
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,35 @@ TINY_VAE_CONFIG: dict[str, Any] = {
 _OLD_ATTENTION_NAMES = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
 
 
+def _autoencoder_class() -> type[nn.Module]:
+    """diffusers' ``AutoencoderKL``, imported without the warnings its import prints.
+
+    Importing diffusers probes torchao, which logs a deprecation warning per Enum from torch's
+    pytree and one from diffusers about torchao tensors. Neither concerns bitscale (it never
+    loads torchao-serialized checkpoints), and they would preface every DiT run and every zoo
+    training worker, so both loggers are quieted for the import only.
+    """
+    quiet = [logging.getLogger(name) for name in ("torch.utils._pytree", "diffusers")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.ERROR)
+    # diffusers sets its logger's level from this variable when the import configures it.
+    user_set = "DIFFUSERS_VERBOSITY" in os.environ
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    try:
+        from diffusers import AutoencoderKL
+        from diffusers.models import autoencoders  # noqa: F401 - the lazy submodule that logs
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
+        if not user_set:
+            os.environ.pop("DIFFUSERS_VERBOSITY", None)
+    return AutoencoderKL
+
+
 def build_vae(config: dict[str, Any]) -> nn.Module:
     """An untrained ``AutoencoderKL`` with ``config`` (on the current default device)."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(**config)
+    return _autoencoder_class()(**config)
 
 
 def load_vae(path: str | Path) -> nn.Module:
@@ -71,10 +97,8 @@ def load_vae(path: str | Path) -> nn.Module:
         if not (path / "config.json").exists():
             raise BitscaleError(f"VAE folder {path} has no config.json; pass a diffusers AutoencoderKL folder "
                                 "(e.g. a local copy of stabilityai/sd-vae-ft-ema) or its weights file")
-        from diffusers import AutoencoderKL
-
         try:
-            vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True, use_safetensors=None)
+            vae = _autoencoder_class().from_pretrained(str(path), local_files_only=True, use_safetensors=None)
         except Exception as e:  # noqa: BLE001 - report any loader failure with the folder named
             raise BitscaleError(f"cannot load the VAE from {path}: {type(e).__name__}: {e}") from e
         return vae.eval()

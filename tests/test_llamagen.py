@@ -236,8 +236,10 @@ def test_released_loads_official_files_strictly(tmp_path, monkeypatch) -> None:
         LlamaGenFamily().build("gpt-b", released_mod.LlamaGenOptions(), torch.device("cpu"))
 
 
-def test_training_bars_follow_no_progress(capsys) -> None:
+def test_training_bars_follow_no_progress(capsys, monkeypatch) -> None:
     from bitscale.zoo.progress import progress_bars
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # CI sets it for the whole run
 
     tokens, labels = torch.randint(SMALL.vocab_size, (8, 16)), torch.arange(8) % 10
     with progress_bars(False):  # what `--no-progress` sets

@@ -15,6 +15,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from bitscale.data import digits
 from bitscale.zoo import cache
+from bitscale.zoo.manifest import state_hash
+from bitscale.zoo.threads import single_thread
 
 EXTRACTOR_NAME = "bitscale-digits"
 ARTIFACT = "eval/digits-classifier"
@@ -45,11 +47,15 @@ class DigitsNet(nn.Module):
 
 
 def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
-    """Train (or load the cached) classifier deterministically; return it with its manifest."""
-    with cache.locked(ARTIFACT):
+    """Train (or load the cached) classifier deterministically; return it with its manifest.
+
+    One thread, like the tiny zoo: the thread count changes float reductions, and a classifier
+    trained on another machine with other weights would give other FIDs for the same images.
+    """
+    with cache.locked(ARTIFACT), single_thread():
         found = None if force else cache.load_artifact(ARTIFACT)
         net = DigitsNet()
-        if found is not None:
+        if found is not None and found[1].get("threads") == 1:  # older caches trained multi-threaded
             net.load_state_dict(found[0])
             return net.eval(), found[1]
         torch.manual_seed(SEED)
@@ -73,7 +79,8 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
         with torch.no_grad():
             acc = (net(test.images[:, :1]).argmax(1) == test.labels).float().mean().item()
         manifest = {"data_hash": digits.data_hash(), "seed": SEED, "epochs": EPOCHS, "test_accuracy": acc,
-                    "final_loss": loss.item(), "seconds": time.perf_counter() - start}
+                    "final_loss": loss.item(), "seconds": time.perf_counter() - start, "threads": 1,
+                    "weights_hash": state_hash(net.state_dict())}
         cache.save_artifact(ARTIFACT, net.state_dict(), manifest)
         return net, manifest
 

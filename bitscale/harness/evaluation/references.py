@@ -69,7 +69,10 @@ def reference_for(dataset: str) -> Reference:
         from bitscale.harness.evaluation import digits_classifier
 
         digits_classifier.register()
-        return Reference(dataset, digits_classifier.EXTRACTOR_NAME, f"digits-test-{digits.data_hash()}")
+        # The classifier's weights are part of the reference: other features, other FIDs (and
+        # other cached reference statistics).
+        net = digits_classifier.train_classifier()[1]["weights_hash"]
+        return Reference(dataset, digits_classifier.EXTRACTOR_NAME, f"digits-test-{digits.data_hash()}-net-{net}")
     if dataset == "imagenet256":
         weights = os.environ.get("BITSCALE_INCEPTION_WEIGHTS")
         if not weights or not Path(weights).is_file():

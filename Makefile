@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXPERIMENT ?=
+# One torch thread: the quick grid's tiny models run fastest so, on idle and busy machines alike.
+RUN_ARGS ?= --threads 1
 PYTEST_ARGS ?=
 
 .PHONY: run test bench clean-venv
@@ -22,7 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml examples/bitscale-quantizer-example/pypro
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/bitscale run $(EXPERIMENT)
+	$(BIN)/bitscale run $(EXPERIMENT) $(RUN_ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -187,8 +187,8 @@ def test_tiny_family_trains_caches_and_builds(tmp_path, monkeypatch) -> None:
     manifest = fam.train(size, opts)
     assert {"config", "data_hash", "seed", "steps", "final_loss", "seconds"} <= set(manifest)
     assert manifest["data_hash"] == digits.data_hash()
-    vae_manifest = json.loads((tmp_path / "dit-tiny" / "vae.json").read_text())
-    assert vae_manifest["latent_scale"] > 0 and (tmp_path / "dit-tiny" / f"{size}.png").exists()
+    vae_manifest = json.loads((tmp_path / "dit-tiny" / "vae-s3.json").read_text())  # step overrides: own files
+    assert vae_manifest["latent_scale"] > 0 and (tmp_path / "dit-tiny" / f"{size}-s20-vae-s3.png").exists()
     assert fam.train(size, opts) == manifest  # cached: not retrained
     model = fam.build(size, opts, torch.device("cpu"))
     images = model.sample(torch.tensor([3, 4]), torch.Generator().manual_seed(0))

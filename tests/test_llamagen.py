@@ -197,7 +197,10 @@ def test_tiny_family_trains_caches_and_builds(tmp_path, monkeypatch) -> None:
     assert {"config", "data_hash", "seed", "steps", "final_loss", "seconds"} <= set(manifest)
     assert manifest["data_hash"] == digits.data_hash() and manifest["steps"] == 30
     assert manifest["final_loss"] < manifest["initial_loss"]
-    assert (tmp_path / "llamagen-tiny" / f"{size}.png").exists() and (tmp_path / "llamagen-tiny" / "vq.json").exists()
+    # step overrides get their own files, so the default zoo in the same cache is left alone
+    assert (tmp_path / "llamagen-tiny" / f"{size}-s30-vq-s3.png").exists()
+    cached = tmp_path / "llamagen-tiny"
+    assert (cached / "vq-s3.json").exists() and not (cached / "vq.json").exists()
     assert fam.train(size, opts) == manifest  # cached: not retrained
     model = fam.build(size, opts, torch.device("cpu"))
     assert model.num_params() == fam.num_params(size, opts)

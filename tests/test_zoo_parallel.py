@@ -160,9 +160,10 @@ def test_builtin_families_plan_their_shared_stage_before_their_sizes(zoo_cache):
     from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions
 
     units = units_for(LlamaGenTinyFamily(), ["d3w64", "d4w128"], LlamaGenTinyOptions(steps=5, tokenizer_steps=2))
+    # step overrides name their own artifacts (as var-tiny's do): the default zoo is never overwritten
     assert [(u.artifact, u.after) for u in units] == [
-        ("llamagen-tiny/vq", None), ("llamagen-tiny/d3w64", "llamagen-tiny/vq"),
-        ("llamagen-tiny/d4w128", "llamagen-tiny/vq")]
+        ("llamagen-tiny/vq-s2", None), ("llamagen-tiny/d3w64-s5-vq-s2", "llamagen-tiny/vq-s2"),
+        ("llamagen-tiny/d4w128-s5-vq-s2", "llamagen-tiny/vq-s2")]
     assert units[2].cost > units[1].cost > 0
     units = units_for(VarTinyFamily(), ["d2"], VarTinyOptions(steps=5, vae_steps=2))
     assert [(u.artifact, u.size, u.after) for u in units] == [

@@ -1,7 +1,7 @@
 """A tiny-zoo family in two stages: a codec trained once and shared, then a generator per size.
 
 The codec (LlamaGen's VQ tokenizer, DiT's autoencoder) is one artifact shared by every size;
-each generator is the artifact ``<family>/<size>`` and records the codec's weights hash in its
+each generator is the artifact ``<family>/<size>`` (plus any step overrides) and records the codec's weights hash in its
 manifest, so a generator trained on another codec is stale and retrained. Subclasses say how to
 train and wrap their two networks; caching, freshness, the sample grid and loading live here.
 (``var-tiny`` names its artifacts per step count and versions its recipe, so it stays apart.)
@@ -92,7 +92,7 @@ class TwoStageTinyFamily(ModelFamily):
         opts = self._options(options)
         cfg, default_steps = self._size(size)
         codec, codec_manifest = self._codec(opts)
-        name = f"{self.name}/{size}"
+        name = self._artifact(size, opts)
         with cache.locked(name), single_thread():  # encoding the data and sampling the grid too
             manifest = cache.load_manifest(name)
             steps = opts.steps or default_steps
@@ -123,10 +123,10 @@ class TwoStageTinyFamily(ModelFamily):
             return opts.steps or self._size(size)[1]
 
         def stale(size: str) -> bool:
-            manifest = cache.load_manifest(f"{self.name}/{size}")
+            manifest = cache.load_manifest(self._artifact(size, opts))
             return force or codec is None or not self._fresh(manifest, self._size(size)[0], steps_of(size), codec)
 
-        todo = {s: f"{self.name}/{s}" for s in sizes if stale(s)}
+        todo = {s: self._artifact(s, opts) for s in sizes if stale(s)}
         shared = artifact if todo and codec is None else None
         # Parameters x steps: a fair guess of the generators' relative CPU time (for the scheduling order).
         return staged_units(self, opts, shared, todo, force, lambda s: self.num_params(s, opts) * steps_of(s))
@@ -136,6 +136,17 @@ class TwoStageTinyFamily(ModelFamily):
         opts = self._options(options)
         cfg, default_steps = self._size(size)
         return short_hash([self._record(cfg), opts.steps or default_steps, self._codec_spec(opts), SEED])
+
+    def _artifact(self, size: str, opts: Any) -> str:
+        """``<family>/<size>``; with step overrides, e.g. ``<family>/<size>-s50-vq-s20``, so that a grid
+        with two step settings keeps both models instead of retraining one file back and forth."""
+        default_steps = self._size(size)[1]
+        steps = opts.steps or default_steps
+        codec = self._codec_spec(opts)[0].rpartition("/")[2]
+        suffix = f"-s{steps}" if steps != default_steps else ""
+        if "-" in codec:  # the codec's own name carries its step override
+            suffix += f"-{codec}"
+        return f"{self.name}/{size}{suffix}"
 
     def _record(self, cfg: Any) -> dict[str, Any]:
         """What a generator's manifest records as its config: the architecture and the recipe."""
@@ -157,7 +168,7 @@ class TwoStageTinyFamily(ModelFamily):
             return self._meta_model(cfg, opts)
         self.train(size, opts)
         codec, codec_manifest = self._codec(opts)
-        state, _ = cache.load_artifact(f"{self.name}/{size}")
+        state, _ = cache.load_artifact(self._artifact(size, opts))
         net = self.network(cfg)
         net.load_state_dict(state)
         return self._model(net.eval().to(device), codec.to(device), codec_manifest, opts, device)

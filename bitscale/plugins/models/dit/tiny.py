@@ -70,7 +70,10 @@ class DiTTinyFamily(TwoStageTinyFamily):
     codec_hash_key = "vae_hash"
 
     def _codec_spec(self, opts: DiTTinyOptions) -> tuple[str, dict[str, Any], int]:
-        return VAE_ARTIFACT, _VAE_RECORD, opts.vae_steps or VAE_STEPS
+        steps = opts.vae_steps or VAE_STEPS
+        # A step override trains a codec of its own (and generators on it): no ping-pong in one cache.
+        artifact = VAE_ARTIFACT if steps == VAE_STEPS else f"{VAE_ARTIFACT}-s{steps}"
+        return artifact, _VAE_RECORD, steps
 
     def _codec(self, opts: DiTTinyOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The shared autoencoder, trained first if missing or trained on other data/config."""

@@ -43,12 +43,14 @@ class TwoStageTinyFamily(ModelFamily):
     network: ClassVar[Callable[[Any], nn.Module]]
     #: Manifest key under which a generator records the weights hash of its codec.
     codec_hash_key: ClassVar[str]
+    #: The codec's artifact, what its manifest records as config, its default training steps and
+    #: the option that overrides them.
+    codec_artifact: ClassVar[str]
+    codec_record: ClassVar[dict[str, Any]]
+    codec_steps: ClassVar[int]
+    codec_steps_option: ClassVar[str]
 
     # ------------------------------------------------------------------ hooks
-
-    @abstractmethod
-    def _codec_spec(self, opts: Any) -> tuple[str, dict[str, Any], int]:
-        """(artifact, manifest record, training steps) of the shared codec."""
 
     @abstractmethod
     def _codec(self, opts: Any) -> tuple[nn.Module, dict[str, Any]]:
@@ -137,15 +139,22 @@ class TwoStageTinyFamily(ModelFamily):
         cfg, default_steps = self._size(size)
         return short_hash([self._record(cfg), opts.steps or default_steps, self._codec_spec(opts), SEED])
 
+    def _codec_spec(self, opts: Any) -> tuple[str, dict[str, Any], int]:
+        """(artifact, manifest record, training steps) of the shared codec; a step override trains a
+        codec of its own (``<codec>-s<steps>``), so the default one in the same cache is left alone."""
+        steps = getattr(opts, self.codec_steps_option) or self.codec_steps
+        artifact = self.codec_artifact if steps == self.codec_steps else f"{self.codec_artifact}-s{steps}"
+        return artifact, self.codec_record, steps
+
     def _artifact(self, size: str, opts: Any) -> str:
         """``<family>/<size>``; with step overrides, e.g. ``<family>/<size>-s50-vq-s20``, so that a grid
         with two step settings keeps both models instead of retraining one file back and forth."""
         default_steps = self._size(size)[1]
         steps = opts.steps or default_steps
-        codec = self._codec_spec(opts)[0].rpartition("/")[2]
+        codec_artifact, _, codec_steps = self._codec_spec(opts)
         suffix = f"-s{steps}" if steps != default_steps else ""
-        if "-" in codec:  # the codec's own name carries its step override
-            suffix += f"-{codec}"
+        if codec_steps != self.codec_steps:
+            suffix += "-" + codec_artifact.rpartition("/")[2]
         return f"{self.name}/{size}{suffix}"
 
     def _record(self, cfg: Any) -> dict[str, Any]:

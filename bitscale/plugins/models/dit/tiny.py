@@ -68,12 +68,10 @@ class DiTTinyFamily(TwoStageTinyFamily):
     recipe = RECIPE
     network = DiT
     codec_hash_key = "vae_hash"
-
-    def _codec_spec(self, opts: DiTTinyOptions) -> tuple[str, dict[str, Any], int]:
-        steps = opts.vae_steps or VAE_STEPS
-        # A step override trains a codec of its own (and generators on it): no ping-pong in one cache.
-        artifact = VAE_ARTIFACT if steps == VAE_STEPS else f"{VAE_ARTIFACT}-s{steps}"
-        return artifact, _VAE_RECORD, steps
+    codec_artifact = VAE_ARTIFACT
+    codec_record = _VAE_RECORD
+    codec_steps = VAE_STEPS
+    codec_steps_option = "vae_steps"
 
     def _codec(self, opts: DiTTinyOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The shared autoencoder, trained first if missing or trained on other data/config."""

@@ -69,12 +69,10 @@ class LlamaGenTinyFamily(TwoStageTinyFamily):
     recipe = RECIPE
     network = GPT
     codec_hash_key = "tokenizer_hash"
-
-    def _codec_spec(self, opts: LlamaGenTinyOptions) -> tuple[str, dict[str, Any], int]:
-        steps = opts.tokenizer_steps or TOKENIZER_STEPS
-        # A step override trains a codec of its own (and generators on it): no ping-pong in one cache.
-        artifact = TOKENIZER_ARTIFACT if steps == TOKENIZER_STEPS else f"{TOKENIZER_ARTIFACT}-s{steps}"
-        return artifact, TOKENIZER.to_dict(), steps
+    codec_artifact = TOKENIZER_ARTIFACT
+    codec_record = TOKENIZER.to_dict()
+    codec_steps = TOKENIZER_STEPS
+    codec_steps_option = "tokenizer_steps"
 
     def _codec(self, opts: LlamaGenTinyOptions) -> tuple[VQModel, dict[str, Any]]:
         """The shared tokenizer, trained first if missing or trained on other data/config."""

@@ -120,11 +120,11 @@ class ResultStore:
         cols = [c.name for c in Run.__table__.columns if c.name not in ("config", "error", "timings")]
         with self.engine.connect() as conn:
             runs = pd.read_sql(sa.select(*[Run.__table__.c[c] for c in cols]), conn)
-            configs = conn.execute(sa.select(Run.config)).scalars().all()
+            configs = dict(conn.execute(sa.select(Run.id, Run.config)).all())  # by id: two queries, no shared order
             metrics = pd.read_sql(sa.select(Metric.run_id, Metric.name, Metric.value), conn)
         # Only the plugin options of the config: they tell apart rows such as TopKLD with K=32 and K=64.
-        runs["quantizer_options"] = [(c or {}).get("quantizer_options") or {} for c in configs]
-        runs["loss_options"] = [(c or {}).get("loss_options") or {} for c in configs]
+        for key in ("quantizer_options", "loss_options"):
+            runs[key] = [(configs.get(i) or {}).get(key) or {} for i in runs["id"]]
         if not metrics.empty:
             wide = metrics.pivot(index="run_id", columns="name", values="value")
             runs = runs.merge(wide, left_on="id", right_index=True, how="left")

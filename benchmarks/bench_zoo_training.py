@@ -36,6 +36,7 @@ def train_zoo(jobs: int, steps: int | None) -> tuple[float, dict[str, dict], dic
     """(wall seconds, {artifact: manifest}, {artifact: weights sha256}) of a zoo trained in a fresh cache."""
     with tempfile.TemporaryDirectory(prefix="bitscale-zoo-bench-") as root:
         os.environ["BITSCALE_CACHE"] = root  # read by this process and inherited by the workers
+        os.environ["BITSCALE_ZOO_WEIGHTS"] = "trained"  # train from scratch, not the shipped copies
         units = []
         for entry in get_plugins().models:
             family = entry.obj

@@ -160,14 +160,3 @@ def test_other_weights_are_other_cells(register_plugin, monkeypatch):
     after = plan_grid(_exp(["rtn"]), get_plugins()).cells
     assert not set(before) & {c.hash for c in after}
     assert all(c.versions["weights"] == "recipe-2-d1" for c in after)
-
-
-def test_tiny_zoo_weights_id_follows_the_recipe(monkeypatch):
-    from bitscale.plugins.models.dit import tiny
-
-    family = tiny.DiTTinyFamily()
-    before = family.weights_id("d3w64", family.Options())
-    assert before == family.weights_id("d3w64", family.Options())  # stable: no training, no randomness
-    assert before != family.weights_id("d3w128", family.Options())
-    monkeypatch.setattr(family, "recipe", {**family.recipe, "lr": 1e-4})
-    assert family.weights_id("d3w64", family.Options()) != before

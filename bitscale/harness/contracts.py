@@ -104,10 +104,12 @@ class ModelFamily(ABC):
         """Parameter count of ``size`` without loading weights (used to plan bit budgets)."""
         return self.build(size, options, torch.device("meta")).num_params()
 
-    def weights_id(self, size: str, options: PluginOptions) -> str:
-        """What identifies the weights ``size`` loads, without loading them: e.g. a hash of a tiny
-        model's training recipe. It is part of each cell's hash, so results measured on other
-        weights (a changed recipe) are not taken for these. Empty when options already say it."""
+    def weights_id(self, size: str, options: PluginOptions) -> str | None:
+        """What identifies the weights ``size`` loads, without loading them: for the tiny zoo, the
+        hash of the weight files. It is part of each cell's hash, so results measured on other
+        weights (retrained, another recipe, another machine's training) are not taken for these.
+        Empty when options already say it (a checkpoint path); None when the weights are still to
+        be trained (the harness trains them through ``training_units``, then asks again)."""
         return ""
 
 

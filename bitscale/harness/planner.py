@@ -67,10 +67,20 @@ def cell_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+#: ``versions["weights"]`` of a cell whose model's weights are not trained yet (``weights_id`` is None):
+#: such a plan is for listing only; train the weights (``runner.pretrain_missing``) and plan again.
+UNTRAINED = "untrained"
+
+
 @dataclass
 class Plan:
     cells: list[Cell]
     skipped: list[tuple[str, str]]  # (cell label, why it was not scheduled)
+
+    @property
+    def untrained(self) -> list[Cell]:
+        """Cells whose hashes are provisional: their model's weights are still to be trained."""
+        return [c for c in self.cells if c.versions.get("weights") == UNTRAINED]
 
 
 def _options(cls: type, raw: dict, where: str, source: str) -> PluginOptions:
@@ -123,8 +133,10 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
         for size in sizes:
             n_params = family.num_params(size, fam_opts)
             base_versions = {"bitscale": _bitscale_version(), "model": plugins.version_of(fam_entry.plugin)}
-            if weights := family.weights_id(size, fam_opts):
-                base_versions["weights"] = weights
+            # The weights a cell is measured on are part of its identity: other weights, other cells.
+            weights = family.weights_id(size, fam_opts)
+            if weights is None or weights:
+                base_versions["weights"] = UNTRAINED if weights is None else weights
             for prec in precisions:
                 combos: list[tuple[str, Any, Any, Any, Any]] = []
                 if prec.is_full:

@@ -4,7 +4,8 @@ Failure isolation: a plugin that raises, produces NaN/inf, or runs out of memory
 (stored with the traceback) and the grid goes on. Bad *input* (``BitscaleError``, e.g. a missing
 checkpoint file) stops the grid with a clear message instead, since every later cell would fail
 the same way. Nothing is written for a cell until it has finished. Tiny-zoo models the cells need
-and the cache lacks are trained first, one process per core (``pretrain_missing``).
+that neither ship with bitscale nor are cached are trained first, one process per core
+(``plan_trained``: a cell's hash names its weights, so they are trained before the grid is planned).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from bitscale.harness.contracts import GenerativeModel, QuantReport
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.evaluation.fid import protocol_fingerprint, score
 from bitscale.harness.evaluation.references import reference_for
-from bitscale.harness.planner import PROTOCOL_VERSION, Cell, Plan
+from bitscale.harness.config import Experiment
+from bitscale.harness.planner import PROTOCOL_VERSION, Cell, Plan, plan_grid
 from bitscale.harness.plugins import PluginSet
 from bitscale.harness.precision import Precision
 from bitscale.harness.store import ResultStore
@@ -76,6 +78,21 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
+def sample_images(model: GenerativeModel, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """``n`` uint8 (N, 3, H, W) samples with balanced labels, in batches, from one generator seeded with ``seed``."""
+    labels = balanced_labels(n, model.num_classes)
+    gen = torch.Generator(device=model.device if model.device.type != "meta" else "cpu").manual_seed(seed)
+    images = []
+    model.module.eval()
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            out = model.sample(labels[i : i + batch_size].to(model.device), gen)
+            if out.dtype != torch.uint8 or out.dim() != 4 or out.shape[1] != 3:
+                raise TypeError(f"sample() must return uint8 (B, 3, H, W), got {out.dtype} {tuple(out.shape)}")
+            images.append(out.cpu())
+    return torch.cat(images)
+
+
 class _ModelCache:
     """Keeps the last full-precision model so cells of the same model do not rebuild it."""
 
@@ -95,11 +112,27 @@ class _ModelCache:
         return copy.deepcopy(self.model)  # quantizers edit in place; keep the original pristine
 
 
-def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = True) -> None:
+def plan_trained(exp: Experiment, plugins: PluginSet, source: str, progress: bool = True) -> Plan:
+    """``plan_grid``, after training the tiny-zoo weights its cells need and the cache lacks.
+
+    A cell's hash names the weights it is measured on (their files' hash), which exist only
+    once trained; shipped weights need no training, so with them this is one plan.
+    """
+    plan = plan_grid(exp, plugins, source)
+    if plan.untrained and pretrain_missing(plan.untrained, plugins, progress):
+        plan = plan_grid(exp, plugins, source)
+    if plan.untrained:
+        raise BitscaleError(f"{source}: {plan.untrained[0].label}: its model's weights could not be trained "
+                            "(see the errors above)")
+    return plan
+
+
+def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = True) -> bool:
     """Train the tiny-zoo models ``cells`` need and the cache lacks, in one process per core, before any cell.
 
     Serial training inside ``build`` would leave every core but one idle for minutes. Families
     that cannot say what they lack (no ``training_units``) still train inside ``build``.
+    Returns True when something was trained.
     """
     from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
     from bitscale.zoo.units import units_for
@@ -117,13 +150,14 @@ def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = Tru
         family = plugins.models.get(name)
         units += units_for(family, sizes, family.Options.model_validate(options))
     if not units:
-        return
+        return False
     tqdm.write(f"training {len(units)} missing tiny-zoo artifact(s) first", file=sys.stdout)
     try:
         train_units(units, usable_cores(), progress, log=lambda line: tqdm.write(f"  {line}", file=sys.stdout))
     except TrainingFailed as exc:
         # Not fatal: the cells of these models train them again in ``build`` and fail with the traceback.
         tqdm.write(f"bitscale: warning: tiny-zoo training failed: {exc}", file=sys.stderr)
+    return True
 
 
 def _check_finite(model: GenerativeModel) -> None:
@@ -163,22 +197,13 @@ def run_cell(cell: Cell, plugins: PluginSet, cache: _ModelCache) -> tuple[dict[s
         timings["quantize"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    n, bs = cell.evaluation["num_samples"], cell.evaluation["batch_size"]
-    labels = balanced_labels(n, model.num_classes)
-    gen = torch.Generator(device=model.device if model.device.type != "meta" else "cpu").manual_seed(cell.seed)
-    images = []
-    model.module.eval()
-    with torch.no_grad():
-        for i in range(0, n, bs):
-            out = model.sample(labels[i : i + bs].to(model.device), gen)
-            if out.dtype != torch.uint8 or out.dim() != 4 or out.shape[1] != 3:
-                raise TypeError(f"sample() must return uint8 (B, 3, H, W), got {out.dtype} {tuple(out.shape)}")
-            images.append(out.cpu())
+    n = cell.evaluation["num_samples"]
+    images = sample_images(model, n, cell.evaluation["batch_size"], cell.seed)
     timings["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
     ref = reference_for(model.dataset)
-    metrics = score(torch.cat(images), ref, seed=cell.seed)
+    metrics = score(images, ref, seed=cell.seed)
     timings["evaluate"] = time.perf_counter() - t
     protocol = {
         "dataset": model.dataset, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
@@ -206,6 +231,9 @@ def _run_row(cell: Cell, experiment: str, status: str, started, timings: dict[st
 def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: str = "", retry_failed: bool = False,
              progress: bool = True, device: torch.device | None = None) -> RunSummary:
     """Run every cell of ``plan`` not yet in ``store``. Safe to interrupt and resume at any point."""
+    if plan.untrained:
+        raise ValueError(f"{plan.untrained[0].label}: its weights are not trained yet; "
+                         "train them (pretrain_missing) and plan again before running")
     device = device or default_device()
     summary = RunSummary()
     done = store.done_hashes(include_failed=not retry_failed)

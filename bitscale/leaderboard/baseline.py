@@ -69,6 +69,10 @@ class Baseline(BaseModel):
     bitscale: str = ""
     git_sha: str | None = None
     sigma: float = Field(default=3.0, gt=0)  # default multiple of the noise std
+    #: sha256 of the shipped tiny-zoo weights and feature extractor installed at export (empty when
+    #: the runs used weights trained on the exporting machine): a gate can tell "the weights changed"
+    #: from "the scores moved".
+    artifacts: dict[str, str] = Field(default_factory=dict)
     cells: list[BaselineCell]
     failed: list[str] = Field(default_factory=list)  # cells that had failed when exported
 
@@ -159,7 +163,23 @@ def export_baseline(results: Results, experiment: str | None = None, sigma: floa
     return Baseline(format=FORMAT, version=VERSION, metric=results.metric, experiment=experiment,
                     created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), store=results.store_url,
                     bitscale=bitscale.__version__, git_sha=str(shas[0]) if len(shas) == 1 else None, sigma=sigma,
-                    cells=cells, failed=sorted(set(_keys(failed))))
+                    artifacts=shipped_artifacts(), cells=cells, failed=sorted(set(_keys(failed))))
+
+
+def shipped_artifacts() -> dict[str, str]:
+    """{artifact: sha256} of the shipped weights in use ({} when weights trained here are in use)."""
+    from bitscale.zoo import shipped
+
+    if shipped.source() != "shipped":
+        return {}
+    return {name: entry["sha256"] for name, entry in sorted(shipped.catalog().items())}
+
+
+def changed_artifacts(baseline: Baseline, now: dict[str, str]) -> list[str]:
+    """Shipped artifacts whose bytes differ between ``baseline`` and ``now`` (added or removed ones too)."""
+    if not baseline.artifacts or not now:
+        return []  # one side used weights trained on its machine: nothing to compare
+    return sorted(n for n in set(baseline.artifacts) | set(now) if baseline.artifacts.get(n) != now.get(n))
 
 
 def write_baseline(baseline: Baseline, path: str | Path) -> None:

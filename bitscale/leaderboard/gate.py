@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from bitscale.leaderboard.baseline import Baseline, cell_key, measured_cells
+from bitscale.leaderboard.baseline import Baseline, cell_key, changed_artifacts, measured_cells
 from bitscale.leaderboard.results import Results
 
 LOWER_IS_BETTER = {"fid": True, "kid": True, "isc": False}
@@ -46,6 +46,7 @@ class CheckResult:
     metric: str
     strict: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    changed_artifacts: list[str] = field(default_factory=list)  # shipped weights that differ from the baseline's
 
     def of(self, status: str) -> list[CellCheck]:
         return [c for c in self.cells if c.status == status]
@@ -59,13 +60,20 @@ class CheckResult:
 
     def as_dict(self) -> dict:
         return {"metric": self.metric, "sigma": self.sigma, "exit_code": self.exit_code, "counts": self.counts,
-                "cells": [asdict(c) for c in self.cells]}
+                "changed_artifacts": self.changed_artifacts, "cells": [asdict(c) for c in self.cells]}
 
 
 def check(baseline: Baseline, results: Results, sigma: float | None = None, threshold: float | None = None,
-          floor: float = 0.0, strict: bool = False) -> CheckResult:
-    """Compare ``results`` (the store now) with ``baseline``; see the module docstring."""
+          floor: float = 0.0, strict: bool = False, artifacts: dict[str, str] | None = None) -> CheckResult:
+    """Compare ``results`` (the store now) with ``baseline``; see the module docstring.
+
+    ``artifacts`` are the shipped weights in use now ({name: sha256}); those that differ from the
+    baseline's explain cells measured under another protocol or on other weights.
+    """
     sigma = baseline.sigma if sigma is None else sigma
+    changed = changed_artifacts(baseline, artifacts or {})
+    weights_note = (f"the shipped weights changed since the baseline ({', '.join(changed)}): scores are not "
+                    "comparable; export a new baseline") if changed else ""
     lower = LOWER_IS_BETTER.get(baseline.metric, True)
     ok = measured_cells(results)
     # key -> {seed: score}; plain dicts, because a pandas group per cell costs a millisecond
@@ -93,8 +101,8 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
             elif label in by_label:
                 others = ", ".join(sorted(k[:8] for k in by_label[label]))
                 out.append(CellCheck(cell.key, "missing", baseline=cell.mean, seeds_baseline=len(cell.values),
-                                     note=f"measured only under another protocol ({others}): scores are not "
-                                          "comparable; export a new baseline if the change is intended"))
+                                     note=weights_note or f"measured only under another protocol ({others}): scores "
+                                          "are not comparable; export a new baseline if the change is intended"))
             else:
                 out.append(CellCheck(cell.key, "missing", baseline=cell.mean, seeds_baseline=len(cell.values),
                                      note="not in the store: was the grid run (bitscale run ...)?"))
@@ -110,7 +118,8 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
         now = sorted(cur)
         seeds_note = "" if set(cell.values) == {str(s) for s in now} else \
             f"seeds differ (baseline {','.join(sorted(cell.values))}, now {','.join(map(str, now))})"
-        out.append(CellCheck(cell.key, status, cell.mean, mean, delta, limit, z, n_b, n_c, seeds_note))
+        note = "; ".join(n for n in (seeds_note, weights_note) if n)
+        out.append(CellCheck(cell.key, status, cell.mean, mean, delta, limit, z, n_b, n_c, note))
 
     known = {c.key for c in baseline.cells}
     for key, cur in current.items():
@@ -127,4 +136,4 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
                                                                  if known_failure else "")
             out.append(CellCheck(key, "failed", note=note, known_failure=known_failure))
     counts = pd.Series([c.status for c in out]).value_counts().to_dict() if out else {}
-    return CheckResult(out, sigma, baseline.metric, strict, {k: int(v) for k, v in counts.items()})
+    return CheckResult(out, sigma, baseline.metric, strict, {k: int(v) for k, v in counts.items()}, changed)

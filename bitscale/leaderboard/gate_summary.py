@@ -53,6 +53,8 @@ def summary_markdown(result: CheckResult, baseline: Baseline, baseline_path: str
         verdict = f"❌ FAILED: {', '.join(parts)}"
     else:
         verdict = "✅ passed"
+    if result.changed_artifacts:
+        verdict += f" — shipped weights changed since the baseline: {', '.join(result.changed_artifacts)}"
     metric = result.metric.upper()
     rule = (f"worse by more than {threshold:g} {metric} (fixed --threshold)" if threshold is not None else
             f"worse by more than {result.sigma:g}σ, σ = pooled seed-to-seed std of the baseline × "

@@ -48,9 +48,3 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
         h.update(k.encode())
         h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def short_hash(value: Any) -> str:
-    """Short SHA-256 of a JSON-able value (and the digits data): a recipe's identity, for cell hashes."""
-    text = json.dumps([value, digits.data_hash()], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

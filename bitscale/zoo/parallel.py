@@ -39,7 +39,9 @@ def usable_cores() -> int:
 
 
 def _describe(artifact: str, manifest: dict[str, Any]) -> str:
-    """One line per trained artifact: its final loss and training time."""
+    """One line per trained artifact: its final loss and training time (or that another process trained it)."""
+    if manifest.get("loaded"):
+        return f"{artifact}: trained by another process meanwhile; loaded"
     return f"{artifact}: final loss {manifest.get('final_loss', float('nan')):.4f} ({manifest.get('seconds', 0):.1f} s)"
 
 

@@ -27,10 +27,18 @@ class TrainingUnit:
     cost: float = 0.0  # relative CPU cost (e.g. parameters x steps): longer chains start first
 
     def train(self) -> dict[str, Any]:
-        """Train (or reuse) the artifact; return its manifest."""
+        """Train (or reuse) the artifact; return its manifest, with ``loaded: True`` when another process
+        trained it meanwhile (this one waited on its lock and found it done)."""
+        from bitscale.zoo import cache
+
         if self.size is None:
-            return self.family.train_shared(self.options)
-        return self.family.train(self.size, self.options, force=self.force)
+            manifest = dict(self.family.train_shared(self.options))
+        else:
+            manifest = dict(self.family.train(self.size, self.options, force=self.force))
+        # Families that list their own units name them by their cache artifacts; others may cache elsewhere.
+        if hasattr(self.family, "training_units") and not cache.saved_here(self.artifact):
+            manifest["loaded"] = True
+        return manifest
 
 
 def units_for(family: Any, sizes: Sequence[str], options: Any, force: bool = False) -> list[TrainingUnit]:

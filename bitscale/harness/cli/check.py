@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bitscale.harness.errors import BitscaleError
-    from bitscale.leaderboard.baseline import read_baseline
+    from bitscale.leaderboard.baseline import read_baseline, shipped_artifacts
     from bitscale.leaderboard.gate import check
     from bitscale.leaderboard.gate_summary import summary_markdown
     from bitscale.leaderboard.results import load_results, open_store
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sigma is not None and args.sigma <= 0:
         raise BitscaleError("--sigma must be positive")
     results = load_results(open_store(args.store), baseline.metric, args.experiment)
-    result = check(baseline, results, args.sigma, args.threshold, args.floor, args.strict)
+    result = check(baseline, results, args.sigma, args.threshold, args.floor, args.strict,
+                   artifacts=shipped_artifacts())
     text = summary_markdown(result, baseline, args.baseline, results.store_url, args.threshold, args.max_rows)
     print(text, end="")
     if args.summary:

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
                         "busy machine")
+    p.add_argument("--zoo-weights", choices=("shipped", "trained"), default=None,
+                   help="tiny-zoo weights: shipped with bitscale, the same on every machine (default), or "
+                        "trained on this machine (`bitscale zoo train`; missing ones are trained first)")
     p.set_defaults(func=run)
 
 
@@ -40,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
     from bitscale.harness.plugins import get_plugins
-    from bitscale.harness.runner import run_plan
+    from bitscale.harness.runner import plan_trained, run_plan
+    from bitscale.zoo import shipped
     from bitscale.harness.store import ResultStore
     from bitscale.leaderboard.render import render
     from bitscale.leaderboard.table import build_tables
 
     exp, source = _load(args.experiment)
+    if args.zoo_weights is not None:
+        shipped.use_trained(args.zoo_weights == "trained")  # the environment: training workers inherit it
     plugins = get_plugins()
     for err in plugins.errors:
         print(f"bitscale: warning: plugin {err.name!r} ({err.dist}) was not loaded: {err.error}", file=sys.stderr)
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         for c in plan.cells:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
         print(f"{len(plan.cells)} cells planned")
+        if plan.untrained:
+            print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes are provisional")
         return 0
     if args.threads is not None:
         import torch
@@ -63,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         # Tiny models do small matmuls: threads that wait on each other at every op cost more than
         # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
         torch.set_num_threads(args.threads)
+    if plan.untrained:  # their hashes name weights that do not exist yet: train, then plan again
+        plan = plan_trained(exp, plugins, source, progress=not args.no_progress)
     store = ResultStore(args.store)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress)

@@ -1,4 +1,9 @@
-"""``bitscale zoo train [NAMES]`` and ``bitscale zoo list``: the tiny models bitscale trains itself."""
+"""``bitscale zoo train|list|verify|ship``: the tiny models bitscale ships and can train itself.
+
+``train`` trains into the user's cache (the weights ``--zoo-weights trained`` uses); ``verify``
+(``zoo_verify.py``) checks whether this machine's training reproduces the shipped files; ``ship``
+(``zoo_ship.py``, for maintainers) makes the cached weights the shipped ones.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,17 @@ import sys
 
 from tabulate import tabulate
 
+from bitscale.harness.cli import zoo_ship, zoo_verify
 from bitscale.harness.cli.common import positive_int
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.plugins import get_plugins
+from bitscale.zoo import cache, shipped
+from bitscale.zoo.cache import cache_dir
 
 TRAIN_HELP = """\
-Train the missing (or stale) tiny models, all of them or those named, in --jobs worker processes.
+Train the missing (or stale) tiny models, all of them or those named, in --jobs worker processes,
+into your cache ($BITSCALE_CACHE or ~/.cache/bitscale). bitscale uses the weights it ships unless
+told otherwise (`bitscale run --zoo-weights trained`, or BITSCALE_ZOO_WEIGHTS=trained).
 A family's shared stage (VQ tokenizer, autoencoder) is trained before its sizes; the longest chains
 of work start first. Each model is trained by one process on one thread from its own seed, so the
 weights are the same for any --jobs. A failing model is reported with its traceback; the models
@@ -31,8 +41,10 @@ def add_parser(sub) -> None:
                     help="worker processes, one core each (default: the usable CPU cores); 1 trains here")
     tr.add_argument("--no-progress", action="store_true", help="no training progress bars (as TQDM_DISABLE=1)")
     tr.set_defaults(func=train)
-    ls = zsub.add_parser("list", help="list trainable families and sizes")
+    ls = zsub.add_parser("list", help="list trainable families and sizes, shipped and cached weights")
     ls.set_defaults(func=list_zoo)
+    zoo_verify.add_parser(zsub)
+    zoo_ship.add_parser(zsub)
 
 
 def _targets(names: list[str]) -> list[tuple[object, str]]:
@@ -52,31 +64,55 @@ def _targets(names: list[str]) -> list[tuple[object, str]]:
     return out
 
 
-def train(args: argparse.Namespace) -> int:
+def sizes_by_family(names: list[str]) -> dict[object, list[str]]:
+    """{family: sizes} named by ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: every tiny model), in order, once each."""
+    sizes: dict[object, list[str]] = {}
+    for family, size in _targets(names):
+        if size not in sizes.setdefault(family, []):
+            sizes[family].append(size)
+    return sizes
+
+
+def train_into_cache(sizes: dict[object, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
+    """Train ``sizes`` (default options) into the cache; 0, or 1 when some training failed."""
     from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
     from bitscale.zoo.units import units_for
 
-    sizes: dict[object, list[str]] = {}  # family -> sizes asked for, in order, once each
-    for family, size in _targets(args.names):
-        if size not in sizes.setdefault(family, []):
-            sizes[family].append(size)
-    units = [u for family, s in sizes.items() for u in units_for(family, s, family.Options(), args.force)]
+    units = [u for family, s in sizes.items() for u in units_for(family, s, family.Options(), force)]
     if not units:
-        print("every tiny model asked for is trained and fresh")
+        if sizes:
+            print(f"every tiny model asked for is trained and fresh in {cache_dir()}")
         return 0
-    jobs = args.jobs or usable_cores()
+    jobs = jobs or usable_cores()
     print(f"training {len(units)} artifact(s) in {min(jobs, len(units))} process(es)", flush=True)
     try:
-        train_units(units, jobs, progress=not args.no_progress, log=lambda line: print(line, flush=True))
+        train_units(units, jobs, progress=progress, log=lambda line: print(line, flush=True))
     except TrainingFailed as exc:
         print(f"bitscale: error: training failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    from bitscale.harness.evaluation import digits_classifier
+
+    shipped.use_trained()  # this command fills the cache; the workers it starts inherit the setting
+    code = train_into_cache(sizes_by_family(args.names), args.force, args.jobs, not args.no_progress)
+    if not args.names:  # everything: the FID feature extractor too (seconds)
+        digits_classifier.train_classifier(force=args.force)
+    print("bitscale uses the shipped weights unless run with --zoo-weights trained")
+    return code
+
+
 def list_zoo(args: argparse.Namespace) -> int:
     rows = []
+    catalog = shipped.catalog()
     for family, size in _targets([]):
-        rows.append([family.name, size, f"{family.num_params(size, family.Options()):,}"])
-    print(tabulate(rows, headers=["family", "size", "params"]))
+        opts = family.Options()
+        names = family.artifacts(size, opts) if hasattr(family, "artifacts") else []
+        with shipped.using("trained"):
+            cached = all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
+        rows.append([family.name, size, f"{family.num_params(size, opts):,}",
+                     "yes" if names and all(n in catalog for n in names) else "no", "yes" if cached else "no"])
+    print(tabulate(rows, headers=["family", "size", "params", "shipped", f"trained in {cache_dir()}"]))
     return 0

@@ -1,4 +1,5 @@
-"""A small in-domain digits classifier, trained by bitscale, used as torch-fidelity's feature extractor.
+"""A small in-domain digits classifier, trained by bitscale and shipped with it, used as torch-fidelity's
+feature extractor (artifact ``eval/digits-classifier``).
 
 Inception-v3 features of 16x16 upsampled digits say little about digit quality; a classifier
 trained on the same data gives FID the semantics it has on ImageNet (as done for MNIST FIDs).
@@ -15,7 +16,6 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from bitscale.data import digits
 from bitscale.zoo import cache
-from bitscale.zoo.manifest import state_hash
 from bitscale.zoo.threads import single_thread
 
 EXTRACTOR_NAME = "bitscale-digits"
@@ -46,16 +46,39 @@ class DigitsNet(nn.Module):
         return self.features(x)[1]
 
 
-def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
-    """Train (or load the cached) classifier deterministically; return it with its manifest.
+def _fresh(manifest: dict) -> bool:
+    """Trained by this recipe on the current data, on one thread (older caches trained multi-threaded)."""
+    return (manifest.get("threads") == 1 and manifest.get("seed") == SEED and manifest.get("epochs") == EPOCHS
+            and manifest.get("data_hash") == digits.data_hash())
 
-    One thread, like the tiny zoo: the thread count changes float reductions, and a classifier
-    trained on another machine with other weights would give other FIDs for the same images.
+
+def load_classifier() -> tuple[DigitsNet, dict]:
+    """The classifier in use, with its manifest: the shipped one (default; the same bytes on every
+    machine, so the same FIDs), or with trained-here weights the cached one, trained if missing."""
+    found = cache.load_artifact(ARTIFACT)
+    if found is not None and _fresh(found[1]):
+        net = DigitsNet()
+        net.load_state_dict(found[0])
+        return net.eval(), found[1]
+    return train_classifier()
+
+
+def weights_sha256() -> str:
+    """sha256 of the classifier's weights file in use: what makes the digits FID protocol."""
+    load_classifier()  # trains it first when trained-here weights are in use and none are cached
+    return cache.weights_sha256(ARTIFACT)
+
+
+def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
+    """Train (or load the cached) classifier deterministically into the user's cache; return it with its manifest.
+
+    One thread, like the tiny zoo: the thread count changes float reductions. Across CPUs one
+    thread is not enough for identical weights, which is why a trained copy ships with bitscale.
     """
     with cache.locked(ARTIFACT), single_thread():
         found = None if force else cache.load_artifact(ARTIFACT)
-        net = DigitsNet()
-        if found is not None and found[1].get("threads") == 1:  # older caches trained multi-threaded
+        if found is not None and _fresh(found[1]):
+            net = DigitsNet()
             net.load_state_dict(found[0])
             return net.eval(), found[1]
         torch.manual_seed(SEED)
@@ -64,7 +87,7 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
         x, y = train.images[:, :1], train.labels
         opt = torch.optim.Adam(net.parameters(), lr=2e-3)
         g = torch.Generator().manual_seed(SEED)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(EPOCHS):
             perm = torch.randperm(len(y), generator=g)
             for i in range(0, len(y), 64):
@@ -79,10 +102,11 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
         with torch.no_grad():
             acc = (net(test.images[:, :1]).argmax(1) == test.labels).float().mean().item()
         manifest = {"data_hash": digits.data_hash(), "seed": SEED, "epochs": EPOCHS, "test_accuracy": acc,
-                    "final_loss": loss.item(), "seconds": time.perf_counter() - start, "threads": 1,
-                    "weights_hash": state_hash(net.state_dict())}
+                    "final_loss": loss.item(), "seconds": round(time.perf_counter() - start, 2),
+                    "cpu_seconds": round(time.process_time() - cpu_start, 2), "threads": 1,
+                    "torch": torch.__version__}
         cache.save_artifact(ARTIFACT, net.state_dict(), manifest)
-        return net, manifest
+        return net, cache.load_manifest(ARTIFACT)
 
 
 class DigitsFeatureExtractor(FeatureExtractorBase):
@@ -90,7 +114,7 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
 
     def __init__(self, name: str, features_list: list[str], **kwargs) -> None:
         super().__init__(name, features_list)
-        self.net, _ = train_classifier()
+        self.net, _ = load_classifier()
         self.net.requires_grad_(False)
 
     @staticmethod

@@ -20,7 +20,7 @@ from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptio
 from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.zoo import cache
 from bitscale.zoo.images import save_grid_png
-from bitscale.zoo.manifest import manifest_for, manifest_matches, short_hash, state_hash
+from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
 from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
 from bitscale.zoo.units import TrainingUnit, staged_units
@@ -77,8 +77,8 @@ class TwoStageTinyFamily(ModelFamily):
         saved with its weights hash."""
         artifact, record, steps = self._codec_spec(opts)
         with cache.locked(artifact), single_thread():
-            found = cache.load_artifact(artifact)
-            if found is not None and manifest_matches(found[1], record, SEED, steps):
+            found = cache.load_fresh(artifact, lambda m: manifest_matches(m, record, SEED, steps))
+            if found is not None:
                 return found
             state, manifest = fit()
             manifest["weights_hash"] = state_hash(state)
@@ -98,7 +98,7 @@ class TwoStageTinyFamily(ModelFamily):
         with cache.locked(name), single_thread():  # encoding the data and sampling the grid too
             manifest = cache.load_manifest(name)
             steps = opts.steps or default_steps
-            if not force and self._fresh(manifest, cfg, steps, codec_manifest):
+            if not force and self._fresh(manifest, cfg, steps, codec_manifest) and cache.has_weights(name):
                 return manifest
             net, result = self._fit(size, cfg, steps, codec, codec_manifest)
             manifest = manifest_for(self._record(cfg), result, SEED)
@@ -118,26 +118,38 @@ class TwoStageTinyFamily(ModelFamily):
         opts = self._options(options)
         artifact, record, steps = self._codec_spec(opts)
         codec = cache.load_manifest(artifact)
-        if not (manifest_matches(codec, record, SEED, steps) and cache.artifact_paths(artifact)[0].exists()):
+        if not (manifest_matches(codec, record, SEED, steps) and cache.has_weights(artifact)):
             codec = None  # retrained, so every size trained on it is stale
 
         def steps_of(size: str) -> int:
             return opts.steps or self._size(size)[1]
 
         def stale(size: str) -> bool:
-            manifest = cache.load_manifest(self._artifact(size, opts))
-            return force or codec is None or not self._fresh(manifest, self._size(size)[0], steps_of(size), codec)
+            name = self._artifact(size, opts)
+            return (force or codec is None or not self._fresh(cache.load_manifest(name), self._size(size)[0],
+                                                              steps_of(size), codec) or not cache.has_weights(name))
 
         todo = {s: self._artifact(s, opts) for s in sizes if stale(s)}
         shared = artifact if todo and codec is None else None
         # Parameters x steps: a fair guess of the generators' relative CPU time (for the scheduling order).
         return staged_units(self, opts, shared, todo, force, lambda s: self.num_params(s, opts) * steps_of(s))
 
-    def weights_id(self, size: str, options: PluginOptions) -> str:
-        """Hash of everything the generator's and the codec's manifests check (config, recipe, steps, seed)."""
+    def weights_id(self, size: str, options: PluginOptions) -> str | None:
+        """Hash of the codec's and the generator's weight files; None until both are trained."""
         opts = self._options(options)
         cfg, default_steps = self._size(size)
-        return short_hash([self._record(cfg), opts.steps or default_steps, self._codec_spec(opts), SEED])
+        artifact, record, steps = self._codec_spec(opts)
+        codec = cache.load_manifest(artifact)
+        return cache.weights_digest([
+            (artifact, lambda m: manifest_matches(m, record, SEED, steps)),
+            (self._artifact(size, opts),
+             lambda m: codec is not None and self._fresh(m, cfg, opts.steps or default_steps, codec)),
+        ])
+
+    def artifacts(self, size: str, options: PluginOptions) -> list[str]:
+        """The artifacts ``size`` loads: the codec, then the generator."""
+        opts = self._options(options)
+        return [self._codec_spec(opts)[0], self._artifact(size, opts)]
 
     def _codec_spec(self, opts: Any) -> tuple[str, dict[str, Any], int]:
         """(artifact, manifest record, training steps) of the shared codec; a step override trains a

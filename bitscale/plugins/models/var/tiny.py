@@ -23,7 +23,7 @@ from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 from bitscale.zoo import cache
-from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches, short_hash
+from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
 from bitscale.zoo.threads import single_thread
 from bitscale.zoo.training import TrainResult
 from bitscale.zoo.units import TrainingUnit, staged_units
@@ -58,8 +58,8 @@ class VarTinyOptions(PluginOptions):
 
 
 def _cached(name: str, config: dict[str, Any], steps: int) -> bool:
-    """Artifact ``name`` is on disk, trained with ``config`` for ``steps`` (its weights are not read)."""
-    return manifest_matches(cache.load_manifest(name), config, SEED, steps) and cache.artifact_paths(name)[0].exists()
+    """Artifact ``name`` is shipped or on disk, trained with ``config`` for ``steps`` (its weights are not read)."""
+    return manifest_matches(cache.load_manifest(name), config, SEED, steps) and cache.has_weights(name)
 
 
 def tiny_var_config(size: str) -> VARConfig:
@@ -114,10 +114,20 @@ class VarTinyFamily(ModelFamily):
              "vae_steps": options.vae_steps}
         )
 
-    def weights_id(self, size: str, options: PluginOptions) -> str:
-        """Hash of what the transformer's manifest checks (its config embeds the VQ-VAE's)."""
+    def weights_id(self, size: str, options: PluginOptions) -> str | None:
+        """Hash of the VQ-VAE's and the transformer's weight files; None until both are trained."""
         assert isinstance(options, VarTinyOptions)
-        return short_hash([self._var_config(size, options), options.steps, SEED])
+        vae, name = self.artifact_names(size, options)
+        vae_config, config = self._vae_config(options), self._var_config(size, options)
+        return cache.weights_digest([
+            (vae, lambda m: manifest_matches(m, vae_config, SEED, options.vae_steps)),
+            (name, lambda m: manifest_matches(m, config, SEED, options.steps)),
+        ])
+
+    def artifacts(self, size: str, options: PluginOptions) -> list[str]:
+        """The artifacts ``size`` loads: the VQ-VAE, then the transformer."""
+        assert isinstance(options, VarTinyOptions)
+        return list(self.artifact_names(size, options))
 
     # ----------------------------------------------------------------- training
 
@@ -125,8 +135,8 @@ class VarTinyFamily(ModelFamily):
         name, _ = self.artifact_names(self.sizes[0], options)
         config = self._vae_config(options)
         with cache.locked(name), single_thread():
-            found = cache.load_artifact(name)
-            if found is None or not manifest_matches(found[1], config, SEED, options.vae_steps):
+            found = cache.load_fresh(name, lambda m: manifest_matches(m, config, SEED, options.vae_steps))
+            if found is None:
                 data = digits.load("train")
                 vae, result = train_vqvae(
                     TINY_VAE, data.images, options.vae_steps, seed=SEED, desc="var-tiny vqvae", **VAE_RECIPE
@@ -149,9 +159,8 @@ class VarTinyFamily(ModelFamily):
         config = self._var_config(size, options)
         _, name = self.artifact_names(size, options)
         with cache.locked(name), single_thread():
-            manifest = cache.load_manifest(name)
-            if not force and manifest_matches(manifest, config, SEED, options.steps) and cache.load_artifact(name):
-                return manifest
+            if not force and _cached(name, config, options.steps):
+                return cache.load_manifest(name)
             vae, _ = self._ensure_vae(options)
             data = digits.load("train")
             tokens = tokenize(vae, data.images, data.labels)

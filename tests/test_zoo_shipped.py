@@ -1,0 +1,183 @@
+"""Shipped tiny-zoo weights: the same bytes on every machine, checked on load, never silently retrained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bitscale.harness.cli import main
+from bitscale.harness.errors import BitscaleError
+from bitscale.harness.evaluation import digits_classifier
+from bitscale.harness.evaluation.references import reference_for
+from bitscale.harness.plugins import load_plugins
+from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions
+from bitscale.zoo import cache, shipped
+
+TINY = [e.obj for e in load_plugins(entrypoints=False).models if e.obj.trainable]
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """A cache with nothing trained in it: whatever loads, loads from the shipped files."""
+    monkeypatch.setenv("BITSCALE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(shipped.SOURCE_ENV, raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A writable copy of the shipped weights, used in their place."""
+    folder = tmp_path / "weights"
+    shutil.copytree(shipped.WEIGHTS_DIR, folder)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(shipped, "CATALOG", folder / "catalog.json")
+    return folder
+
+
+def test_every_default_tiny_model_and_the_extractor_ship_intact():
+    catalog = shipped.catalog()
+    for family in TINY:
+        for size in family.sizes:
+            for name in family.artifacts(size, family.Options()):
+                assert name in catalog, name
+    for name, entry in catalog.items():
+        assert shipped.file_sha256(shipped.verified_path(name)) == entry["sha256"]
+        assert entry["manifest"]["seed"] == 0 and entry["trained_on"]["threads"] == 1  # recipe and machine recorded
+    assert digits_classifier.ARTIFACT in catalog
+
+
+def test_tiny_models_build_from_shipped_weights_without_training(empty_cache):
+    family = VarTinyFamily()
+    model = family.build("d2", family.Options(), torch.device("cpu"))
+    state = load_file(str(shipped.path_of("var-tiny/d2")))
+    assert all(torch.equal(v, model.module.state_dict()[k]) for k, v in state.items())
+    assert not list(empty_cache.rglob("*.safetensors"))  # nothing trained, nothing written
+
+
+def test_weights_id_is_the_hash_of_the_shipped_files(empty_cache):
+    family, catalog = VarTinyFamily(), shipped.catalog()
+    expected = hashlib.sha256(" ".join(catalog[n]["sha256"] for n in ("var-tiny/vqvae", "var-tiny/d2")).encode())
+    assert family.weights_id("d2", family.Options()) == expected.hexdigest()[:16]
+    with shipped.using("trained"):  # nothing trained here yet: the cells cannot be named
+        assert family.weights_id("d2", family.Options()) is None
+
+
+def test_digits_protocol_is_named_by_the_shipped_extractor(empty_cache):
+    sha = shipped.catalog()[digits_classifier.ARTIFACT]["sha256"]
+    assert reference_for("digits16").reference_hash.endswith(f"-net-{sha[:16]}")
+    assert not (empty_cache / "eval" / "digits-classifier.safetensors").exists()
+
+
+def test_a_modified_shipped_file_is_a_one_line_error_naming_it(empty_cache, shipped_copy, tmp_path, capsys):
+    path = shipped_copy / "var-tiny" / "d2.safetensors"
+    state = load_file(str(path))
+    state[next(iter(state))] += 1e-3  # a plausible edit: still a valid file, other weights
+    save_file(state, str(path))
+    with pytest.raises(BitscaleError, match="d2.safetensors.*modified or are corrupt"):
+        VarTinyFamily().build("d2", VarTinyOptions(), torch.device("cpu"))
+    exp = tmp_path / "e.yaml"
+    exp.write_text("name: e\nmodels: [{family: var-tiny, sizes: [d2]}]\nquantizers: [rtn]\nprecisions: [W16A16]\n")
+    store = tmp_path / "s.db"
+    assert main(["run", str(exp), "--store", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "reinstall" in err[0]
+    assert not store.exists()  # refused while planning: the store was never opened
+    assert not list(empty_cache.rglob("var-tiny/*.safetensors"))  # and nothing was retrained
+
+
+def test_a_changed_recipe_with_stale_shipped_weights_is_an_error(empty_cache, monkeypatch):
+    from bitscale.plugins.models.dit.tiny import DiTTinyFamily
+
+    family = DiTTinyFamily()
+    assert family.weights_id("d3w64", family.Options()) != family.weights_id("d3w128", family.Options())
+    monkeypatch.setattr(family, "recipe", {**family.recipe, "lr": 1e-4})
+    with pytest.raises(BitscaleError, match="re-ship"):
+        family.weights_id("d3w64", family.Options())
+
+
+def test_trained_here_weights_name_their_cells_by_their_files(empty_cache):
+    family, opts = VarTinyFamily(), VarTinyOptions(vae_steps=3, steps=4)  # not shipped: trained in the cache
+    assert family.weights_id("d2", opts) is None
+    family.train("d2", opts)
+    vae, name = family.artifact_names("d2", opts)
+    files = [shipped.file_sha256(cache.artifact_paths(n)[0]) for n in (vae, name)]
+    assert family.weights_id("d2", opts) == hashlib.sha256(" ".join(files).encode()).hexdigest()[:16]
+
+
+def test_corrupt_cached_files_are_named_and_retrained(empty_cache, capsys):
+    family, opts = VarTinyFamily(), VarTinyOptions(vae_steps=3, steps=4)
+    family.train("d2", opts)
+    _, name = family.artifact_names("d2", opts)
+    weights, meta = cache.artifact_paths(name)
+    weights.write_bytes(b"\xff" * 64)  # header garbage: safetensors would say "header too large"
+    with pytest.raises(BitscaleError, match=rf"{weights.name}.*modified or are corrupt.*zoo train --force"):
+        cache.load_artifact(name)
+    assert [u.artifact for u in family.training_units(["d2"], opts)] == [name]  # the zoo sees it as not trained
+    family.train("d2", opts)
+    assert cache.load_artifact(name) is not None
+    meta.write_text("{not json")
+    with pytest.raises(BitscaleError, match=rf"{meta.name}: unreadable manifest"):
+        cache.load_manifest(name)
+
+
+def test_training_into_the_cache_never_touches_shipped_names(empty_cache):
+    with pytest.raises(BitscaleError, match="re-ship"):
+        cache.save_artifact("var-tiny/d2", {"w": torch.zeros(1)}, {})
+    with shipped.using("trained"):
+        cache.save_artifact("var-tiny/d2", {"w": torch.zeros(1)}, {})  # the user's own copy: fine
+    assert (empty_cache / "var-tiny" / "d2.safetensors").exists()
+
+
+def test_zoo_weights_option_is_validated(monkeypatch, capsys):
+    monkeypatch.setenv(shipped.SOURCE_ENV, "mine")
+    with pytest.raises(BitscaleError, match="choose 'shipped'"):
+        shipped.source()
+
+
+def test_a_broken_catalog_is_an_error(shipped_copy):
+    (shipped_copy / "catalog.json").write_text(json.dumps({"artifacts": {"x": {"sha256": 1}}}))
+    with pytest.raises(BitscaleError, match="catalog.json: unreadable catalog"):
+        shipped.catalog()
+
+
+def test_zoo_verify_reports_bit_identity_or_the_cost(empty_cache, shipped_copy, capsys):
+    # A shipped extractor that this machine's training cannot reproduce (other weights, same recipe):
+    # verify says so and compares the two instead of failing.
+    name = digits_classifier.ARTIFACT
+    path = shipped_copy / f"{name}.safetensors"
+    state = load_file(str(path))
+    state["fc2.bias"] += 0.5
+    save_file(state, str(path))
+    catalog = json.loads((shipped_copy / "catalog.json").read_text())
+    catalog["artifacts"][name]["sha256"] = shipped.file_sha256(path)
+    (shipped_copy / "catalog.json").write_text(json.dumps(catalog))
+    assert main(["zoo", "verify", "classifier"]) == 0
+    out = capsys.readouterr().out
+    assert "differs" in out and "digits classifier test accuracy" in out
+    assert not list(empty_cache.rglob("*.safetensors"))  # trained in a temporary cache, not the user's
+
+
+def test_the_gate_names_changed_shipped_weights_instead_of_missing_cells(tmp_path, capsys):
+    from bitscale.harness.store import ResultStore
+    from bitscale.leaderboard import synthetic
+
+    grid = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000}}, methods={"rtn": 1.0},
+                                   precisions=["W16A16", "W4A16"], seeds=[0, 1], noise=0.02)
+    store = ResultStore(f"sqlite:///{tmp_path / 'base.db'}")
+    for rec in synthetic.records(grid):
+        store.record(run=rec["run"], metrics=rec["metrics"], protocol=rec["protocol"])
+    out = tmp_path / "baseline.json"
+    assert main(["baseline", "export", "--store", str(tmp_path / "base.db"), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["artifacts"] == {n: e["sha256"] for n, e in shipped.catalog().items()}
+    data["artifacts"]["var-tiny/d2"] = "0" * 64  # exported with other shipped weights
+    out.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(out), "--store", str(tmp_path / "base.db")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "shipped weights changed since the baseline: var-tiny/d2" in first

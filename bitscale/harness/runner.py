@@ -215,6 +215,9 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     cache = _ModelCache(plugins, device, progress)
     bar = tqdm(todo, desc="cells", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
     for cell in bar:
+        if store.is_done(cell.hash, include_failed=not retry_failed):  # another driver on this store did it
+            summary.skipped_done += 1
+            continue
         bar.set_postfix_str(cell.label[:60])
         started, t0 = utcnow(), time.perf_counter()
         metrics: dict[str, float] = {}

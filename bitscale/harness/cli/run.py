@@ -26,7 +26,22 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
                         "busy machine")
+    p.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                   help="run only shard I of N (1-based) of the grid, split by cell hash: N jobs (e.g. a Slurm "
+                        "job array) writing one store cover the grid once")
     p.set_defaults(func=run)
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse ``type`` of ``--shard I/N``: two whole numbers, 1 <= I <= N."""
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 2/8, got {text!r}") from None
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    return i, n
 
 
 def _load(path: str | None):
@@ -38,7 +53,7 @@ def _load(path: str | None):
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
-    from bitscale.harness.planner import plan_grid
+    from bitscale.harness.planner import plan_grid, shard_of
     from bitscale.harness.plugins import get_plugins
     from bitscale.harness.runner import run_plan
     from bitscale.harness.store import ResultStore
@@ -52,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_grid(exp, plugins, source)  # every input error surfaces here, before the store is touched
     for label, reason in plan.skipped:
         print(f"skip {label}: {reason}", file=sys.stderr)
+    if args.shard:
+        total = len(plan.cells)
+        plan.cells = shard_of(plan.cells, *args.shard)
+        print(f"shard {args.shard[0]}/{args.shard[1]}: {len(plan.cells)} of {total} cells", file=sys.stderr)
     if args.dry_run:
         for c in plan.cells:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
@@ -67,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress)
     print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
-          f"{summary.skipped_done} already in {store.url}")
+          f"{summary.skipped_done} already in {store.display_url}")
     hashes = {c.hash for c in plan.cells}
     frame = store.frame()
     frame = frame[frame["cell_hash"].isin(hashes)]

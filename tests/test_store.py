@@ -150,3 +150,31 @@ def test_store_errors_are_one_line_without_the_password(postgres_server):
     with pytest.raises(BitscaleError, match="not a valid database URL") as err:
         ResultStore("postgresql://alice:s3cr3t-pw")
     assert "s3cr3t-pw" not in str(err.value)
+
+
+CLAIM = textwrap.dedent("""
+    import sys, time
+    from bitscale.harness.store import ResultStore
+
+    with ResultStore(sys.argv[1]).claim(sys.argv[2]) as mine:
+        print(mine, flush=True)
+        time.sleep(600)  # killed by the test while holding the claim
+""")
+
+
+def test_claims_exclude_other_processes_and_die_with_them(store, tmp_path):
+    script = tmp_path / "claim.py"
+    script.write_text(CLAIM)
+    holder = subprocess.Popen([sys.executable, str(script), store.url, "a" * 20], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with store.claim("a" * 20) as mine:
+            assert not mine  # held by the other process
+        with store.claim("b" * 20) as mine:
+            assert mine  # another cell is free
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.claim("a" * 20, wait=True) as mine:  # a killed holder's claim is gone at once
+        assert mine
+

@@ -137,6 +137,44 @@ class ResultStore:
             reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
             raise BitscaleError(f"store {self.display_url}: cannot create or migrate the schema: {reason}") from None
 
+    @contextlib.contextmanager
+    def claim(self, cell_hash: str, *, wait: bool = False) -> Iterator[bool]:
+        """Hold ``cell_hash`` against other processes using this store while it is computed.
+
+        Yields whether this process holds it (with ``wait``, after waiting for whoever held it).
+        The lock dies with its holder, so a killed driver leaves nothing to clean up: on PostgreSQL
+        a session advisory lock, on a SQLite file a byte-range lock on ``<file>.claims``.
+        Other backends do not claim (two drivers may then compute a cell twice, store it once).
+        """
+        key = int(cell_hash[:15], 16)  # 60 bits of the hash: a bigint advisory-lock key
+        if self.engine.dialect.name == "postgresql":
+            # Autocommit: the connection must not sit "idle in transaction" through an hour-long cell.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                got = conn.execute(sa.text(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(:k)"),
+                                   {"k": key}).scalar()
+                mine = wait or bool(got)
+                try:
+                    yield mine
+                finally:
+                    if mine:
+                        with contextlib.suppress(DBAPIError):  # a dropped connection released it already
+                            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        elif self._sqlite_path is not None:
+            with open(str(self._sqlite_path) + ".claims", "a") as fh:
+                offset = key % (1 << 40)
+                try:
+                    fcntl.lockf(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB), 1, offset)
+                    mine = True
+                except OSError:  # EAGAIN/EACCES: another process holds it
+                    mine = False
+                try:
+                    yield mine
+                finally:
+                    if mine:
+                        fcntl.lockf(fh, fcntl.LOCK_UN, 1, offset)
+        else:
+            yield True
+
     def session(self) -> Session:
         return self._session()
 

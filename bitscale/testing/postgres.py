@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,12 +144,3 @@ def _tail(log: Path) -> str:
     except OSError:
         return ""
 
-
-def wait_until(predicate, timeout: float = 60.0, step: float = 0.1) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds passed (tests waiting on other processes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False

@@ -21,3 +21,38 @@ def _only_builtin_plugins(monkeypatch):
     plugin_loading.set_plugins(None)
     yield
     plugin_loading.set_plugins(previous)
+
+
+# ---------------------------------------------------------------- stores: SQLite and a real PostgreSQL
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole session (started on first use, stopped at the end)."""
+    from bitscale.testing.postgres import PostgresUnavailable, TemporaryPostgres
+
+    try:
+        server = TemporaryPostgres.start(fast=True)
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path):
+    """A URL of a fresh, empty store: a SQLite file, then a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+@pytest.fixture
+def store(store_url):
+    from bitscale.harness.store import ResultStore
+
+    s = ResultStore(store_url)
+    yield s
+    s.dispose()

@@ -208,3 +208,14 @@ def _empty_reason(source: str, exp: Experiment, skipped, budget_drops) -> str:
         label, reason = skipped[0]
         return f"{source}: no runnable cell: every combination is unsupported, e.g. {label}: {reason}"
     return f"{source}: the grid is empty"
+
+
+def shard_of(cells: list[Cell], index: int, count: int) -> list[Cell]:
+    """The cells of shard ``index`` (1-based) of ``count``: those whose hash is ``index - 1`` modulo ``count``.
+
+    A function of each cell's hash alone, not of the cells still missing when a job starts, so
+    ``count`` jobs started at any times (a Slurm job array) cover the grid exactly once.
+    """
+    if not 1 <= index <= count:
+        raise ConfigError(f"--shard {index}/{count}: shards are numbered 1 to {count}")
+    return [c for c in cells if int(c.hash, 16) % count == index - 1]

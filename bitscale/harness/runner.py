@@ -228,6 +228,25 @@ def _run_row(cell: Cell, experiment: str, status: str, started, timings: dict[st
     )
 
 
+def _claimed(cells: list[Cell], store: ResultStore, summary: RunSummary, retry_failed: bool):
+    """Yield the cells to compute, each while holding its claim on the store (until the next one is asked for).
+
+    Other drivers on the same store (another ``bitscale run`` of the grid) skip a claimed cell and
+    come back to it at the end, waiting for its claim: they find it done then (or compute it, if its
+    driver died). A cell finished meanwhile by another driver is skipped.
+    """
+    waiting: list[Cell] = []
+    for wait, batch in ((False, cells), (True, waiting)):
+        for cell in batch:
+            with store.claim(cell.hash, wait=wait) as mine:
+                if not mine:
+                    waiting.append(cell)
+                elif store.is_done(cell.hash, include_failed=not retry_failed):
+                    summary.skipped_done += 1
+                else:
+                    yield cell
+
+
 def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: str = "", retry_failed: bool = False,
              progress: bool = True, device: torch.device | None = None) -> RunSummary:
     """Run every cell of ``plan`` not yet in ``store``. Safe to interrupt and resume at any point."""
@@ -241,7 +260,8 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     summary.skipped_done = len(plan.cells) - len(todo)
     pretrain_missing(todo, plugins, progress)
     cache = _ModelCache(plugins, device, progress)
-    bar = tqdm(todo, desc="cells", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
+    bar = tqdm(_claimed(todo, store, summary, retry_failed), total=len(todo), desc="cells", unit="cell",
+               disable=not progress or not todo, dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix_str(cell.label[:60])
         started, t0 = utcnow(), time.perf_counter()

@@ -67,7 +67,7 @@ def load(args: argparse.Namespace):
     frame_cols = set(results.runs.columns)
     if not results.runs.empty and results.runs["value"].isna().all() and args.metric not in frame_cols:
         known = sorted(frame_cols & {"fid", "isc", "kid"})
-        raise BitscaleError(f"no metric {args.metric!r} in {store.url}; stored metrics: {', '.join(known) or 'none'}")
+        raise BitscaleError(f"no metric {args.metric!r} in {store.display_url}; stored metrics: {', '.join(known) or 'none'}")
     return filter_results(results, args.family, args.source)
 
 

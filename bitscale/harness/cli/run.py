@@ -29,7 +29,22 @@ def add_parser(sub) -> None:
     p.add_argument("--zoo-weights", choices=("shipped", "trained"), default=None,
                    help="tiny-zoo weights: shipped with bitscale, the same on every machine (default), or "
                         "trained on this machine (`bitscale zoo train`; missing ones are trained first)")
+    p.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                   help="run only shard I of N (1-based) of the grid, split by cell hash: N jobs (e.g. a Slurm "
+                        "job array) writing one store cover the grid once")
     p.set_defaults(func=run)
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse ``type`` of ``--shard I/N``: two whole numbers, 1 <= I <= N."""
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 2/8, got {text!r}") from None
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    return i, n
 
 
 def _load(path: str | None):
@@ -39,15 +54,25 @@ def _load(path: str | None):
     return parse_experiment(yaml.safe_load(text), "quick.yaml (built-in)"), "quick.yaml (built-in)"
 
 
+def _shard(plan, shard: tuple[int, int] | None) -> None:
+    """Keep only shard I of N of ``plan``'s cells (``--shard I/N``)."""
+    from bitscale.harness.planner import shard_of
+
+    if shard:
+        total = len(plan.cells)
+        plan.cells = shard_of(plan.cells, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(plan.cells)} of {total} cells", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
     from bitscale.harness.plugins import get_plugins
     from bitscale.harness.runner import plan_trained, run_plan
-    from bitscale.zoo import shipped
     from bitscale.harness.store import ResultStore
     from bitscale.leaderboard.render import render
     from bitscale.leaderboard.table import build_tables
+    from bitscale.zoo import shipped
 
     exp, source = _load(args.experiment)
     if args.zoo_weights is not None:
@@ -59,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for label, reason in plan.skipped:
         print(f"skip {label}: {reason}", file=sys.stderr)
     if args.dry_run:
+        _shard(plan, args.shard)
         for c in plan.cells:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
         print(f"{len(plan.cells)} cells planned")
@@ -73,11 +99,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if plan.untrained:  # their hashes name weights that do not exist yet: train, then plan again
         plan = plan_trained(exp, plugins, source, progress=not args.no_progress)
+    _shard(plan, args.shard)
     store = ResultStore(args.store)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress)
     print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
-          f"{summary.skipped_done} already in {store.url}")
+          f"{summary.skipped_done} already in {store.display_url}")
     hashes = {c.hash for c in plan.cells}
     frame = store.frame()
     frame = frame[frame["cell_hash"].isin(hashes)]

@@ -68,3 +68,10 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+# Longest string each ``runs`` column holds. Config validation checks names against these, so a
+# name that fits one backend fits every backend (PostgreSQL enforces them, SQLite does not).
+TEXT_LIMITS: dict[str, int] = {
+    c.name: c.type.length for c in Run.__table__.columns if isinstance(c.type, String) and c.type.length
+}

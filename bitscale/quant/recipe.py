@@ -32,7 +32,11 @@ class ActOptions(PluginOptions):
     act_granularity: Literal["token", "tensor"] = Field(
         default="token", description="'token': dynamic per-token scales; 'tensor': one static calibrated scale."
     )
-    act_symmetric: bool = Field(default=False, description="Symmetric int activations (no zero-point).")
+    act_symmetric: bool = Field(
+        default=False,
+        description="Symmetric int activations (no zero-point), on the restricted grid ±(2^(b-1)-1) "
+        "(as SmoothQuant's reference code).",
+    )
 
 
 class QuantOptions(ActOptions):
@@ -41,8 +45,12 @@ class QuantOptions(ActOptions):
     group_size: int | None = Field(
         default=None, gt=0, description="Weight group size along input channels; None = one scale per output channel."
     )
-    weight_symmetric: bool = Field(
-        default=False, description="Symmetric int weights (no zero-point); fp formats are always symmetric."
+    # One field rather than a second option for the grid: configurations that never name it keep
+    # their option dump, hence their cell hashes.
+    weight_symmetric: bool | Literal["restricted"] = Field(
+        default=False,
+        description="Symmetric int weights (no zero-point): true = all 2^b codes [-2^(b-1), 2^(b-1)-1] "
+        "(GPTQ / llm-compressor's grid); 'restricted' = codes ±(2^(b-1)-1). fp formats are always symmetric.",
     )
 
 
@@ -51,14 +59,22 @@ def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
     if fmt.kind == "full":
         return None
     gran = "group" if options.group_size else "channel"
-    return QuantSpec(fmt, gran, options.group_size, symmetric=True if fmt.kind == "fp" else options.weight_symmetric)
+    if fmt.kind == "fp":
+        return QuantSpec(fmt, gran, options.group_size, symmetric=True)
+    sym = options.weight_symmetric
+    return QuantSpec(fmt, gran, options.group_size, symmetric=bool(sym), restricted=sym == "restricted")
 
 
 def activation_spec(fmt: NumberFormat, options: ActOptions) -> QuantSpec | None:
     """The activation ``QuantSpec`` for ``fmt`` (``None`` for A16)."""
     if fmt.kind == "full":
         return None
-    return QuantSpec(fmt, options.act_granularity, symmetric=True if fmt.kind == "fp" else options.act_symmetric)
+    if fmt.kind == "fp":
+        return QuantSpec(fmt, options.act_granularity, symmetric=True)
+    # Activations keep the restricted symmetric grid: the references disagree here (SmoothQuant's
+    # code uses ±127 at 8 bits, compressed-tensors all 256 codes), and it is what bitscale used.
+    sym = options.act_symmetric
+    return QuantSpec(fmt, options.act_granularity, symmetric=sym, restricted=sym)
 
 
 def act_quantizer(precision: Precision, options: ActOptions) -> ActQuantizer | None:

@@ -11,8 +11,8 @@ llm-compressor 0.14 pins torch <= 2.14, so it lives in its own venv (default
 ``.venv-gptq-ref/bin/python``; install command in docs/quantizers.md; without it this
 benchmark prints how to make it and exits 0). One ``Linear(4096 -> 1024)`` with correlated
 inputs (``LinearModel``: ``x = z @ mix + noise``), Hessian from 128 calibration sequences x 64
-tokens (``--layer``, ``--sequences``, ``--tokens``, ``--outliers`` change the layer). Weight and Hessian go to a safetensors file; a worker under the reference
-interpreter (``benchmarks/_llmcompressor_gptq.py``) runs llm-compressor's ``quantize_weight``
+tokens (``--layer``, ``--sequences``, ``--tokens``, ``--outliers`` change the layer). Weight and
+Hessian go to a safetensors file; a worker under the reference interpreter (``benchmarks/_llmcompressor_gptq.py``) runs llm-compressor's ``quantize_weight``
 on it with qparams from its ``memoryless_minmax`` observer, as ``GPTQModifier`` does. The two
 sides run alternately (reference first on even repeats, bitscale first on odd ones), so a
 change in machine load hits both.
@@ -20,10 +20,10 @@ change in machine load hits both.
 Matched settings: the same int grids (asymmetric min-max; symmetric over all 2^b codes,
 scale max|w| / ((2^b - 1)/2)), damping 0.01 x mean diag H, block size 128, the same torch
 thread count. Symmetric rows also show bitscale's restricted grid (codes +-(2^(b-1)-1)), which
-the reference does not have. llm-compressor fixes group scales
-from the original weight before the GPTQ loop, so bitscale runs with ``static_groups=True``
-(the same algorithm); bitscale's default (group scales from the error-updated weights, as
-the original GPTQ code) is reported alongside.
+the reference does not have. llm-compressor fixes group scales from the original weight before
+the GPTQ loop, so bitscale runs with ``static_groups=True`` (the same algorithm); bitscale's
+default (group scales from the error-updated weights, as the original GPTQ code) is reported
+alongside.
 
 Output error ``||X W^T - X Wq^T||^2 / ||X W^T||^2`` on held-out inputs; "differing" is the
 fraction of quantized weights that are not equal (to 1e-5 x max|W|) between the two. Times:
@@ -111,6 +111,28 @@ def _spec(r: dict, restricted: bool = False) -> QuantSpec:
     return QuantSpec(f"int{r['bits']}", "group" if gs else "channel", gs, r["symmetric"], restricted)
 
 
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        out_f, in_f = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected OUTxIN, e.g. 256x512") from None
+    if out_f <= 0 or in_f <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sizes must be positive")
+    return out_f, in_f
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+    return parse
+
+
 def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) -> tuple[list[dict], dict]:
     m = LinearModel(cols, rows, seq=seq, outlier_channels=args.outliers)
     h = collect_hessians(m, m.quant_layers(), m.calibration_batches(n_seq, torch.Generator().manual_seed(1)))["0"]
@@ -180,11 +202,12 @@ def main() -> None:
                     help="int grids to compare: asymmetric, symmetric (all 2^b codes, as compressed-tensors), "
                          "or both (default)")
     ap.add_argument("--quick", action="store_true", help="256x512 layer, 16 sequences x 32 tokens, 1 repeat")
-    ap.add_argument("--layer", default=None, metavar="OUTxIN",
+    ap.add_argument("--layer", type=_shape, default=None, metavar="OUTxIN",
                     help="layer shape, e.g. 256x512 (default 1024x4096; 256x512 with --quick)")
-    ap.add_argument("--sequences", type=int, default=None, help="calibration sequences (default 128; 16 with --quick)")
-    ap.add_argument("--tokens", type=int, default=None, help="tokens per sequence (default 64; 32 with --quick)")
-    ap.add_argument("--outliers", type=int, default=0,
+    ap.add_argument("--sequences", type=_count(1), default=None,
+                    help="calibration sequences (default 128; 16 with --quick)")
+    ap.add_argument("--tokens", type=_count(1), default=None, help="tokens per sequence (default 64; 32 with --quick)")
+    ap.add_argument("--outliers", type=_count(0), default=0,
                     help="input channels with 30x the activation scale (default 0)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -198,11 +221,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.repeats = 1
-    shape = args.layer or ("256x512" if args.quick else "1024x4096")
-    try:
-        out_f, in_f = (int(v) for v in shape.lower().split("x"))
-    except ValueError:
-        sys.exit(f"--layer {shape!r}: expected OUTxIN, e.g. 256x512")
+    out_f, in_f = args.layer or ((256, 512) if args.quick else (1024, 4096))
     n_seq = args.sequences or (16 if args.quick else 128)
     seq = args.tokens or (32 if args.quick else 64)
     rows, info = bench(out_f, in_f, n_seq, seq, args)

@@ -134,7 +134,7 @@ def test_weight_symmetric_option_picks_the_grid_and_activations_stay_restricted(
         assert {m.weight_label for m in layers} == {label}
         assert max(len(torch.unique(m.weight[r])) for m in layers for r in range(m.out_features)) <= levels
         # grid step of a row: max|w| / 3.5 on the full grid, / 3 on the restricted one
-        q = next(iter(layers)).weight[0]
+        q = next(iter(layers)).weight[0].detach()
         steps[sym] = float(min(torch.diff(torch.unique(q))))
         rows_bits = sum(m.out_features * 16 for m in layers)  # fp16 scale, no zero-point
         numel = sum(m.weight.numel() for m in layers)
@@ -146,7 +146,7 @@ def test_weight_symmetric_option_picks_the_grid_and_activations_stay_restricted(
     # configurations that never name the grid keep their option dump (and so their cell hashes)
     assert ALL["rtn"].Options().model_dump(mode="json") == {
         "act_granularity": "token", "act_symmetric": False, "group_size": None, "weight_symmetric": False}
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="expected true .*, false .* or 'restricted'"):
         ALL["rtn"].Options(weight_symmetric="full")
 
 

@@ -10,11 +10,13 @@ Integer grids
       q = clip(round(x / s) + z, 0, 2^b - 1),  x_hat = (q - z) * s
     with l = min(X, 0), u = max(X, 0): zero is always inside the range so that exact zeros
     (padding, ReLU outputs) stay exact and the zero-point never clips (as GPTQ's reference does).
-  symmetric (full range, all 2^b codes; the default, the grid of GPTQ's reference code,
-  gptqmodel and llm-compressor / compressed-tensors):
+  symmetric (full range, all 2^b codes; the default symmetric grid, that of llm-compressor /
+  compressed-tensors, and of GPTQ's reference code and gptqmodel except in groups without a
+  negative value, where those halve the range):
       s = max|X| / ((2^b - 1) / 2),  q = clip(round(x / s), -2^(b-1), 2^(b-1) - 1)
-    the half-step asymmetry of the codes means +max|X| rounds to the top code 2^(b-1) - 1
-    (0.5 step below it) while -max|X| is exact; no zero-point is stored.
+    +-max|X| fall halfway between two codes (2^(b-1) - 1/2 steps): +max|X| rounds to the top
+    code, -max|X| (ties to even) to -2^(b-1), each half a step off; no zero-point is stored.
+    Rounding divides by s (as the references do; multiplying by 1/s can move that tie).
   symmetric, restricted (``restricted=True``; 2^b - 1 codes mirrored around zero, as
   SmoothQuant's reference code quantizes activations):
       s = max|X| / (2^(b-1) - 1),  q = clip(round(x / s), -(2^(b-1) - 1), 2^(b-1) - 1)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
@@ -24,6 +24,7 @@ from bitscale.quant.linear import QuantLinear
 
 #: Formats every built-in scalar quantizer accepts.
 INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
+_BOOL = TypeAdapter(bool)
 
 
 class ActOptions(PluginOptions):
@@ -52,6 +53,19 @@ class QuantOptions(ActOptions):
         description="Symmetric int weights (no zero-point): true = all 2^b codes [-2^(b-1), 2^(b-1)-1] "
         "(GPTQ / llm-compressor's grid); 'restricted' = codes ±(2^(b-1)-1). fp formats are always symmetric.",
     )
+
+    @field_validator("weight_symmetric", mode="before")
+    @classmethod
+    def _symmetric_choice(cls, value: Any) -> Any:
+        # one message naming the three choices instead of pydantic's two (bool, literal) failures
+        if value == "restricted":
+            return value
+        try:
+            return _BOOL.validate_python(value)
+        except ValidationError:
+            raise ValueError(
+                f"expected true (all 2^b codes), false (asymmetric) or 'restricted' (codes ±(2^(b-1)-1)), got {value!r}"
+            ) from None
 
 
 def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:

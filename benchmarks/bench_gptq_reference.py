@@ -3,23 +3,27 @@
     python benchmarks/bench_gptq_reference.py                      # 1024x4096, 128 sequences
     python benchmarks/bench_gptq_reference.py --quick              # 256x512, seconds
     python benchmarks/bench_gptq_reference.py --act-order          # also act-order rows
+    python benchmarks/bench_gptq_reference.py --grid sym           # symmetric rows only
+    python benchmarks/bench_gptq_reference.py --layer 256x512 --sequences 128 --tokens 32 --outliers 8
     python benchmarks/bench_gptq_reference.py --reference-python /path/to/python
 
 llm-compressor 0.14 pins torch <= 2.14, so it lives in its own venv (default
 ``.venv-gptq-ref/bin/python``; install command in docs/quantizers.md; without it this
 benchmark prints how to make it and exits 0). One ``Linear(4096 -> 1024)`` with correlated
 inputs (``LinearModel``: ``x = z @ mix + noise``), Hessian from 128 calibration sequences x 64
-tokens. Weight and Hessian go to a safetensors file; a worker under the reference
-interpreter (``benchmarks/_llmcompressor_gptq.py``) runs llm-compressor's ``quantize_weight``
+tokens (``--layer``, ``--sequences``, ``--tokens``, ``--outliers`` change the layer). Weight and
+Hessian go to a safetensors file; a worker under the reference interpreter (``benchmarks/_llmcompressor_gptq.py``) runs llm-compressor's ``quantize_weight``
 on it with qparams from its ``memoryless_minmax`` observer, as ``GPTQModifier`` does. The two
 sides run alternately (reference first on even repeats, bitscale first on odd ones), so a
 change in machine load hits both.
 
-Matched settings: asymmetric int (the same min-max grid in both libraries), damping 0.01 x
-mean diag H, block size 128, the same torch thread count. llm-compressor fixes group scales
-from the original weight before the GPTQ loop, so bitscale runs with ``static_groups=True``
-(the same algorithm); bitscale's default (group scales from the error-updated weights, as
-the original GPTQ code) is reported alongside.
+Matched settings: the same int grids (asymmetric min-max; symmetric over all 2^b codes,
+scale max|w| / ((2^b - 1)/2)), damping 0.01 x mean diag H, block size 128, the same torch
+thread count. Symmetric rows also show bitscale's restricted grid (codes +-(2^(b-1)-1)), which
+the reference does not have. llm-compressor fixes group scales from the original weight before
+the GPTQ loop, so bitscale runs with ``static_groups=True`` (the same algorithm); bitscale's
+default (group scales from the error-updated weights, as the original GPTQ code) is reported
+alongside.
 
 Output error ``||X W^T - X Wq^T||^2 / ||X W^T||^2`` on held-out inputs; "differing" is the
 fraction of quantized weights that are not equal (to 1e-5 x max|W|) between the two. Times:
@@ -87,27 +91,54 @@ def _err(w: torch.Tensor, wq: torch.Tensor, x: torch.Tensor) -> float:
     return float((x @ (wq - w).T).pow(2).sum() / (x @ w.T).pow(2).sum())
 
 
-def _settings(act_order: bool, symmetric: bool) -> list[dict]:
+GRIDS = {"asym": (False,), "sym": (True,), "both": (False, True)}
+
+
+def _settings(act_order: bool, grid: str) -> list[dict]:
     runs = []
-    for ao in (False, True) if act_order else (False,):
-        for bits in (3, 4):
-            for gs in (None, 128):
-                key = f"int{bits}_{'g' + str(gs) if gs else 'channel'}{'_actorder' if ao else ''}"
-                runs.append({"key": key, "bits": bits, "group_size": gs, "act_order": ao, "symmetric": symmetric})
+    for symmetric in GRIDS[grid]:
+        for ao in (False, True) if act_order else (False,):
+            for bits in (3, 4):
+                for gs in (None, 128):
+                    key = (f"int{bits}_{'g' + str(gs) if gs else 'channel'}_{'sym' if symmetric else 'asym'}"
+                           f"{'_actorder' if ao else ''}")
+                    runs.append({"key": key, "bits": bits, "group_size": gs, "act_order": ao, "symmetric": symmetric})
     return runs
 
 
-def _spec(r: dict) -> QuantSpec:
+def _spec(r: dict, restricted: bool = False) -> QuantSpec:
     gs = r["group_size"]
-    return QuantSpec(f"int{r['bits']}", "group" if gs else "channel", gs, r["symmetric"])
+    return QuantSpec(f"int{r['bits']}", "group" if gs else "channel", gs, r["symmetric"], restricted)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        out_f, in_f = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected OUTxIN, e.g. 256x512") from None
+    if out_f <= 0 or in_f <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sizes must be positive")
+    return out_f, in_f
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+    return parse
 
 
 def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) -> tuple[list[dict], dict]:
-    m = LinearModel(cols, rows, seq=seq)
+    m = LinearModel(cols, rows, seq=seq, outlier_channels=args.outliers)
     h = collect_hessians(m, m.quant_layers(), m.calibration_batches(n_seq, torch.Generator().manual_seed(1)))["0"]
     x = m.inputs(16, torch.Generator().manual_seed(2)).reshape(-1, cols)
     w = m.linear.weight.detach().clone()
-    runs = _settings(args.act_order, args.symmetric)
+    runs = _settings(args.act_order, args.grid)
     with tempfile.TemporaryDirectory() as d:
         save_file({"weight": w.contiguous(), "hessian": h.contiguous()}, str(Path(d, "layer.safetensors")))
         ref = Reference(args.reference_python, Path(d, "layer.safetensors"), args.threads, Path(d, "worker.log"))
@@ -144,6 +175,7 @@ def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) 
             "differing": float(((ours[k] - theirs[k]).abs() > 1e-5 * w.abs().max()).float().mean()),
             "err_rtn": _err(w, fake_quant_weight(w, spec), x),
             "err_bitscale_default": None,
+            "err_bitscale_restricted": None,
             **{f"{name}_s": v for name, v in med.items()},
             "wall_ratio": med["ours_wall"] / med["ref_wall"],
             "cpu_ratio": med["ours_cpu"] / med["ref_cpu"],
@@ -151,6 +183,10 @@ def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) 
         }
         if r["group_size"] and not r["act_order"]:  # bitscale's default group parameters (lazy, from updated weights)
             row["err_bitscale_default"] = _err(w, gptq_quantize(w, h, spec, BLOCK_SIZE, DAMP).weight, x)
+        if r["symmetric"]:  # bitscale's restricted symmetric grid, which the reference lacks
+            restricted = gptq_quantize(w, h, _spec(r, restricted=True), BLOCK_SIZE, DAMP,
+                                       act_order=r["act_order"], static_groups=True).weight
+            row["err_bitscale_restricted"] = _err(w, restricted, x)
         out.append(row)
     return out, info
 
@@ -162,11 +198,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads, both sides (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting and side; the median is reported")
     ap.add_argument("--act-order", action="store_true", help="also run with activation ordering")
-    ap.add_argument("--symmetric", action="store_true",
-                    help="symmetric int instead of asymmetric; the grids differ (bitscale: codes in +-(2^(b-1)-1), "
-                         "scale max|w|/(2^(b-1)-1); compressed-tensors: codes in [-2^(b-1), 2^(b-1)-1], "
-                         "scale max|w|/((2^b-1)/2)), so errors are not expected to match")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="both",
+                    help="int grids to compare: asymmetric, symmetric (all 2^b codes, as compressed-tensors), "
+                         "or both (default)")
     ap.add_argument("--quick", action="store_true", help="256x512 layer, 16 sequences x 32 tokens, 1 repeat")
+    ap.add_argument("--layer", type=_shape, default=None, metavar="OUTxIN",
+                    help="layer shape, e.g. 256x512 (default 1024x4096; 256x512 with --quick)")
+    ap.add_argument("--sequences", type=_count(1), default=None,
+                    help="calibration sequences (default 128; 16 with --quick)")
+    ap.add_argument("--tokens", type=_count(1), default=None, help="tokens per sequence (default 64; 32 with --quick)")
+    ap.add_argument("--outliers", type=_count(0), default=0,
+                    help="input channels with 30x the activation scale (default 0)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.reference_python is None:
@@ -179,9 +221,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.repeats = 1
-        rows, info = bench(256, 512, 16, 32, args)
-    else:
-        rows, info = bench(1024, 4096, 128, 64, args)
+    out_f, in_f = args.layer or ((256, 512) if args.quick else (1024, 4096))
+    n_seq = args.sequences or (16 if args.quick else 128)
+    seq = args.tokens or (32 if args.quick else 64)
+    rows, info = bench(out_f, in_f, n_seq, seq, args)
     if args.json:
         print(json.dumps({"rows": rows, "reference": info, "threads": args.threads, "torch": torch.__version__}, indent=1))
         return
@@ -189,15 +232,18 @@ def main() -> None:
         [r["setting"], f"{r['err_bitscale']:.5f}", f"{r['err_llmcompressor']:.5f}", f"{r['rel_diff']:+.3%}",
          f"{r['differing']:.3%}", f"{r['err_rtn']:.5f}",
          "" if r["err_bitscale_default"] is None else f"{r['err_bitscale_default']:.5f}",
+         "" if r["err_bitscale_restricted"] is None else
+         f"{r['err_bitscale_restricted']:.5f} ({r['err_bitscale_restricted'] / r['err_llmcompressor']:.2f}x)",
          f"{r['ours_wall_s']:.2f}", f"{r['ref_wall_s']:.2f}", f"{r['wall_ratio']:.2f}", f"{r['cpu_ratio']:.2f}"]
         for r in rows
     ]
-    headers = ["setting (" + ("sym" if args.symmetric else "asym") + ")", "err bitscale", "err llm-compressor",
-               "rel. diff", "differing", "err RTN", "err bitscale default groups",
+    headers = ["setting", "err bitscale", "err llm-compressor",
+               "rel. diff", "differing", "err RTN", "err bitscale default groups", "err bitscale restricted (vs ref)",
                "bitscale s", "llm-compressor s", "wall ratio", "CPU ratio"]
     print(tabulate(table, headers=headers, tablefmt="github"))
     v = info["versions"]
-    print(f"\nthreads {args.threads} here, {info['threads']} in the reference; median of {args.repeats}, interleaved; "
+    print(f"\nlayer {out_f}x{in_f}, {n_seq}x{seq} calibration tokens, {args.outliers} outlier channels; "
+          f"threads {args.threads} here, {info['threads']} in the reference; median of {args.repeats}, interleaved; "
           f"bitscale: torch {torch.__version__}; reference: torch {v['torch']}, llmcompressor {v['llmcompressor']}, "
           f"compressed-tensors {v['compressed-tensors']}")
 

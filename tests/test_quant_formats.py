@@ -130,9 +130,57 @@ def test_int_asymmetric_matches_paper_eq_4_6(bits: int) -> None:
     assert ((q - w).abs() <= scale[:, None] / 2 + 1e-6).all()
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_int_symmetric_uses_all_codes(bits: int) -> None:
+    """Full-range symmetric int: 2^b levels, codes [-2^(b-1), 2^(b-1)-1], s = max|w| / ((2^b-1)/2).
+
+    max|w| lands exactly between two codes (2^(b-1) - 1/2 steps). Rows here have power-of-two
+    scales, so that tie is exact: -max|w| takes the even code -2^(b-1), as in the references.
+    """
+    half_span = (2**bits - 1) / 2
+    amax = torch.tensor([[0.25], [1.0], [8.0]]) * half_span
+    w = torch.linspace(-1, 1, 4001) * amax
+    spec = QuantSpec(NumberFormat(f"int{bits}"), "channel", symmetric=True)
+    scale, zero = weight_qparams(w, spec)
+    assert zero is None and not spec.has_zero_point
+    scale = scale[:, 0]
+    assert torch.equal(scale, amax[:, 0] / half_span)
+    codes = quantize_codes(w, scale[:, None], None, spec)
+    assert codes.min() == -(2 ** (bits - 1)) and codes.max() == 2 ** (bits - 1) - 1
+    q = fake_quant_weight(w, spec)
+    assert all(len(torch.unique(q[r])) == 2**bits for r in range(3))  # e.g. 8 levels at 3 bits
+    # nothing is clipped by more than half a step (+max|w| is half a step above the top code)
+    assert ((q - w).abs() <= scale[:, None] / 2 * (1 + 1e-5)).all()
+
+
+def test_int3_symmetric_known_values() -> None:
+    """Hand-computed: max|w| = 3.5 gives s = 3.5 / 3.5 = 1 (full) and 3.5 / 3 (restricted)."""
+    w = torch.tensor([[-3.5, -1.6, 0.7, 2.625, 3.5]])
+    full = fake_quant_weight(w, QuantSpec("int3", "channel", symmetric=True))
+    # -3.5 ties to the even code -4; 3.5 rounds to 4 and clips to the top code 3
+    assert torch.equal(full, torch.tensor([[-4.0, -2.0, 1.0, 3.0, 3.0]]))
+    restricted = fake_quant_weight(w, QuantSpec("int3", "channel", symmetric=True, restricted=True))
+    s = 3.5 / 3
+    assert torch.allclose(restricted, torch.tensor([[-3.0, -1.0, 1.0, 2.0, 3.0]]) * s)
+
+
+def test_int_symmetric_equals_the_gptq_reference_quantizer() -> None:
+    """The grid of GPTQ's reference code (and gptqmodel), written out from its definition:
+    unsigned codes with the fixed zero-point 2^(b-1) and scale 2 max|w| / (2^b - 1)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 128, generator=g) * torch.rand(32, 1, generator=g)
+    for bits in (2, 3, 4, 8):
+        maxq = 2**bits - 1
+        amax = w.abs().amax(1, keepdim=True)
+        s = 2 * amax / maxq
+        ref = s * (torch.clamp(torch.round(w / s) + (maxq + 1) / 2, 0, maxq) - (maxq + 1) / 2)
+        ours = fake_quant_weight(w, QuantSpec(f"int{bits}", "channel", symmetric=True))
+        assert torch.allclose(ours, ref, atol=1e-6), bits
+
+
 def test_int_symmetric_restricted_range() -> None:
     w = torch.randn(4, 32)
-    spec = QuantSpec(NumberFormat("int4"), "channel", symmetric=True)
+    spec = QuantSpec(NumberFormat("int4"), "channel", symmetric=True, restricted=True)
     scale, zero = weight_qparams(w, spec)
     assert zero is None
     scale = scale[:, 0]
@@ -142,8 +190,10 @@ def test_int_symmetric_restricted_range() -> None:
     assert len(torch.unique(q[0])) <= 15
 
 
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_int_grid_agrees_with_torchao_affine(symmetric: bool) -> None:
+@pytest.mark.parametrize("symmetric,restricted,qrange", [
+    (True, False, (-8, 7)), (True, True, (-7, 7)), (False, False, (0, 15)),
+])
+def test_int_grid_agrees_with_torchao_affine(symmetric: bool, restricted: bool, qrange: tuple[int, int]) -> None:
     """Our (scale, zero) through torchao's quantize/dequantize must give our fake-quant.
 
     torchao is only trusted here for rounding/clamping with given qparams; its asymmetric
@@ -151,13 +201,19 @@ def test_int_grid_agrees_with_torchao_affine(symmetric: bool) -> None:
     """
     qp = pytest.importorskip("torchao.quantization.quant_primitives")
     w = torch.randn(8, 64) * 0.5 + 0.1
-    spec = QuantSpec(NumberFormat("int4"), "group", 16, symmetric=symmetric)
+    spec = QuantSpec(NumberFormat("int4"), "group", 16, symmetric=symmetric, restricted=restricted)
     scale, zero = weight_qparams(w, spec)
-    qmin, qmax = (-7, 7) if symmetric else (0, 15)
+    qmin, qmax = qrange
     z = torch.zeros_like(scale) if zero is None else zero
     codes = qp.quantize_affine(w, (1, 16), scale, z.to(torch.int32), torch.int32, qmin, qmax)
     deq = qp.dequantize_affine(codes, (1, 16), scale, z.to(torch.int32), torch.int32, qmin, qmax)
-    assert torch.allclose(deq, fake_quant_weight(w, spec), atol=1e-6)
+    ours = fake_quant_weight(w, spec)
+    # torchao multiplies by 1/scale, we divide (as GPTQ's code and compressed-tensors do): they may
+    # round the one tie of the full symmetric grid, -max|w| at -7.5 steps, to different codes
+    tie = (w / scale.repeat_interleave(16, 1)).abs().sub((qmax - qmin) / 2).abs() < 1e-4
+    tie &= symmetric and not restricted
+    assert torch.allclose(deq[~tie], ours[~tie], atol=1e-6)
+    assert tie.sum() <= scale.numel() and torch.allclose(deq[tie], ours[tie], atol=1.01 * float(scale.max()))
 
 
 def test_group_quantization_matches_per_group_loop_and_handles_ragged_groups() -> None:
@@ -210,6 +266,13 @@ def test_spec_validation() -> None:
     with pytest.raises(ValueError, match="fp16"):
         QuantSpec(NumberFormat("fp16"))
     assert QuantSpec("int4").symmetric is False and QuantSpec("fp4_e2m1").symmetric is True
+    assert QuantSpec("int4", symmetric=True).restricted is False
+    assert str(QuantSpec("int4", symmetric=True)) == "int4:channel:sym"
+    assert str(QuantSpec("int4", symmetric=True, restricted=True)) == "int4:channel:sym-restricted"
+    with pytest.raises(ValueError, match="restricted range applies to symmetric int"):
+        QuantSpec("int4", restricted=True)  # asymmetric int
+    with pytest.raises(ValueError, match="restricted range applies to symmetric int"):
+        QuantSpec("fp4_e2m1", restricted=True)
 
 
 # --------------------------------------------------------------------------- bits
@@ -224,6 +287,7 @@ def test_effective_bits_are_exact() -> None:
     assert weight_storage_bits(shape, g) / (4096 * 4096) == 4 + 20 / 128
     # symmetric and fp formats store no zero-point
     assert weight_storage_bits(shape, QuantSpec("int4", "group", 128, symmetric=True)) / 4096**2 == 4 + 16 / 128
+    assert weight_storage_bits(shape, QuantSpec("int4", "group", 128, symmetric=True, restricted=True)) / 4096**2 == 4 + 16 / 128
     assert weight_storage_bits(shape, QuantSpec("fp4_e2m1", "group", 32)) / 4096**2 == 4 + 0.5
     # ragged groups round up
     assert weight_storage_bits((2, 130), QuantSpec("int3", "group", 128, symmetric=True)) == 2 * 130 * 3 + 4 * 16

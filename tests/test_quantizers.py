@@ -122,6 +122,34 @@ def test_rtn_effective_bits_count_scales_and_zero_points() -> None:
     assert rep.extra["model_effective_bits"] > rep.effective_weight_bits  # head/embeddings at 16
 
 
+def test_weight_symmetric_option_picks_the_grid_and_activations_stay_restricted() -> None:
+    """``weight_symmetric: true`` is the full 2^b-code grid, ``restricted`` the ±(2^(b-1)-1) one;
+    neither stores a zero-point. Symmetric activations keep the restricted grid."""
+    steps = {}
+    for sym, label, levels in ((True, "int3:channel:sym", 8), ("restricted", "int3:channel:sym-restricted", 7)):
+        model = _toy()
+        opts = ALL["rtn"].Options(weight_symmetric=sym, act_symmetric=True)
+        rep = ALL["rtn"](opts).quantize(model, Precision.parse("W3A8"), [])
+        layers = model.quant_layers().values()
+        assert {m.weight_label for m in layers} == {label}
+        assert max(len(torch.unique(m.weight[r])) for m in layers for r in range(m.out_features)) <= levels
+        # grid step of a row: max|w| / 3.5 on the full grid, / 3 on the restricted one
+        q = next(iter(layers)).weight[0].detach()
+        steps[sym] = float(min(torch.diff(torch.unique(q))))
+        rows_bits = sum(m.out_features * 16 for m in layers)  # fp16 scale, no zero-point
+        numel = sum(m.weight.numel() for m in layers)
+        assert rep.effective_weight_bits == pytest.approx(3 + rows_bits / numel)
+        assert all(m.act_quantizer.spec.symmetric and m.act_quantizer.spec.restricted for m in layers)
+    ref = next(iter(_toy().quant_layers().values())).weight[0].detach()
+    assert steps[True] == pytest.approx(float(ref.abs().max()) / 3.5, rel=1e-5)
+    assert steps["restricted"] == pytest.approx(float(ref.abs().max()) / 3, rel=1e-5)
+    # configurations that never name the grid keep their option dump (and so their cell hashes)
+    assert ALL["rtn"].Options().model_dump(mode="json") == {
+        "act_granularity": "token", "act_symmetric": False, "group_size": None, "weight_symmetric": False}
+    with pytest.raises(ValidationError, match="expected true .*, false .* or 'restricted'"):
+        ALL["rtn"].Options(weight_symmetric="full")
+
+
 def test_rtn_groups_lower_the_error() -> None:
     ref = _toy()
     errs = {}
@@ -167,9 +195,10 @@ def _out_err(w: torch.Tensor, wq: torch.Tensor, x: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("bits", [3, 4])
 @pytest.mark.parametrize("group_size", [None, 128])
-def test_gptq_matches_reference_and_beats_rtn(correlated_layer, bits: int, group_size: int | None) -> None:
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gptq_matches_reference_and_beats_rtn(correlated_layer, bits: int, group_size: int | None, symmetric: bool) -> None:
     w, h, x = correlated_layer
-    spec = QuantSpec(f"int{bits}", "group" if group_size else "channel", group_size)
+    spec = QuantSpec(f"int{bits}", "group" if group_size else "channel", group_size, symmetric)
     ours = _out_err(w, gptq_quantize(w, h, spec).weight, x)
     ref = _out_err(w, gptq_obs(w, h, spec), x)
     rtn = _out_err(w, fake_quant_weight(w, spec), x)

@@ -10,8 +10,17 @@ Integer grids
       q = clip(round(x / s) + z, 0, 2^b - 1),  x_hat = (q - z) * s
     with l = min(X, 0), u = max(X, 0): zero is always inside the range so that exact zeros
     (padding, ReLU outputs) stay exact and the zero-point never clips (as GPTQ's reference does).
-  symmetric (restricted range, 2^b - 1 levels around zero):
+  symmetric (full range, all 2^b codes; the default symmetric grid, that of llm-compressor /
+  compressed-tensors, and of GPTQ's reference code and gptqmodel except in groups without a
+  negative value, where those halve the range):
+      s = max|X| / ((2^b - 1) / 2),  q = clip(round(x / s), -2^(b-1), 2^(b-1) - 1)
+    +-max|X| fall halfway between two codes (2^(b-1) - 1/2 steps): +max|X| rounds to the top
+    code, -max|X| (ties to even) to -2^(b-1), each half a step off; no zero-point is stored.
+    Rounding divides by s (as the references do; multiplying by 1/s can move that tie).
+  symmetric, restricted (``restricted=True``; 2^b - 1 codes mirrored around zero, as
+  SmoothQuant's reference code quantizes activations):
       s = max|X| / (2^(b-1) - 1),  q = clip(round(x / s), -(2^(b-1) - 1), 2^(b-1) - 1)
+    Both symmetric grids are s = max|X| / ((qmax - qmin) / 2) over their own code range.
 
 Floating-point ExMy grids (always symmetric: the sign bit is in the format)
   s = max|X| / fp_max(format), x_hat = round_fp(x / s) * s, where round_fp rounds to the
@@ -62,12 +71,14 @@ class QuantSpec:
 
     ``symmetric=None`` picks the default for the format: asymmetric min-max for int (the
     paper's Eq. 4-6), symmetric for fp (the only option: the sign lives in the format).
+    Symmetric int uses all ``2^b`` codes unless ``restricted`` (codes ``±(2^(b-1)-1)``).
     """
 
     fmt: NumberFormat
     granularity: Granularity = "channel"
     group_size: int | None = None
     symmetric: bool | None = None
+    restricted: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.fmt, str):
@@ -78,6 +89,9 @@ class QuantSpec:
             object.__setattr__(self, "symmetric", self.fmt.kind == "fp")
         if self.fmt.kind == "fp" and not self.symmetric:
             raise ValueError(f"{self.fmt} is a sign-magnitude format: asymmetric (zero-point) fp is not defined")
+        if self.restricted and not (self.fmt.kind == "int" and self.symmetric):
+            raise ValueError(f"the restricted range applies to symmetric int only, not {self.fmt} "
+                             f"{'symmetric' if self.symmetric else 'asymmetric'}")
         if self.granularity not in ("tensor", "channel", "group", "token"):
             raise ValueError(f"unknown granularity {self.granularity!r}")
         if self.granularity == "group":
@@ -100,7 +114,7 @@ class QuantSpec:
         return self.kind == "int" and not bool(self.symmetric)
 
     def __str__(self) -> str:
-        sym = "sym" if self.symmetric else "asym"
+        sym = ("sym-restricted" if self.restricted else "sym") if self.symmetric else "asym"
         g = f"g{self.group_size}" if self.granularity == "group" else self.granularity
         return f"{self.fmt}:{g}:{sym}"
 
@@ -113,12 +127,21 @@ def round_ste(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def int_range(bits: int, symmetric: bool) -> tuple[int, int]:
-    """Integer code range ``(qmin, qmax)``: ``[0, 2^b-1]`` or the restricted ``[-(2^(b-1)-1), 2^(b-1)-1]``."""
-    if symmetric:
-        m = 2 ** (bits - 1) - 1
-        return -m, m
-    return 0, 2**bits - 1
+def int_range(bits: int, symmetric: bool, restricted: bool = False) -> tuple[int, int]:
+    """Integer code range ``(qmin, qmax)``.
+
+    Asymmetric ``[0, 2^b-1]``; symmetric ``[-2^(b-1), 2^(b-1)-1]`` (all ``2^b`` codes), or with
+    ``restricted`` ``[-(2^(b-1)-1), 2^(b-1)-1]`` (one code fewer, mirrored around zero).
+    """
+    if not symmetric:
+        return 0, 2**bits - 1
+    m = 2 ** (bits - 1) - 1
+    return (-m if restricted else -m - 1), m
+
+
+def spec_int_range(spec: QuantSpec) -> tuple[int, int]:
+    """``int_range`` of an int ``QuantSpec``."""
+    return int_range(spec.bits, bool(spec.symmetric), spec.restricted)
 
 
 def fp_max(fmt: NumberFormat | str) -> float:
@@ -186,10 +209,11 @@ def choose_qparams(xmin: Tensor, xmax: Tensor, spec: QuantSpec) -> tuple[Tensor,
     if spec.kind == "fp":
         amax = torch.maximum(xmin.abs(), xmax.abs())
         return (amax / fp_max(spec.fmt)).clamp(min=_MIN_SCALE), None
-    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    qmin, qmax = spec_int_range(spec)
     if spec.symmetric:
+        # max|X| maps to half the code span: (2^b - 1)/2 for the full grid, 2^(b-1) - 1 restricted
         amax = torch.maximum(xmin.abs(), xmax.abs())
-        return (amax / qmax).clamp(min=_MIN_SCALE), None
+        return (amax / ((qmax - qmin) / 2)).clamp(min=_MIN_SCALE), None
     lo = xmin.clamp(max=0)
     hi = xmax.clamp(min=0)
     scale = ((hi - lo) / qmax).clamp(min=_MIN_SCALE)
@@ -201,7 +225,7 @@ def fake_quant(x: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec) -
     """Quantize-dequantize ``x`` with broadcastable ``scale``/``zero``; STE gradient to x and scale."""
     if spec.kind == "fp":
         return round_to_fp(x / scale, spec.fmt) * scale
-    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    qmin, qmax = spec_int_range(spec)
     if zero is None:
         return round_ste(x / scale).clamp(qmin, qmax) * scale
     return (round_ste(x / scale) + zero).clamp(qmin, qmax).sub(zero) * scale
@@ -211,7 +235,7 @@ def quantize_codes(x: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpe
     """Integer codes (int format only), e.g. for packing or to check the grid in tests."""
     if spec.kind != "int":
         raise ValueError("integer codes exist only for int formats")
-    qmin, qmax = int_range(spec.bits, bool(spec.symmetric))
+    qmin, qmax = spec_int_range(spec)
     q = torch.round(x / scale) + (zero if zero is not None else 0)
     return q.clamp(qmin, qmax).to(torch.int32)
 

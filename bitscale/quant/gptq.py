@@ -20,7 +20,7 @@ lazy update of the later columns one ``addmm_`` per block (no temporaries).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -143,4 +143,4 @@ def gptq_quantize(
 
 def _as_channel(spec: QuantSpec) -> QuantSpec:
     """The same grid per row (used on one group's columns at a time)."""
-    return QuantSpec(spec.fmt, "channel", None, spec.symmetric)
+    return replace(spec, granularity="channel", group_size=None)

@@ -14,6 +14,8 @@ because it pins an older torch) is ``benchmarks/bench_gptq_reference.py``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
@@ -25,7 +27,7 @@ def _column_params(w: Tensor, spec: QuantSpec, j: int, cached: tuple) -> tuple:
     if spec.granularity == "group" and spec.group_size < w.shape[1]:
         if j % spec.group_size == 0:
             chunk = w[:, j : j + spec.group_size]
-            s, z = weight_qparams(chunk, QuantSpec(spec.fmt, "channel", None, spec.symmetric))
+            s, z = weight_qparams(chunk, replace(spec, granularity="channel", group_size=None))
             return s[:, 0], (z[:, 0] if z is not None else None)
         return cached
     return cached

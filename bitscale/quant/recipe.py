@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
@@ -24,6 +24,7 @@ from bitscale.quant.linear import QuantLinear
 
 #: Formats every built-in scalar quantizer accepts.
 INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
+_BOOL = TypeAdapter(bool)
 
 
 class ActOptions(PluginOptions):
@@ -32,7 +33,11 @@ class ActOptions(PluginOptions):
     act_granularity: Literal["token", "tensor"] = Field(
         default="token", description="'token': dynamic per-token scales; 'tensor': one static calibrated scale."
     )
-    act_symmetric: bool = Field(default=False, description="Symmetric int activations (no zero-point).")
+    act_symmetric: bool = Field(
+        default=False,
+        description="Symmetric int activations (no zero-point), on the restricted grid ±(2^(b-1)-1) "
+        "(as SmoothQuant's reference code).",
+    )
 
 
 class QuantOptions(ActOptions):
@@ -41,9 +46,26 @@ class QuantOptions(ActOptions):
     group_size: int | None = Field(
         default=None, gt=0, description="Weight group size along input channels; None = one scale per output channel."
     )
-    weight_symmetric: bool = Field(
-        default=False, description="Symmetric int weights (no zero-point); fp formats are always symmetric."
+    # One field rather than a second option for the grid: configurations that never name it keep
+    # their option dump, hence their cell hashes.
+    weight_symmetric: bool | Literal["restricted"] = Field(
+        default=False,
+        description="Symmetric int weights (no zero-point): true = all 2^b codes [-2^(b-1), 2^(b-1)-1] "
+        "(GPTQ / llm-compressor's grid); 'restricted' = codes ±(2^(b-1)-1). fp formats are always symmetric.",
     )
+
+    @field_validator("weight_symmetric", mode="before")
+    @classmethod
+    def _symmetric_choice(cls, value: Any) -> Any:
+        # one message naming the three choices instead of pydantic's two (bool, literal) failures
+        if value == "restricted":
+            return value
+        try:
+            return _BOOL.validate_python(value)
+        except ValidationError:
+            raise ValueError(
+                f"expected true (all 2^b codes), false (asymmetric) or 'restricted' (codes ±(2^(b-1)-1)), got {value!r}"
+            ) from None
 
 
 def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
@@ -51,14 +73,22 @@ def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
     if fmt.kind == "full":
         return None
     gran = "group" if options.group_size else "channel"
-    return QuantSpec(fmt, gran, options.group_size, symmetric=True if fmt.kind == "fp" else options.weight_symmetric)
+    if fmt.kind == "fp":
+        return QuantSpec(fmt, gran, options.group_size, symmetric=True)
+    sym = options.weight_symmetric
+    return QuantSpec(fmt, gran, options.group_size, symmetric=bool(sym), restricted=sym == "restricted")
 
 
 def activation_spec(fmt: NumberFormat, options: ActOptions) -> QuantSpec | None:
     """The activation ``QuantSpec`` for ``fmt`` (``None`` for A16)."""
     if fmt.kind == "full":
         return None
-    return QuantSpec(fmt, options.act_granularity, symmetric=True if fmt.kind == "fp" else options.act_symmetric)
+    if fmt.kind == "fp":
+        return QuantSpec(fmt, options.act_granularity, symmetric=True)
+    # Activations keep the restricted symmetric grid: the references disagree here (SmoothQuant's
+    # code uses ±127 at 8 bits, compressed-tensors all 256 codes), and it is what bitscale used.
+    sym = options.act_symmetric
+    return QuantSpec(fmt, options.act_granularity, symmetric=sym, restricted=sym)
 
 
 def act_quantizer(precision: Precision, options: ActOptions) -> ActQuantizer | None:

@@ -7,90 +7,97 @@ result. The unique ``cell_hash`` makes concurrent writers of the same cell harml
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bitscale.harness import faults
 from bitscale.harness.errors import BitscaleError
-from bitscale.harness.store.schema import Metric, Protocol, Run
+from bitscale.harness.store import migrate as schema
+from bitscale.harness.store.schema import CellExperiment, Metric, Protocol, Run
+from bitscale.harness.store.urls import normalize_url, redact
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 DEFAULT_URL = "sqlite:///bitscale.db"
 
-
-def normalize_url(url_or_path: str) -> str:
-    """Accept a SQLAlchemy URL or a plain file path (taken as SQLite)."""
-    return url_or_path if "://" in url_or_path else f"sqlite:///{url_or_path}"
-
-
-def _alembic_config(connection: sa.Connection) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    return cfg
+__all__ = ["DEFAULT_URL", "ResultStore", "normalize_url", "redact", "utcnow"]
 
 
 class ResultStore:
-    """The results database at ``url`` (any SQLAlchemy URL; SQLite files get WAL mode)."""
+    """The results database at ``url`` (any SQLAlchemy URL; SQLite files get WAL mode).
+
+    ``url`` is the address *as it may be shown*: its password, if any, is hidden. Every error
+    that cannot open, read or set up the store is a ``BitscaleError`` naming that address.
+    """
 
     def __init__(self, url: str = DEFAULT_URL, *, migrate: bool = True) -> None:
-        self.url = normalize_url(url)
+        self._url = normalize_url(url)
+        self.url = redact(self._url)
         self._sqlite_path: Path | None = None
-        parsed = sa.engine.make_url(self.url)
+        try:
+            parsed = sa.engine.make_url(self._url)
+        except Exception as exc:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+            raise BitscaleError(f"store {self.url}: not a valid database URL ({_one_line(exc)}); expected e.g. "
+                                "sqlite:///results.db or postgresql://user@host/dbname") from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             self._sqlite_path = Path(parsed.database)
             if not self._sqlite_path.parent.exists():
                 raise BitscaleError(f"store {self.url}: folder {self._sqlite_path.parent} does not exist")
         try:
-            self.engine = sa.create_engine(self.url, connect_args=self._connect_args())
-        except Exception as exc:  # bad URL, missing driver
-            raise BitscaleError(f"store {url!r}: cannot open: {exc}") from None
+            self.engine = sa.create_engine(self._url, connect_args=self._connect_args())
+        except Exception as exc:  # noqa: BLE001 - bad URL, missing driver
+            raise BitscaleError(f"store {self.url}: cannot open: {_one_line(exc, self._url)}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
 
-    def _connect_args(self) -> dict[str, Any]:
-        return {"timeout": 60} if self.url.startswith("sqlite") else {}
+    @classmethod
+    def open_existing(cls, url: str) -> ResultStore:
+        """Open a store for reading: it must hold a bitscale schema already; nothing is created.
 
-    @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[None]:
-        # Two processes opening a fresh SQLite file would both try to create the tables.
-        if self._sqlite_path is None:
-            yield
-            return
-        with open(str(self._sqlite_path) + ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        An older schema is upgraded (the data must be readable); an empty database, another
+        program's database or a newer schema is a ``BitscaleError``.
+        """
+        store = cls(url, migrate=False)
+        with store._errors_named("cannot read"):
+            with store.engine.connect() as conn:
+                current = schema.current_revision(conn)
+                tables = set(sa.inspect(conn).get_table_names())
+        if current is None:
+            what = "an empty database" if not tables else f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})"
+            raise BitscaleError(f"store {store.url} is {what}, not bitscale results: run `bitscale run --store "
+                                f"{store.url}` first, or pass another --store")
+        schema.check_known(current, store.url)
+        if current != schema.head_revision():
+            store.migrate()
+        return store
+
+    def _connect_args(self) -> dict[str, Any]:
+        return {"timeout": 60} if self._url.startswith("sqlite") else {}
+
+    def _errors_named(self, doing: str):
+        """Turn driver and Alembic failures into one line naming the store (never its password)."""
+        return _NamedErrors(self, doing)
 
     def migrate(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
-        head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[arg-type]
-        try:
+        """Create or upgrade the schema to the newest Alembic revision, atomically (see ``store/migrate.py``)."""
+        with self._errors_named("cannot open or set up the schema"):
             with self.engine.connect() as conn:
-                if MigrationContext.configure(conn).get_current_revision() == head:
+                if schema.current_revision(conn) == schema.head_revision():
                     return
-            with self._migration_lock(), self.engine.begin() as conn:
-                if MigrationContext.configure(conn).get_current_revision() != head:
-                    command.upgrade(_alembic_config(conn), "head")
-        except OperationalError as exc:
-            raise BitscaleError(f"store {self.url}: cannot create or migrate the schema: {exc.orig}") from None
+            engine = schema.schema_engine(self._url, self._connect_args(), _sqlite_pragmas)
+            try:
+                schema.upgrade(engine, self.url)
+            finally:
+                engine.dispose()
 
     def session(self) -> Session:
         return self._session()
@@ -163,10 +170,77 @@ class ResultStore:
                 # Another process recorded this cell between our check and our insert.
                 s.rollback()
                 return False
+            faults.reach("record:before-commit")
         return True
+
+    def include(self, experiment: str, cell_hashes: Iterable[str]) -> None:
+        """Note that ``experiment`` includes these cells, whichever experiment computed them first.
+
+        Cells shared between experiments (W16A16 does not depend on any quantizer) are stored once,
+        under the experiment that ran them first; this membership is what lets ``--experiment X``
+        find all of X's cells. Concurrent writers may race on the same rows: a clash is retried.
+        """
+        wanted = set(cell_hashes)
+        if not experiment or not wanted:
+            return
+        for attempt in range(5):
+            try:
+                with self.session() as s, s.begin():
+                    have = set(s.scalars(sa.select(CellExperiment.cell_hash)
+                                         .where(CellExperiment.experiment == experiment)))
+                    s.add_all(CellExperiment(experiment=experiment, cell_hash=h) for h in sorted(wanted - have))
+                return
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+
+    def experiment_hashes(self, experiment: str) -> set[str]:
+        """Hashes of the cells ``experiment`` includes (its own and those it shares with others)."""
+        with self.session() as s:
+            member = s.scalars(sa.select(CellExperiment.cell_hash).where(CellExperiment.experiment == experiment))
+            own = s.scalars(sa.select(Run.cell_hash).where(Run.experiment == experiment))
+            return set(member) | set(own)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _NamedErrors:
+    """Context manager of :meth:`ResultStore._errors_named`."""
+
+    def __init__(self, store: ResultStore, doing: str) -> None:
+        self.store, self.doing = store, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, BitscaleError):
+            return False
+        if isinstance(exc, (SQLAlchemyError, CommandError)):
+            reason = _one_line(getattr(exc, "orig", None) or exc, self.store._url)
+            hint = ("; is it a bitscale store? pass another --store" if "not a database" in reason
+                    else "")
+            raise BitscaleError(f"store {self.store.url}: {self.doing}: {reason}{hint}") from None
+        return False
+
+
+def _one_line(exc: BaseException, secret_url: str | None = None) -> str:
+    """First line of an error, with the full URL (which may hold a password) shown redacted."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if secret_url:
+        text = text.replace(secret_url, redact(secret_url))
+        password = getattr(_safe_url(secret_url), "password", None)
+        if password:
+            text = text.replace(str(password), "***")
+    return text[:300]
+
+
+def _safe_url(url: str):
+    try:
+        return sa.engine.make_url(url)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -45,7 +45,8 @@ class ResultStore:
         except Exception as exc:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
             raise BitscaleError(f"store {self.url}: not a valid database URL ({_one_line(exc)}); expected e.g. "
                                 "sqlite:///results.db or postgresql://user@host/dbname") from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        self._in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+        if parsed.get_backend_name() == "sqlite" and not self._in_memory:
             self._sqlite_path = Path(parsed.database)
             if not self._sqlite_path.parent.exists():
                 raise BitscaleError(f"store {self.url}: folder {self._sqlite_path.parent} does not exist")
@@ -93,6 +94,9 @@ class ResultStore:
             with self.engine.connect() as conn:
                 if schema.current_revision(conn) == schema.head_revision():
                     return
+            if self._in_memory:  # private to this engine's connection; nothing outlives a crash anyway
+                schema.upgrade(self.engine, self.url)
+                return
             engine = schema.schema_engine(self._url, self._connect_args(), _sqlite_pragmas)
             try:
                 schema.upgrade(engine, self.url)

@@ -42,9 +42,10 @@ class ResultStore:
         self._sqlite_path: Path | None = None
         try:
             parsed = sa.engine.make_url(self._url)
-        except Exception as exc:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
-            raise BitscaleError(f"store {self.url}: not a valid database URL ({_one_line(exc)}); expected e.g. "
-                                "sqlite:///results.db or postgresql://user@host/dbname") from None
+        except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+            # The parser's own message may quote the password (as a "port"): it is not shown.
+            raise BitscaleError(f"store {self.url}: not a valid database URL; expected DIALECT://USER:PASSWORD@"
+                                "HOST:PORT/DATABASE or a file path, e.g. sqlite:///results.db") from None
         self._in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
         if parsed.get_backend_name() == "sqlite" and not self._in_memory:
             self._sqlite_path = Path(parsed.database)

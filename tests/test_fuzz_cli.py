@@ -80,7 +80,8 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         elif action < 0.6:
             data = data[:at]
         elif action < 0.8:
-            data[at:at] = rng.choice([b"\xff\xfe", b"\x00", b"{[", b": : :", b"\n  - ", b"&a *a", b"!!python/object:os.system"])
+            data[at:at] = rng.choice([b"\xff\xfe", b"\x00", b"{[", b": : :", b"\n  - ", b"&a *a",
+                                      b"!!python/object:os.system"])
         else:
             data[at:at] = data[at:at + rng.randrange(1, 40)]
     return bytes(data)

@@ -31,7 +31,8 @@ registry.register("sqlitepw", __name__, "SQLiteWithCredentials")
 
 @pytest.mark.parametrize("url, shown", [
     (f"postgresql://user:{SECRET}@db.example:5432/bench", "postgresql://user:***@db.example:5432/bench"),
-    (f"postgresql+psycopg://user:{SECRET}@db/bench?sslmode=require", "postgresql+psycopg://user:***@db/bench?sslmode=require"),
+    (f"postgresql+psycopg://user:{SECRET}@db/bench?sslmode=require",
+     "postgresql+psycopg://user:***@db/bench?sslmode=require"),
     (f"postgresql://user:{SECRET}", "postgresql://user:***"),  # unparseable: the "port" is the password
     (f"postgresql://user:{SECRET}@db:notaport/bench", "postgresql://user:***@db:notaport/bench"),
     ("sqlite:////tmp/a:b.db", "sqlite:////tmp/a:b.db"),

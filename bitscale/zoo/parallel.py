@@ -115,8 +115,10 @@ def _die_with_parent(parent: int) -> None:
     """Have the kernel SIGKILL this worker when its parent dies, however it dies (``kill -9`` too).
 
     Without it a killed ``bitscale`` leaves its workers re-parented to PID 1, each holding its
-    memory and blocked forever on a queue nobody reads. Linux only (``prctl``); elsewhere the
-    workers still exit when they next find the pool's pipe closed.
+    memory and blocked forever on a queue nobody reads. The signal follows the parent *thread*
+    that started the worker: ``train_units`` submits (and so spawns) from the thread that waits
+    for the results. Linux only (``prctl``); elsewhere an idle worker exits when it finds the
+    pool's pipe closed, a busy one after its unit.
     """
     if not sys.platform.startswith("linux"):
         return

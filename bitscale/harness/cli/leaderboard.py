@@ -25,7 +25,8 @@ FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     """--family / --source / --experiment / --metric, shared with ``bitscale plot``."""
-    p.add_argument("--metric", default="fid", help="metric to show (fid, isc; kid only in stores of older versions; default fid)")
+    p.add_argument("--metric", default="fid",
+                   help="metric to show (fid, isc; kid only in stores of older versions; default fid)")
     p.add_argument("--family", action="append", metavar="NAME", help="only this model family (repeatable)")
     p.add_argument("--source", action="append", choices=("measured", "paper"),
                    help="only measured or only published rows (default: both, never mixed)")

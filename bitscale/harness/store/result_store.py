@@ -74,7 +74,8 @@ class ResultStore:
                 current = schema.current_revision(conn)
                 tables = set(sa.inspect(conn).get_table_names())
         if current is None:
-            what = "an empty database" if not tables else f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})"
+            what = ("an empty database" if not tables else
+                    f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})")
             raise BitscaleError(f"store {store.url} is {what}, not bitscale results: run `bitscale run --store "
                                 f"{store.url}` first, or pass another --store")
         schema.check_known(current, store.url)

@@ -45,11 +45,11 @@ def test_pth_nested_unwrap(tmp_path: Path, wrap: str) -> None:
 def test_nested_key_order_and_ddp_prefix(tmp_path: Path) -> None:
     sd = _net().state_dict()
     other = {k: v + 1 for k, v in sd.items()}
-    # DiT-style files hold both; the caller decides which one wins.
+    # DiT/LlamaGen-style files hold both: the EMA weights win, as in the official find_model.
     torch.save({"model": {"module." + k: v for k, v in other.items()}, "ema": sd}, tmp_path / "w.pt")
-    assert _same(load_state_dict_file(tmp_path / "w.pt", nested_keys=("ema", "model")), sd)
-    assert _same(load_state_dict_file(tmp_path / "w.pt"), other)  # prefix stripped
-    raw = load_state_dict_file(tmp_path / "w.pt", strip_prefix=None)
+    assert _same(load_state_dict_file(tmp_path / "w.pt"), sd)
+    assert _same(load_state_dict_file(tmp_path / "w.pt", nested_keys=("model", "ema")), other)  # prefix stripped
+    raw = load_state_dict_file(tmp_path / "w.pt", nested_keys=("model",), strip_prefix=None)
     assert all(k.startswith("module.") for k in raw)
 
 
@@ -119,3 +119,37 @@ def test_strict_assign_fills_meta_module() -> None:
     meta.register_buffer("steps", torch.zeros(2, dtype=torch.int64, device="meta"))
     load_strict(meta, sd, "mem", assign=True)
     assert _same(meta.state_dict(), sd)
+
+
+class _RunsCode:
+    """A pickle that runs code when loaded: must be refused, never executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_official_training_checkpoint_with_args_loads_its_ema_weights(tmp_path: Path) -> None:
+    # As the official DiT/LlamaGen training scripts save it: weights, EMA weights, optimizer
+    # state and the command line as an argparse.Namespace.
+    import argparse
+
+    sd = _net().state_dict()
+    other = {k: v + 1 for k, v in sd.items()}
+    args = argparse.Namespace(model="DiT-XL/2", lr=1e-4, global_batch_size=256, ema=True, results_dir=None)
+    torch.save({"model": other, "ema": sd, "opt": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "args": args},
+               tmp_path / "0400000.pt")
+    assert _same(load_state_dict_file(tmp_path / "0400000.pt"), sd)
+
+
+def test_objects_that_run_code_are_still_refused(tmp_path: Path) -> None:
+    import argparse
+
+    marker = tmp_path / "pwned"
+    torch.save({"model": _net().state_dict(), "args": argparse.Namespace(lr=1.0), "evil": _RunsCode(marker)},
+               tmp_path / "evil.pt")
+    with pytest.raises(BitscaleError, match=r"evil\.pt.*weights-only loading refuses"):
+        load_state_dict_file(tmp_path / "evil.pt")
+    assert not marker.exists()

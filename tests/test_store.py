@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.store import ResultStore
-from bitscale.harness.store.result_store import display_url, normalize_url
+from bitscale.harness.store.urls import normalize_url, redact as display_url
 from bitscale.harness.store.schema import TEXT_LIMITS
 from bitscale.leaderboard import synthetic
 
@@ -94,11 +94,7 @@ KILL_DURING_MIGRATION = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("store_url", [
-    pytest.param("sqlite", marks=pytest.mark.xfail(
-        strict=True, reason="issue 11 item 1: SQLite's DDL outside a transaction (fixed on the reliability branch)")),
-    "postgresql",
-], indirect=True)
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
 def test_kill_9_during_first_migration_leaves_a_usable_store(store_url, tmp_path):
     script = tmp_path / "migrate.py"
     script.write_text(KILL_DURING_MIGRATION)
@@ -178,3 +174,9 @@ def test_claims_exclude_other_processes_and_die_with_them(store, tmp_path):
     with store.claim("a" * 20, wait=True) as mine:  # a killed holder's claim is gone at once
         assert mine
 
+
+
+def test_config_name_limit_is_the_store_column():
+    from bitscale.harness.config import MAX_NAME_LENGTH
+
+    assert MAX_NAME_LENGTH == TEXT_LIMITS["experiment"]

@@ -17,13 +17,22 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitscale.harness.errors import ConfigError
 from bitscale.harness.precision import Precision
+
+
+#: Longest experiment name: the store's ``runs.experiment`` column. PostgreSQL enforces it after a
+#: cell has been computed, SQLite never; checking it here treats every backend the same.
+MAX_NAME_LENGTH = 200
+#: Seeds are stored as 32-bit integers (PostgreSQL's INTEGER) and seed torch's generators.
+MAX_SEED = 2**31 - 1
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -59,12 +68,12 @@ class EvaluationSpec(_Strict):
 
 
 class Experiment(_Strict):
-    name: str = "experiment"
+    name: str = Field(default="experiment", min_length=1, max_length=MAX_NAME_LENGTH)
     models: list[ModelSpec] = Field(min_length=1)
     quantizers: list[PluginSpec] = Field(default_factory=list)
     losses: list[PluginSpec] = Field(default_factory=list)
     precisions: list[str] = Field(default_factory=lambda: ["W16A16"], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     budget: Budget = Field(default_factory=Budget)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
 
@@ -88,6 +97,11 @@ class Experiment(_Strict):
             except ValueError as exc:
                 raise ValueError(f"item {i}: {exc}") from None
         return list(dict.fromkeys(out))  # de-duplicate, keep order
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, v: list[int]) -> list[int]:
+        return list(dict.fromkeys(v))  # `seeds: [0, 0]` is one seed: the same cell twice is one cell
 
     @model_validator(mode="after")
     def _needs_quantizer(self) -> Experiment:
@@ -130,10 +144,19 @@ def load_experiment(path: str | Path) -> Experiment:
     if not p.is_file():
         raise ConfigError(f"{p}: experiment file not found (run `bitscale run` without a file for the quick grid)")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the experiment file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{p}: malformed YAML: {where}{problem}") from None
+    except (ValueError, RecursionError) as exc:  # PyYAML's own: a date like 2024-13-45, nesting too deep
+        raise ConfigError(f"{p}: malformed YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
     return parse_experiment(data, str(p))

@@ -181,7 +181,9 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                         cells.append(_with_hash(cell))
     if not cells:
         raise ConfigError(_empty_reason(source, exp, skipped, budget_drops))
-    return Plan(cells, skipped)
+    # A model or size listed twice plans the same cell twice: run it once.
+    unique = list({c.hash: c for c in cells}.values())
+    return Plan(unique, skipped)
 
 
 def _with_hash(cell: Cell) -> Cell:

@@ -255,6 +255,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
                          "train them (pretrain_missing) and plan again before running")
     device = device or default_device()
     summary = RunSummary()
+    store.include(experiment, (c.hash for c in plan.cells))  # shared cells count for this experiment too
     done = store.done_hashes(include_failed=not retry_failed)
     todo = [c for c in plan.cells if c.hash not in done]
     summary.skipped_done = len(plan.cells) - len(todo)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bitscale.harness.errors import BitscaleError
 from bitscale.leaderboard.results import Results, ok_runs
@@ -36,8 +36,14 @@ class BaselineError(BitscaleError):
     """A baseline file that is missing, unreadable or malformed (exit code 2)."""
 
 
+# NaN or infinite numbers would make every comparison false: a NaN mean never regresses, an
+# infinite noise never does either. JSON parsers accept them, so the schema refuses them.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+_REL_TOL = 1e-6  # JSON round-trips floats exactly; this only absorbs hand-written rounding
+
+
 class Noise(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     rel_std: float = Field(ge=0)  # std of log(metric) across seeds
     std: float = Field(ge=0)  # rel_std x cell mean, in metric units
     dof: int = Field(ge=0)
@@ -45,21 +51,33 @@ class Noise(BaseModel):
 
 
 class BaselineCell(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     key: str
     family: str
     size: str
     method: str
     precision: str
     protocol: str
-    values: dict[str, float]  # seed -> score
+    values: dict[str, float] = Field(min_length=1)  # seed -> score
     hashes: dict[str, str] = Field(default_factory=dict)  # seed -> cell hash
     mean: float
     noise: Noise
 
+    @model_validator(mode="after")
+    def _consistent(self) -> BaselineCell:
+        # The gate compares with ``mean`` and scales by ``noise.std``: both must follow from the
+        # stored values, or an edited file could gate against numbers nobody measured.
+        mean = sum(self.values.values()) / len(self.values)
+        if not math.isclose(self.mean, mean, rel_tol=_REL_TOL, abs_tol=1e-9):
+            raise ValueError(f"mean {self.mean!r} is not the mean of the values ({mean!r})")
+        if not math.isclose(self.noise.std, self.noise.rel_std * abs(self.mean), rel_tol=_REL_TOL, abs_tol=1e-9):
+            raise ValueError(f"noise.std {self.noise.std!r} is not noise.rel_std x mean "
+                             f"({self.noise.rel_std * abs(self.mean)!r})")
+        return self
+
 
 class Baseline(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     format: str
     version: int
     metric: str = "fid"
@@ -73,7 +91,7 @@ class Baseline(BaseModel):
     #: the runs used weights trained on the exporting machine): a gate can tell "the weights changed"
     #: from "the scores moved".
     artifacts: dict[str, str] = Field(default_factory=dict)
-    cells: list[BaselineCell]
+    cells: list[BaselineCell] = Field(min_length=1)  # a baseline with no cells would gate nothing
     failed: list[str] = Field(default_factory=list)  # cells that had failed when exported
 
 
@@ -193,9 +211,13 @@ def read_baseline(path: str | Path) -> Baseline:
     if not p.is_file():
         raise BaselineError(f"{p}: baseline file not found (create one with `bitscale baseline export --out {p}`)")
     try:
-        data: Any = json.loads(p.read_text())
+        data: Any = json.loads(p.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{p}: not valid JSON: {exc}") from None
+        raise BaselineError(f"{p}: not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise BaselineError(f"{p}: not a bitscale baseline (JSON nested too deeply)") from None
+    except OSError as exc:
+        raise BaselineError(f"{p}: cannot read: {exc.strerror}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BaselineError(f"{p}: not a bitscale baseline (expected \"format\": \"{FORMAT}\")")
     if data.get("version") != VERSION:
@@ -206,7 +228,7 @@ def read_baseline(path: str | Path) -> Baseline:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise BaselineError(f"{p}: {where}: {err['msg']}") from None
+        raise BaselineError(f"{p}: {where or '(top level)'}: {err['msg'].removeprefix('Value error, ')}") from None
     if len({c.key for c in baseline.cells}) != len(baseline.cells):
         raise BaselineError(f"{p}: duplicate cell keys")
     return baseline

@@ -6,9 +6,10 @@ Both means carry seed noise, so the standard deviation of their difference is
 by more than ``sigma`` of those (``sigma`` from the command line, else the baseline's,
 default 3), or by more than an explicit ``--threshold`` when one is given.
 
-Outcomes, reported separately: regression, improvement, unchanged, failed (a failed run and
-no score), missing (no run; the reason says whether the cell exists under another protocol),
-new (in the store, not in the baseline).
+Outcomes, reported separately: regression, improvement, unchanged, failed (a seed whose run
+failed and that has no score: a failed seed fails its cell, even when other seeds scored),
+missing (no run; the reason says whether the cell exists under another protocol), new (in the
+store, not in the baseline). A check that compared no cell at all does not pass.
 """
 
 from __future__ import annotations
@@ -52,10 +53,16 @@ class CheckResult:
         return [c for c in self.cells if c.status == status]
 
     @property
+    def compared(self) -> int:
+        """Cells whose score was compared with the baseline (regressed, improved or unchanged)."""
+        return sum(c.status in ("regression", "improvement", "ok") for c in self.cells)
+
+    @property
     def exit_code(self) -> int:
-        """1 on a regression or a newly failed cell (and a missing one under ``strict``), else 0."""
+        """1 on a regression, a newly failed cell, no compared cell at all (and a missing cell
+        under ``strict``), else 0."""
         new_failures = [c for c in self.of("failed") if not c.known_failure]
-        bad = self.of("regression") or new_failures or (self.strict and self.of("missing"))
+        bad = self.of("regression") or new_failures or (self.strict and self.of("missing")) or not self.compared
         return 1 if bad else 0
 
     def as_dict(self) -> dict:
@@ -83,22 +90,37 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
         current.setdefault(key, {})[int(seed)] = float(value)
     runs = results.runs
     failed_runs = runs[(runs["status"] == "failed") & (runs["source"] == "measured")]
-    failed_labels = {(f, s, m, p): e for f, s, m, p, e in zip(
-        failed_runs["family"], failed_runs["size"], failed_runs["method_label"], failed_runs["precision"],
-        failed_runs["error_line"] if "error_line" in failed_runs.columns else [""] * len(failed_runs))}
+    scored: dict[tuple, set[int]] = {}  # label -> seeds with a score, under any protocol
     by_label: dict[tuple, set[str]] = {}
-    for f, s, m, p, k in zip(ok["family"], ok["size"], ok["method_label"], ok["precision"], ok["protocol_key"]):
+    for f, s, m, p, k, seed in zip(ok["family"], ok["size"], ok["method_label"], ok["precision"],
+                                   ok["protocol_key"], ok["seed"]):
         by_label.setdefault((f, s, m, p), set()).add(k)
+        scored.setdefault((f, s, m, p), set()).add(int(seed))
+    # label -> {seed: last error line} of seeds that failed and have no score: each fails its cell.
+    failed_seeds: dict[tuple, dict[int, str]] = {}
+    for f, s, m, p, seed, e in zip(
+            failed_runs["family"], failed_runs["size"], failed_runs["method_label"], failed_runs["precision"],
+            failed_runs["seed"], failed_runs["error_line"] if "error_line" in failed_runs.columns
+            else [""] * len(failed_runs)):
+        if int(seed) not in scored.get((f, s, m, p), ()):
+            failed_seeds.setdefault((f, s, m, p), {})[int(seed)] = e if isinstance(e, str) else ""
+    known_failures = set(baseline.failed)
 
     out: list[CellCheck] = []
+    reported: set[tuple] = set()  # labels whose failure is reported
     for cell in baseline.cells:
         label = (cell.family, cell.size, cell.method, cell.precision)
         cur = current.get(cell.key)
+        if label in failed_seeds:
+            reported.add(label)
+            out.append(CellCheck(cell.key, "failed", baseline=cell.mean,
+                                 current=sum(cur.values()) / len(cur) if cur else None,
+                                 seeds_baseline=len(cell.values), seeds_current=len(cur or {}),
+                                 note=_failure_note(failed_seeds[label], cur),
+                                 known_failure=cell_key(*label, "") in known_failures))
+            continue
         if cur is None:
-            if label in failed_labels:
-                out.append(CellCheck(cell.key, "failed", baseline=cell.mean, seeds_baseline=len(cell.values),
-                                     note=failed_labels[label] or "failed (traceback in the store)"))
-            elif label in by_label:
+            if label in by_label:
                 others = ", ".join(sorted(k[:8] for k in by_label[label]))
                 out.append(CellCheck(cell.key, "missing", baseline=cell.mean, seeds_baseline=len(cell.values),
                                      note=weights_note or f"measured only under another protocol ({others}): scores "
@@ -126,14 +148,22 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
         if key not in known:
             out.append(CellCheck(key, "new", current=sum(cur.values()) / len(cur), seeds_current=len(cur),
                                  note="not in the baseline"))
-    # Failures of cells the baseline does not know, and that have no score either.
-    known_labels = {(c.family, c.size, c.method, c.precision) for c in baseline.cells} | set(by_label)
-    for label, err in failed_labels.items():
-        if label not in known_labels:
+    # Failures of cells the baseline does not know.
+    for label, seeds in failed_seeds.items():
+        if label not in reported:
             key = cell_key(*label, "")
-            known_failure = key in set(baseline.failed)
-            note = (err or "failed (traceback in the store)") + (" (already failed in the baseline)"
-                                                                 if known_failure else "")
+            known_failure = key in known_failures
+            note = _failure_note(seeds, None) + (" (already failed in the baseline)" if known_failure else "")
             out.append(CellCheck(key, "failed", note=note, known_failure=known_failure))
     counts = pd.Series([c.status for c in out]).value_counts().to_dict() if out else {}
     return CheckResult(out, sigma, baseline.metric, strict, {k: int(v) for k, v in counts.items()}, changed)
+
+
+def _failure_note(seeds: dict[int, str], scored: dict[int, float] | None) -> str:
+    """``seed 1 failed: ValueError: ...; seeds 0 scored``: which seeds failed, why, which did not."""
+    errors = [e for e in seeds.values() if e]
+    text = f"seed{'s' * (len(seeds) > 1)} {','.join(map(str, sorted(seeds)))} failed: " \
+           f"{errors[0] if errors else 'traceback in the store'}"
+    if scored:
+        text += f"; seed{'s' * (len(scored) > 1)} {','.join(map(str, sorted(scored)))} scored"
+    return text

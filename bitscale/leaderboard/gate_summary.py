@@ -50,6 +50,8 @@ def summary_markdown(result: CheckResult, baseline: Baseline, baseline_path: str
         fatal = [c for c in failed if not c.known_failure]
         parts += [f"{len(fatal)} failed"] if fatal else []
         parts += [f"{len(missing)} missing (strict)"] if result.strict and missing else []
+        if not result.compared:  # all missing, or all failed: a gate that compared nothing must not pass
+            parts.append(f"nothing compared ({len(missing)} of {len(baseline.cells)} baseline cells missing)")
         verdict = f"❌ FAILED: {', '.join(parts)}"
     else:
         verdict = "✅ passed"

@@ -205,7 +205,8 @@ def load_results(store: ResultStore, metric: str = "fid", experiment: str | None
     """Read ``store`` once and prepare it for every view (optionally one experiment only)."""
     frame = store.frame()
     if experiment is not None and not frame.empty:
-        frame = frame[frame["experiment"] == experiment]
+        # Its own runs and the shared ones it includes (W16A16 cells stored under another experiment).
+        frame = frame[frame["cell_hash"].isin(store.experiment_hashes(experiment))]
     protocols = store.protocols()
     if not frame.empty:
         frame = _attach_side_columns(store, frame, metric)
@@ -237,15 +238,18 @@ def _last_line(error: str | None) -> str:
 
 
 def open_store(url: str) -> ResultStore:
-    """Open an existing store for reading; a path or URL that does not exist is an input error."""
+    """Open an existing store for reading; a missing, empty or foreign database is an input error.
+
+    Read commands never create a store, nor a schema inside an existing (empty) file.
+    """
     from pathlib import Path
 
     from bitscale.harness.errors import BitscaleError
     from bitscale.harness.store import ResultStore
-    from bitscale.harness.store.result_store import normalize_url
+    from bitscale.harness.store.urls import normalize_url, redact
 
     full = normalize_url(url)
     if full.startswith("sqlite:///") and full not in ("sqlite:///", "sqlite:///:memory:") \
             and not Path(full.removeprefix("sqlite:///")).exists():
-        raise BitscaleError(f"store {url} does not exist; run `bitscale run` first or pass --store")
-    return ResultStore(full)
+        raise BitscaleError(f"store {redact(full)} does not exist; run `bitscale run` first or pass --store")
+    return ResultStore.open_existing(full)

@@ -59,7 +59,7 @@ def train_units(units: Sequence[TrainingUnit], jobs: int, progress: bool = True,
     failed: dict[str, str] = {}  # artifact -> why
     running: dict[Future, TrainingUnit] = {}
     pool = _InProcess() if jobs == 1 else ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),))
     broken = False  # a worker died: the pool takes no more work
     try:
         while waiting or running:
@@ -106,10 +106,32 @@ def _priorities(units: Sequence[TrainingUnit]) -> dict[str, float]:
     return {u.artifact: chain(u) for u in units}
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)  # one core per worker: loading and sampling too, not only the training loops
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this worker when its parent dies, however it dies (``kill -9`` too).
+
+    Without it a killed ``bitscale`` leaves its workers re-parented to PID 1, each holding its
+    memory and blocked forever on a queue nobody reads. The signal follows the parent *thread*
+    that started the worker: ``train_units`` submits (and so spawns) from the thread that waits
+    for the results. Linux only (``prctl``); elsewhere an idle worker exits when it finds the
+    pool's pipe closed, a busy one after its unit.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
 
 
 def _train(unit: TrainingUnit, progress: bool) -> tuple[bool, Any]:

@@ -11,6 +11,7 @@ seed, their mean, and the seed-to-seed noise measured on the grid's multi-seed c
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from bitscale.harness.cli.common import add_store_option
@@ -35,10 +36,15 @@ def add_parser(sub) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from bitscale.harness.errors import BitscaleError
     from bitscale.leaderboard.baseline import export_baseline, write_baseline
     from bitscale.leaderboard.report import filter_results
     from bitscale.leaderboard.results import load_results, open_store
 
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        raise BitscaleError(f"--sigma must be a finite number, positive; got {args.sigma}")
+    if args.noise_rel_std is not None and not (math.isfinite(args.noise_rel_std) and args.noise_rel_std >= 0):
+        raise BitscaleError(f"--noise-rel-std must be a finite number, zero or more; got {args.noise_rel_std}")
     results = filter_results(load_results(open_store(args.store), args.metric, args.experiment), args.family)
     baseline = export_baseline(results, args.experiment, args.sigma, args.noise_rel_std)
     write_baseline(baseline, args.out)

@@ -5,17 +5,19 @@ compares each cell's mean score: a cell regresses when it is worse by more than 
 standard deviations (the seed noise stored in the baseline; ``--threshold`` for a fixed one).
 Prints a markdown summary (``--summary FILE`` also writes it, e.g. to $GITHUB_STEP_SUMMARY).
 
-Exit status: 0 passed; 1 a regression or a failed cell (or a missing cell with --strict);
-2 bad input (missing or malformed baseline file, missing store).
+Exit status: 0 passed; 1 a regression, a failed cell (a failed seed fails its cell), no cell
+compared at all (e.g. every cell missing), or a missing cell with --strict; 2 bad input
+(missing or malformed baseline file, missing store, a threshold that is not a finite number).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.harness.cli.common import add_store_option, positive_int
 
 
 def add_parser(sub) -> None:
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true", help="missing cells fail the check too")
     p.add_argument("--summary", metavar="FILE", help="also append the markdown summary to FILE")
     p.add_argument("--json", metavar="FILE", help="write every cell's comparison as JSON")
-    p.add_argument("--max-rows", type=int, default=50, help="rows per section of the summary (default 50)")
+    p.add_argument("--max-rows", type=positive_int, default=50, help="rows per section of the summary (default 50)")
     p.set_defaults(func=run)
 
 
@@ -45,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from bitscale.leaderboard.results import load_results, open_store
 
     baseline = read_baseline(args.baseline)  # before the store: a bad baseline is the likelier mistake
-    if args.sigma is not None and args.sigma <= 0:
-        raise BitscaleError("--sigma must be positive")
+    # A NaN threshold never regresses, a negative one always does: both are input errors.
+    for flag, value, low in (("--sigma", args.sigma, "positive"), ("--threshold", args.threshold, "zero or more"),
+                             ("--floor", args.floor, "zero or more")):
+        if value is not None and not (math.isfinite(value) and (value > 0 if low == "positive" else value >= 0)):
+            raise BitscaleError(f"{flag} must be a finite number, {low}; got {value}")
     results = load_results(open_store(args.store), baseline.metric, args.experiment)
     result = check(baseline, results, args.sigma, args.threshold, args.floor, args.strict,
                    artifacts=shipped_artifacts())

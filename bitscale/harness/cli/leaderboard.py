@@ -25,7 +25,8 @@ FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     """--family / --source / --experiment / --metric, shared with ``bitscale plot``."""
-    p.add_argument("--metric", default="fid", help="metric to show (fid, isc, kid; default fid)")
+    p.add_argument("--metric", default="fid",
+                   help="metric to show (fid, isc; kid only in stores of older versions; default fid)")
     p.add_argument("--family", action="append", metavar="NAME", help="only this model family (repeatable)")
     p.add_argument("--source", action="append", choices=("measured", "paper"),
                    help="only measured or only published rows (default: both, never mixed)")
@@ -67,7 +68,7 @@ def load(args: argparse.Namespace):
     frame_cols = set(results.runs.columns)
     if not results.runs.empty and results.runs["value"].isna().all() and args.metric not in frame_cols:
         known = sorted(frame_cols & {"fid", "isc", "kid"})
-        raise BitscaleError(f"no metric {args.metric!r} in {store.display_url}; stored metrics: {', '.join(known) or 'none'}")
+        raise BitscaleError(f"no metric {args.metric!r} in {store.url}; stored metrics: {', '.join(known) or 'none'}")
     return filter_results(results, args.family, args.source)
 
 

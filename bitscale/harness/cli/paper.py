@@ -33,7 +33,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     store = ResultStore(args.store)
     added, present = import_paper(store)
-    print(f"{added} published cells added to {store.display_url}, {present} already there")
+    print(f"{added} published cells added to {store.url}, {present} already there")
     return 0
 
 

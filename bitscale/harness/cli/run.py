@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress)
     print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
-          f"{summary.skipped_done} already in {store.display_url}")
+          f"{summary.skipped_done} already in {store.url}")
     hashes = {c.hash for c in plan.cells}
     frame = store.frame()
     frame = frame[frame["cell_hash"].isin(hashes)]

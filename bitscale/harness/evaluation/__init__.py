@@ -1,1 +1,1 @@
-"""Evaluation: FID/IS/KID through torch-fidelity, with a feature extractor chosen per data set."""
+"""Evaluation: FID and IS through torch-fidelity, with a feature extractor chosen per data set (no KID: see fid.py)."""

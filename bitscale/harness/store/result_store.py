@@ -10,132 +10,112 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bitscale.harness import faults
 from bitscale.harness.errors import BitscaleError
-from bitscale.harness.store.schema import TEXT_LIMITS, Metric, Protocol, Run
+from bitscale.harness.store import migrate as schema
+from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
+from bitscale.harness.store.urls import normalize_url, redact
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 DEFAULT_URL = "sqlite:///bitscale.db"
 
-
-# Any constant works: advisory locks are named by a number, shared by all databases of a server.
-# It serialises first migrations the way the ``.lock`` file does for SQLite.
-PG_MIGRATION_LOCK = 0x62697473  # "bits"
-
-
-def normalize_url(url_or_path: str) -> str:
-    """Accept a SQLAlchemy URL or a plain file path (taken as SQLite).
-
-    ``postgresql://`` (and libpq's ``postgres://``) without a driver means psycopg 3, the driver
-    of ``bitscale[postgres]`` (SQLAlchemy 2.0 would otherwise pick psycopg2).
-    """
-    if "://" not in url_or_path:
-        return f"sqlite:///{url_or_path}"
-    scheme, rest = url_or_path.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    return url_or_path
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be shown or stored: the password replaced by ``***``, even in a malformed URL."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: hide whatever follows "user:" up to "@" (or the end)
-        pattern = r"(://[^:/@]*:)[^@]*@" if "@" in url else r"(://[^:/@]*:).*()"
-        return re.sub(pattern, r"\1***@" if "@" in url else r"\1***", url)
-
-
-def _alembic_config(connection: sa.Connection) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    return cfg
+__all__ = ["DEFAULT_URL", "ResultStore", "normalize_url", "redact", "utcnow"]
 
 
 class ResultStore:
-    """The results database at ``url`` (any SQLAlchemy URL; SQLite files get WAL mode)."""
+    """The results database at ``url`` (any SQLAlchemy URL; SQLite files get WAL mode).
+
+    ``url`` is the address *as it may be shown*: its password, if any, is hidden. Every error
+    that cannot open, read or set up the store is a ``BitscaleError`` naming that address.
+    """
 
     def __init__(self, url: str = DEFAULT_URL, *, migrate: bool = True) -> None:
-        self.url = normalize_url(url)  # may hold a password: show ``display_url`` instead
-        self.display_url = display_url(self.url)
+        self._url = normalize_url(url)
+        self.url = redact(self._url)
         self._sqlite_path: Path | None = None
         try:
-            parsed = sa.engine.make_url(self.url)
-        except Exception as exc:  # noqa: BLE001 - malformed URL
-            raise BitscaleError(f"store {self.display_url}: not a valid database URL ({type(exc).__name__}); "
-                                "expected e.g. sqlite:///results.db or postgresql://user@host/dbname") from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            parsed = sa.engine.make_url(self._url)
+        except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+            # The parser's own message may quote the password (as a "port"): it is not shown.
+            raise BitscaleError(f"store {self.url}: not a valid database URL; expected DIALECT://USER:PASSWORD@"
+                                "HOST:PORT/DATABASE or a file path, e.g. sqlite:///results.db") from None
+        self._in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+        if parsed.get_backend_name() == "sqlite" and not self._in_memory:
             self._sqlite_path = Path(parsed.database)
             if not self._sqlite_path.parent.exists():
-                raise BitscaleError(f"store {self.display_url}: folder {self._sqlite_path.parent} does not exist")
+                raise BitscaleError(f"store {self.url}: folder {self._sqlite_path.parent} does not exist")
         try:
             # pre_ping: a server may drop a connection that sat idle through an hour-long cell.
-            self.engine = sa.create_engine(self.url, connect_args=self._connect_args(),
+            self.engine = sa.create_engine(self._url, connect_args=self._connect_args(),
                                            pool_pre_ping=parsed.get_backend_name() != "sqlite")
         except ModuleNotFoundError as exc:
             extra = " (pip install 'bitscale[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
-            raise BitscaleError(f"store {self.display_url}: database driver {exc.name!r} is not installed{extra}") \
-                from None
+            raise BitscaleError(f"store {self.url}: database driver {exc.name!r} is not installed{extra}") from None
         except Exception as exc:  # noqa: BLE001 - unknown dialect, bad options
-            raise BitscaleError(f"store {self.display_url}: cannot open: {exc}") from None
+            raise BitscaleError(f"store {self.url}: cannot open: {_one_line(exc, self._url)}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
 
+    @classmethod
+    def open_existing(cls, url: str) -> ResultStore:
+        """Open a store for reading: it must hold a bitscale schema already; nothing is created.
+
+        An older schema is upgraded (the data must be readable); an empty database, another
+        program's database or a newer schema is a ``BitscaleError``.
+        """
+        store = cls(url, migrate=False)
+        with store._errors_named("cannot read"):
+            with store.engine.connect() as conn:
+                current = schema.current_revision(conn)
+                tables = set(sa.inspect(conn).get_table_names())
+        if current is None:
+            what = ("an empty database" if not tables else
+                    f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})")
+            raise BitscaleError(f"store {store.url} is {what}, not bitscale results: run `bitscale run --store "
+                                f"{store.url}` first, or pass another --store")
+        schema.check_known(current, store.url)
+        if current != schema.head_revision():
+            store.migrate()
+        return store
+
     def _connect_args(self) -> dict[str, Any]:
-        if self.url.startswith("sqlite"):
+        if self._url.startswith("sqlite"):
             return {"timeout": 60}
-        if self.url.startswith("postgresql+psycopg:"):
+        if self._url.startswith("postgresql+psycopg:"):
             return {"connect_timeout": 30}  # an unreachable server is an error, not a hang
         return {}
 
-    @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[None]:
-        # Two processes opening a fresh SQLite file would both try to create the tables.
-        if self._sqlite_path is None:
-            yield
-            return
-        with open(str(self._sqlite_path) + ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _errors_named(self, doing: str):
+        """Turn driver and Alembic failures into one line naming the store (never its password)."""
+        return _NamedErrors(self, doing)
 
     def migrate(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
-        head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[arg-type]
-        try:
+        """Create or upgrade the schema to the newest Alembic revision, atomically (see ``store/migrate.py``)."""
+        with self._errors_named("cannot open or set up the schema"):
             with self.engine.connect() as conn:
-                if MigrationContext.configure(conn).get_current_revision() == head:
+                if schema.current_revision(conn) == schema.head_revision():
                     return
-            with self._migration_lock(), self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    # Held until this transaction ends (commit, rollback or a dropped connection of a
-                    # killed process); DDL is transactional there, so a migration is all or nothing.
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-                if MigrationContext.configure(conn).get_current_revision() != head:
-                    command.upgrade(_alembic_config(conn), "head")
-        except DBAPIError as exc:  # unreachable server, bad password, no right to create tables
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-            raise BitscaleError(f"store {self.display_url}: cannot create or migrate the schema: {reason}") from None
+            if self._in_memory:  # private to this engine's connection; nothing outlives a crash anyway
+                schema.upgrade(self.engine, self.url)
+                return
+            engine = schema.schema_engine(self._url, self._connect_args(), _sqlite_pragmas)
+            try:
+                schema.upgrade(engine, self.url)
+            finally:
+                engine.dispose()
 
     @contextlib.contextmanager
     def claim(self, cell_hash: str, *, wait: bool = False) -> Iterator[bool]:
@@ -256,7 +236,36 @@ class ResultStore:
                 # Another process recorded this cell between our check and our insert.
                 s.rollback()
                 return False
+            faults.reach("record:before-commit")
         return True
+
+    def include(self, experiment: str, cell_hashes: Iterable[str]) -> None:
+        """Note that ``experiment`` includes these cells, whichever experiment computed them first.
+
+        Cells shared between experiments (W16A16 does not depend on any quantizer) are stored once,
+        under the experiment that ran them first; this membership is what lets ``--experiment X``
+        find all of X's cells. Concurrent writers may race on the same rows: a clash is retried.
+        """
+        wanted = set(cell_hashes)
+        if not experiment or not wanted:
+            return
+        for attempt in range(5):
+            try:
+                with self.session() as s, s.begin():
+                    have = set(s.scalars(sa.select(CellExperiment.cell_hash)
+                                         .where(CellExperiment.experiment == experiment)))
+                    s.add_all(CellExperiment(experiment=experiment, cell_hash=h) for h in sorted(wanted - have))
+                return
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+
+    def experiment_hashes(self, experiment: str) -> set[str]:
+        """Hashes of the cells ``experiment`` includes (its own and those it shares with others)."""
+        with self.session() as s:
+            member = s.scalars(sa.select(CellExperiment.cell_hash).where(CellExperiment.experiment == experiment))
+            own = s.scalars(sa.select(Run.cell_hash).where(Run.experiment == experiment))
+            return set(member) | set(own)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -282,6 +291,44 @@ def _check_lengths(run: dict[str, Any]) -> None:
         if isinstance(value, str) and len(value) > limit:
             raise BitscaleError(f"cell {run.get('cell_hash')}: {name} is {len(value)} characters long, "
                                 f"the store holds at most {limit}; shorten it")
+
+
+class _NamedErrors:
+    """Context manager of :meth:`ResultStore._errors_named`."""
+
+    def __init__(self, store: ResultStore, doing: str) -> None:
+        self.store, self.doing = store, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, BitscaleError):
+            return False
+        if isinstance(exc, (SQLAlchemyError, CommandError)):
+            reason = _one_line(getattr(exc, "orig", None) or exc, self.store._url)
+            hint = ("; is it a bitscale store? pass another --store" if "not a database" in reason
+                    else "")
+            raise BitscaleError(f"store {self.store.url}: {self.doing}: {reason}{hint}") from None
+        return False
+
+
+def _one_line(exc: BaseException, secret_url: str | None = None) -> str:
+    """First line of an error, with the full URL (which may hold a password) shown redacted."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if secret_url:
+        text = text.replace(secret_url, redact(secret_url))
+        password = getattr(_safe_url(secret_url), "password", None)
+        if password:
+            text = text.replace(str(password), "***")
+    return text[:300]
+
+
+def _safe_url(url: str):
+    try:
+        return sa.engine.make_url(url)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -1,4 +1,5 @@
-"""ORM tables: ``runs`` (one per cell), ``metrics`` (run, name, value), ``protocols`` (fingerprint -> details)."""
+"""ORM tables: ``runs`` (one per cell), ``metrics`` (run, name, value), ``protocols`` (fingerprint -> details),
+``cell_experiments`` (experiment, cell hash)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+class CellExperiment(Base):
+    """Which experiments include which cells: a shared cell (W16A16) is stored once but belongs to each."""
+
+    __tablename__ = "cell_experiments"
+    experiment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cell_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
 
 
 # Longest string each ``runs`` column holds. Config validation checks names against these, so a

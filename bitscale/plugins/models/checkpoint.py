@@ -5,11 +5,15 @@ of another model size) into a ``BitscaleError`` that names the file and the offe
 instead of a pickle traceback or PyTorch's wall of ``size mismatch`` lines.
 
 Only safe formats are read: safetensors, or PyTorch pickles through
-``torch.load(weights_only=True)``, which refuses arbitrary Python objects.
+``torch.load(weights_only=True)``, which refuses arbitrary Python objects. One class beyond
+tensors and plain containers is allowed: ``argparse.Namespace``, which the official LlamaGen and
+DiT training scripts save as ``args`` next to the weights. It holds plain values and runs no code
+when rebuilt; everything else (a pickled module, a ``posix.system`` call) is still refused.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -21,9 +25,13 @@ from torch import nn
 
 from bitscale.harness.errors import BitscaleError
 
-#: Keys under which training scripts nest the weights (DDP ``model``, ``module``, Lightning
-#: ``state_dict``, DiT's ``ema``), tried in this order.
-NESTED_KEYS: tuple[str, ...] = ("model", "module", "state_dict", "ema")
+#: Keys under which training scripts nest the weights, tried in this order: the EMA weights
+#: first when a file holds both (the ones the official DiT ``find_model`` and LlamaGen's sampling
+#: scripts load), then DDP's ``model``, ``module``, Lightning's ``state_dict``.
+NESTED_KEYS: tuple[str, ...] = ("ema", "model", "module", "state_dict")
+
+#: Classes beyond tensors and containers that weights-only loading may rebuild (see module docstring).
+SAFE_CLASSES: tuple[type, ...] = (argparse.Namespace,)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch decorates some messages with terminal colours
 
@@ -79,7 +87,8 @@ def _read(path: Path) -> object:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_CLASSES)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():  # a corrupt legacy pickle, not a refused object
             raise _unreadable(path, e) from e

@@ -1,0 +1,100 @@
+"""The Ray executor on a real local Ray instance (2 CPUs, started once for this module).
+
+Skipped when Ray is not installed (it is in the ``dev`` extra, so ``make test`` runs these).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from bitscale.harness.cli import main  # noqa: E402
+from bitscale.harness.store import ResultStore  # noqa: E402
+
+import ray_plugins  # noqa: E402  (tests/ is on the path; Ray workers import it by name)
+
+TESTS = str(Path(__file__).parent)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    # Workers inherit the environment of the Ray instance: put tests/ on their path for ray_plugins.
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, before) if p)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+    yield
+    ray.shutdown()
+
+
+def _experiment(tmp_path, quantizers, precisions, sizes, num_samples, batch_size) -> str:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "ray-test", "models": [{"family": "toy", "sizes": sizes}], "quantizers": quantizers,
+        "precisions": precisions, "seeds": [0],
+        "evaluation": {"num_samples": num_samples, "calibration_batches": 1, "batch_size": batch_size},
+    }))
+    return str(path)
+
+
+def _results(url):
+    frame = ResultStore(url).frame()
+    return {h: (s, f) for h, s, f in zip(frame["cell_hash"], frame["status"], frame["fid"])}
+
+
+def test_a_grid_on_ray_matches_the_local_run_cell_for_cell(register_plugin, tmp_path, capsys):
+    register_plugin(ray_plugins.plugin())
+    grid = _experiment(tmp_path, ["rtn"], ["W16A16", "W8A16", "W4A16", "W3A16", "W8A8", "W4A8"], ["d1", "d2"],
+                       num_samples=30, batch_size=10)
+    local, remote = f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    common = ["--no-progress", "--threads", "1"]
+    assert main(["run", grid, "--store", local, "--keep-samples", str(tmp_path / "local"), *common]) == 0
+    # Three sample shards per cell, i.e. 36 shard tasks + 12 gather-and-score tasks.
+    assert main(["run", grid, "--store", remote, "--executor", "ray", "--sample-shards", "3",
+                 "--keep-samples", str(tmp_path / "ray"), *common]) == 0
+    out = capsys.readouterr().out
+    assert sum(ln.startswith("  toy/") and ": FID " in ln for ln in out.splitlines()) == 24
+    a, b = _results(local), _results(remote)
+    assert len(a) == 12 and a == b  # same cell hashes, all ok, the same FIDs to the last bit
+    # Byte-identical images: each cell's content-addressed sample file has the same name.
+    kept = [{r.cell_hash: Path(r.samples).name for r in ResultStore(url).runs()} for url in (local, remote)]
+    assert len(kept[0]) == 12 and kept[0] == kept[1]
+    run = ResultStore(remote).runs()[0]
+    assert run.timings["shards"] == 3 and run.device.startswith("cpu")
+    # Resuming on Ray runs nothing (and starts no task).
+    assert main(["run", grid, "--store", remote, "--executor", "ray", *common]) == 0
+    assert "0 run (0 ok, 0 failed), 12 already in" in capsys.readouterr().out
+
+
+def test_a_killed_worker_is_retried_and_every_cell_is_stored_once(register_plugin, tmp_path, capsys):
+    register_plugin(ray_plugins.plugin())
+    marker = tmp_path / "killed-once"
+    grid = _experiment(tmp_path, [{"name": "fixture-kill-once", "options": {"marker": str(marker)}}],
+                       ["W16A16", "W8A16", "W4A16"], ["d1"], num_samples=20, batch_size=20)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress", "--max-retries", "1"]) == 0
+    assert marker.exists()  # a worker really was SIGKILLed mid-cell
+    store = ResultStore(url)
+    runs = store.runs()
+    assert len(runs) == 3 and len({r.cell_hash for r in runs}) == 3 and {r.status for r in runs} == {"ok"}
+
+
+def test_a_worker_killed_beyond_its_retries_fails_only_its_cell(register_plugin, tmp_path, capsys, monkeypatch):
+    register_plugin(ray_plugins.plugin())
+    # A marker in a folder that does not exist: every attempt dies before it can write it.
+    grid = _experiment(tmp_path, [{"name": "fixture-kill-once", "options": {"marker": str(tmp_path / "no" / "m")}},
+                                  "rtn"], ["W16A16", "W4A16"], ["d1"], num_samples=20, batch_size=20)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress", "--max-retries", "0"]) == 1
+    by_method = {r.method: r for r in ResultStore(url).runs()}
+    assert by_method["rtn"].status == "ok" and by_method["fp16"].status == "ok"
+    assert by_method["fixture-kill-once"].status == "failed"
+    assert "worker running this cell was lost 1 time(s)" in by_method["fixture-kill-once"].error

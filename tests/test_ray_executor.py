@@ -98,3 +98,44 @@ def test_a_worker_killed_beyond_its_retries_fails_only_its_cell(register_plugin,
     assert by_method["rtn"].status == "ok" and by_method["fp16"].status == "ok"
     assert by_method["fixture-kill-once"].status == "failed"
     assert "worker running this cell was lost 1 time(s)" in by_method["fixture-kill-once"].error
+
+
+DRIVER = f"""
+import sys
+sys.path.insert(0, {TESTS!r})
+import ray_plugins
+from bitscale.harness.cli import main
+from bitscale.harness.plugins import load_plugins, set_plugins
+set_plugins(load_plugins([("test-plugin", ray_plugins.plugin())], entrypoints=False))  # as register_plugin does
+sys.exit(main(["run", sys.argv[1], "--store", sys.argv[2], "--executor", "ray", "--ray-address", sys.argv[3],
+               "--no-progress"]))
+"""
+
+
+def test_ctrl_c_on_the_driver_keeps_finished_cells_and_the_rerun_resumes(register_plugin, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = _experiment(tmp_path, ["rtn"], ["W16A16", "W8A16", "W4A16", "W3A16"], ["d1", "d2"],
+                       num_samples=200, batch_size=100)
+    url, script, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "driver.py", tmp_path / "out.txt"
+    script.write_text(DRIVER)
+    address = ray.get_runtime_context().gcs_address  # a second driver on this module's Ray instance
+    with open(out, "w") as fh:
+        # SIGINT as a terminal's Ctrl-C delivers it (a shell may start children with it ignored).
+        p = subprocess.Popen([sys.executable, str(script), grid, url, address], stdout=fh, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 180
+        while time.time() < deadline and ": FID " not in out.read_text() and p.poll() is None:
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=120) == 130
+    printed = [ln for ln in out.read_text().splitlines() if ": FID " in ln]
+    stored = ResultStore(url).runs()
+    assert 1 <= len(stored) == len(printed) < 8  # every cell reported finished was kept, nothing more
+    register_plugin(ray_plugins.plugin())
+    assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress"]) == 0
+    runs = ResultStore(url).runs()
+    assert len(runs) == 8 and len({r.cell_hash for r in runs}) == 8

@@ -139,3 +139,14 @@ def test_ctrl_c_on_the_driver_keeps_finished_cells_and_the_rerun_resumes(registe
     assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress"]) == 0
     runs = ResultStore(url).runs()
     assert len(runs) == 8 and len({r.cell_hash for r in runs}) == 8
+
+
+def test_a_cell_bigger_than_the_cluster_is_refused_before_anything_runs(register_plugin, tmp_path, capsys):
+    register_plugin(ray_plugins.plugin())
+    grid = _experiment(tmp_path, ["rtn"], ["W16A16"], ["d1"], num_samples=20, batch_size=20)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", grid, "--store", url, "--executor", "ray", "--threads", "3"]) == 2
+    assert "asks for 3 CPUs but the Ray cluster has 2" in capsys.readouterr().err
+    assert main(["run", grid, "--store", url, "--executor", "ray", "--gpus-per-cell", "1"]) == 2
+    assert "pass --gpus-per-cell 0" in capsys.readouterr().err
+    assert ResultStore(url).count() == 0

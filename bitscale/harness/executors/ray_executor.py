@@ -141,14 +141,18 @@ class RayExecutor(Executor):
     def run(self, jobs: list[CellJob], on_change: Callable[[str], None] = lambda label: None) -> Iterator[CellOutcome]:
         resources = ray.cluster_resources()
         cluster_gpus = resources.get("GPU", 0.0)
+        if self.threads > resources.get("CPU", 0.0):  # Ray would queue such a task forever
+            raise BitscaleError(f"--threads {self.threads}: each cell asks for {self.threads} CPUs but the Ray "
+                                f"cluster has {resources.get('CPU', 0.0):g}; lower --threads")
         gpu_slots = math.inf
-        for job in jobs:
-            gpus = self._gpus_for(job, cluster_gpus)
+        requests = [self._gpus_for(job, cluster_gpus) for job in jobs]
+        for job, gpus in zip(jobs, requests):  # checked before anything is submitted
             if gpus > cluster_gpus:
                 raise BitscaleError(f"{job.cell.label}: needs {gpus:g} GPU(s) per cell but the Ray cluster has "
                                     f"{cluster_gpus:g}; pass --gpus-per-cell 0 to run on CPUs")
             if gpus:
                 gpu_slots = min(gpu_slots, cluster_gpus // gpus)
+        for job, gpus in zip(jobs, requests):
             self._pending[self._submit(job, gpus)] = job
         self._slots = int(max(1, min(resources.get("CPU", 1.0) // self.threads, gpu_slots)))
         self._count(on_change)

@@ -12,7 +12,8 @@ from bitscale.harness.cli.common import add_store_option, non_negative_float, no
 from bitscale.harness.config import load_experiment, parse_experiment
 from bitscale.harness.errors import ConfigError
 
-EXECUTORS = ("local", "ray")  # the names of bitscale.harness.executors, without importing it (and torch)
+# The executors of bitscale.harness.executors, named here so that parsing arguments imports no torch.
+EXECUTORS = ("local", "ray")
 
 QUICK = "bitscale.harness"
 

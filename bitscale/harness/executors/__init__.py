@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from bitscale.harness.cellwork import CellOutcome, CellPlugins
 from bitscale.harness.planner import Cell
 
-EXECUTORS = ("local", "ray")
-
 
 @dataclass(frozen=True)
 class CellJob:

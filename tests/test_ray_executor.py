@@ -150,3 +150,8 @@ def test_a_cell_bigger_than_the_cluster_is_refused_before_anything_runs(register
     assert main(["run", grid, "--store", url, "--executor", "ray", "--gpus-per-cell", "1"]) == 2
     assert "pass --gpus-per-cell 0" in capsys.readouterr().err
     assert ResultStore(url).count() == 0
+    # An address where no Ray head listens: one line at once, before the store is even opened.
+    other = tmp_path / "other.db"
+    assert main(["run", grid, "--store", str(other), "--executor", "ray", "--ray-address", "127.0.0.1:9"]) == 2
+    assert "--ray-address 127.0.0.1:9: cannot connect" in capsys.readouterr().err
+    assert not other.exists()

@@ -63,6 +63,10 @@ def _check_executor_options(args: argparse.Namespace) -> None:
                             ("--max-retries", args.max_retries)):
             if value is not None:
                 raise ConfigError(f"{flag} applies to the Ray executor; add --executor ray or drop {flag}")
+    if args.executor == "ray":
+        from bitscale.harness.executors.ray_executor import check_address
+
+        check_address(args.ray_address)
     if args.keep_samples is not None:
         from pathlib import Path
 

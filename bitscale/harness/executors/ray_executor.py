@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,6 +64,23 @@ def _finish_task(job: CellJob, threads: int, *parts) -> CellOutcome:
 
 
 # ------------------------------------------------------------------ driver side
+
+
+def check_address(address: str | None) -> None:
+    """BitscaleError now, rather than after Ray's minutes of connection retries, when Ray is missing
+    or ``address`` names a host:port that accepts no connection."""
+    if ray is None:
+        raise BitscaleError("--executor ray needs Ray, which is not installed: pip install 'bitscale[ray]'")
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not port.isdigit():
+        raise BitscaleError(f"--ray-address {address}: expected 'auto' or [ray://]host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BitscaleError(f"--ray-address {address}: cannot connect ({exc}); is the Ray head running there? "
+                            "(`ray start --head`), or leave --ray-address out for a local instance") from None
 
 
 def _forwarded_env() -> dict[str, str]:

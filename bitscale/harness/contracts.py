@@ -91,6 +91,9 @@ class ModelFamily(ABC):
     description: ClassVar[str] = ""
     #: True for families bitscale trains itself (the tiny zoo); ``bitscale zoo train`` lists them.
     trainable: ClassVar[bool] = False
+    #: GPUs one cell asks the Ray executor for (e.g. 0.5: two cells share a GPU); None: 1 when the
+    #: cluster has GPUs, else 0. ``--gpus-per-cell`` overrides it.
+    gpus_per_cell: ClassVar[float | None] = None
 
     def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
         """Train ``size`` (or reuse the cached weights unless ``force``); return its manifest."""

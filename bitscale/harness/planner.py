@@ -20,7 +20,9 @@ from bitscale.harness.errors import ConfigError, PluginError
 from bitscale.harness.plugins import PluginSet
 from bitscale.harness.precision import Precision, compute_bits, model_bits
 
-PROTOCOL_VERSION = 1  # bump when the evaluation procedure changes meaning
+# Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own
+# stream seeded by (cell seed, chunk index), so a cell can be sampled in shards (bitscale.harness.sampling).
+PROTOCOL_VERSION = 2
 FULL_PRECISION_METHOD = "fp16"
 
 

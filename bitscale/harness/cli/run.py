@@ -8,8 +8,12 @@ from importlib import resources
 
 import yaml
 
-from bitscale.harness.cli.common import add_store_option, positive_int
+from bitscale.harness.cli.common import add_store_option, non_negative_float, non_negative_int, positive_int
 from bitscale.harness.config import load_experiment, parse_experiment
+from bitscale.harness.errors import ConfigError
+
+# The executors of bitscale.harness.executors, named here so that parsing arguments imports no torch.
+EXECUTORS = ("local", "ray")
 
 QUICK = "bitscale.harness"
 
@@ -25,7 +29,24 @@ def add_parser(sub) -> None:
     p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
-                        "busy machine")
+                        "busy machine; with --executor ray, the CPUs each cell asks for (default 1)")
+    x = p.add_argument_group("executor", "where cells run (docs/executors.md)")
+    x.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: one cell after another in this process (default); ray: each cell a Ray task")
+    x.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="Ray cluster to use: 'auto' (the one `ray start` made here) or ray://host:port; "
+                        "default: start a local Ray instance sized to this machine")
+    x.add_argument("--gpus-per-cell", type=non_negative_float, default=None, metavar="G",
+                   help="GPUs each cell asks Ray for (default: the model family's, else 1 when the cluster "
+                        "has GPUs, else 0)")
+    x.add_argument("--max-retries", type=non_negative_int, default=None, metavar="N",
+                   help="times Ray reruns a cell whose worker died before it is stored as failed (default 2)")
+    x.add_argument("--sample-shards", type=positive_int, default=1, metavar="N",
+                   help="split each cell's sampling into N tasks, gathered and scored once; the images are "
+                        "the same for any N")
+    p.add_argument("--keep-samples", metavar="DIR", default=None,
+                   help="keep each cell's images as DIR/<sha256>.npz (ADM layout), recorded on its run; "
+                        "`bitscale rescore` scores them again")
     p.add_argument("--zoo-weights", choices=("shipped", "trained"), default=None,
                    help="tiny-zoo weights: shipped with bitscale, the same on every machine (default), or "
                         "trained on this machine (`bitscale zoo train`; missing ones are trained first)")
@@ -64,6 +85,35 @@ def _shard(plan, shard: tuple[int, int] | None) -> None:
         print(f"shard {shard[0]}/{shard[1]}: {len(plan.cells)} of {total} cells", file=sys.stderr)
 
 
+def _check_executor_options(args: argparse.Namespace) -> None:
+    if args.executor == "local":
+        for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-cell", args.gpus_per_cell),
+                            ("--max-retries", args.max_retries)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to the Ray executor; add --executor ray or drop {flag}")
+    if args.executor == "ray":
+        from bitscale.harness.executors.ray_executor import check_address
+
+        check_address(args.ray_address)
+    if args.keep_samples is not None:
+        from pathlib import Path
+
+        folder = Path(args.keep_samples)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--keep-samples {folder}: exists and is not a folder; name a folder for the .npz files")
+
+
+def _executor(args: argparse.Namespace):
+    if args.executor == "ray":
+        from bitscale.harness.executors.ray_executor import RayExecutor
+
+        # A factory: Ray starts only when some cell is missing.
+        return lambda: RayExecutor(args.ray_address, threads_per_cell=args.threads or 1,
+                                   gpus_per_cell=args.gpus_per_cell,
+                                   max_retries=2 if args.max_retries is None else args.max_retries)
+    return None  # the runner's default: local
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
@@ -74,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from bitscale.leaderboard.table import build_tables
     from bitscale.zoo import shipped
 
+    _check_executor_options(args)
     exp, source = _load(args.experiment)
     if args.zoo_weights is not None:
         shipped.use_trained(args.zoo_weights == "trained")  # the environment: training workers inherit it
@@ -91,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         if plan.untrained:
             print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes are provisional")
         return 0
-    if args.threads is not None:
+    if args.threads is not None and args.executor == "local":
         import torch
 
         # Tiny models do small matmuls: threads that wait on each other at every op cost more than
@@ -102,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     _shard(plan, args.shard)
     store = ResultStore(args.store)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, executor=_executor(args), sample_shards=args.sample_shards,
+                       keep_samples=args.keep_samples)
     print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
           f"{summary.skipped_done} already in {store.url}")
     hashes = {c.hash for c in plan.cells}

@@ -72,7 +72,7 @@ def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, sa
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.evaluation.fid import score
     from bitscale.harness.evaluation.references import reference_for
-    from bitscale.harness.runner import sample_images
+    from bitscale.harness.sampling import num_chunks, sample_chunks
 
     rows = []
     cpu = torch.device("cpu")
@@ -85,7 +85,7 @@ def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, sa
             for weights in ("shipped", "trained"):
                 with shipped.using(weights, tmp if weights == "trained" else None):
                     model = family.build(size, opts, cpu)
-                images = sample_images(model, samples, 100, seed=0)
+                images, _ = sample_chunks(model, samples, 100, 0, range(num_chunks(samples, 100)))
                 with shipped.using("shipped"):  # one protocol for both: the shipped feature extractor
                     fids.append(score(images, reference_for(model.dataset), seed=0)["fid"])
             rows.append([f"{family.name}/{size} FID", f"{fids[0]:.2f}", f"{fids[1]:.2f}"])

@@ -56,6 +56,8 @@ class Run(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     timings: Mapped[dict[str, float]] = mapped_column(JSON)
     protocol_fingerprint: Mapped[str | None] = mapped_column(ForeignKey("protocols.fingerprint"), nullable=True)
+    #: Path of the cell's kept samples (``<sha256>.npz``, ADM layout), when the run kept them.
+    samples: Mapped[str | None] = mapped_column(String(1000), nullable=True)
 
     metrics: Mapped[list[Metric]] = relationship(back_populates="run", cascade="all, delete-orphan")
     protocol: Mapped[Protocol | None] = relationship()

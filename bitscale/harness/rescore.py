@@ -1,0 +1,98 @@
+"""Score kept samples again, under the cell's own protocol or another one, without regenerating them.
+
+A run recorded with ``--keep-samples`` points at its images (``runs.samples``). ``rescore_runs``
+reads them back (checking the content hash), and scores them against a reference set with a
+feature extractor: by default the run's own, which reproduces the stored FID exactly; or another
+(``extractor``: any torch-fidelity extractor, e.g. ``inception-v3-compat`` instead of the digits
+classifier), which gives the same samples' score under a new protocol.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from bitscale.harness.errors import BitscaleError
+from bitscale.harness.store import ResultStore
+from bitscale.harness.store.schema import Run
+
+
+@dataclass
+class Rescored:
+    cell_hash: str
+    label: str
+    stored: dict[str, float]  # the metrics recorded when the cell ran
+    metrics: dict[str, float]  # the metrics of the kept samples under ``protocol``
+    protocol: dict[str, Any]
+    fingerprint: str
+
+
+def _label(run: Run) -> str:
+    loss = f"+{run.loss}" if run.loss else ""
+    return f"{run.family}/{run.size} {run.precision} {run.method}{loss} seed={run.seed}"
+
+
+def kept_runs(store: ResultStore, cells: list[str] | None = None, experiment: str | None = None) -> list[Run]:
+    """``ok`` runs with kept samples, optionally only those whose hash starts with one of ``cells``."""
+    q = sa.select(Run).where(Run.status == "ok", Run.samples.is_not(None)).order_by(Run.id)
+    if experiment:
+        q = q.where(Run.experiment == experiment)
+    with store.session() as s:
+        runs = list(s.scalars(q.options(sa.orm.selectinload(Run.metrics))))
+    if cells:
+        runs = [r for r in runs if any(r.cell_hash.startswith(c) for c in cells)]
+    return runs
+
+
+def _reference(dataset: str, extractor: str | None):
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    from bitscale.harness.evaluation.references import reference_for
+
+    ref = reference_for(dataset)
+    if extractor is None or extractor == ref.feature_extractor:
+        return ref
+    if extractor not in FEATURE_EXTRACTORS_REGISTRY:
+        raise BitscaleError(f"--extractor {extractor}: torch-fidelity has no such feature extractor; choose from "
+                            f"{', '.join(sorted(FEATURE_EXTRACTORS_REGISTRY))}")
+    kwargs: tuple[tuple[str, str], ...] = ()
+    if extractor == "inception-v3-compat":
+        weights = os.environ.get("BITSCALE_INCEPTION_WEIGHTS")
+        if not weights:
+            raise BitscaleError("--extractor inception-v3-compat: set BITSCALE_INCEPTION_WEIGHTS to a local copy of "
+                                "its weights (pt_inception-2015-12-05-6726825d.pth); bitscale never downloads them")
+        kwargs = (("feature_extractor_weights_path", weights),)
+    # Another extractor, another reference: its statistics are cached under their own name.
+    return replace(ref, feature_extractor=extractor, extractor_kwargs=kwargs)
+
+
+def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None,
+                 extractor: str | None = None) -> list[Rescored]:
+    """Score the kept samples of the selected runs; BitscaleError when none has any."""
+    from bitscale.harness.evaluation.fid import protocol_fingerprint, score
+    from bitscale.harness.samples import read_samples
+
+    runs = kept_runs(store, cells, experiment)
+    if not runs:
+        raise BitscaleError(f"store {store.url}: no finished run with kept samples matches; run the grid with "
+                            "`bitscale run --keep-samples DIR` first")
+    protocols = store.protocols()
+    out = []
+    for run in runs:
+        own = protocols.get(run.protocol_fingerprint or "")
+        if own is None:
+            raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
+        ref = _reference(own["dataset"], extractor)
+        images, _ = read_samples(run.samples)
+        metrics = score(images, ref, seed=own["seed"])
+        protocol = {**own, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
+                    "num_samples": len(images)}
+        stored = {m.name: m.value for m in run.metrics}
+        out.append(Rescored(run.cell_hash, _label(run), stored, metrics, protocol, protocol_fingerprint(protocol)))
+    return out
+
+
+__all__ = ["Rescored", "kept_runs", "rescore_runs"]

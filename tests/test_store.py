@@ -74,34 +74,11 @@ def test_fresh_store_opened_by_racing_processes_gets_one_schema(store_url):
     assert store.count() == 2
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
-        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "protocols", "runs", "metrics"}
+        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "protocols", "runs", "metrics",
+                                                            "cell_experiments"}
 
 
-KILL_DURING_MIGRATION = textwrap.dedent("""
-    import os, signal, sys
-    from sqlalchemy import event
-    from bitscale.harness.store import ResultStore
-
-    store = ResultStore(sys.argv[1], migrate=False)
-
-    @event.listens_for(store.engine, "before_cursor_execute")
-    def _die(conn, cursor, statement, *args):
-        # The first table exists, the second is being created: the worst moment to die.
-        if statement.lstrip().upper().startswith("CREATE TABLE RUNS"):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    store.migrate()
-""")
-
-
-@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
-def test_kill_9_during_first_migration_leaves_a_usable_store(store_url, tmp_path):
-    script = tmp_path / "migrate.py"
-    script.write_text(KILL_DURING_MIGRATION)
-    proc = subprocess.run([sys.executable, str(script), store_url], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    store = ResultStore(store_url)  # a later run migrates from scratch (or from where it stopped)
-    assert synthetic.fill(store, GRID) == 12 and store.count() == 12
+# Killing a process during its first migration, on both backends: test_store_crash_safety.py.
 
 
 def test_text_columns_hold_their_limit_on_every_backend(store):
@@ -161,7 +138,7 @@ CLAIM = textwrap.dedent("""
 def test_claims_exclude_other_processes_and_die_with_them(store, tmp_path):
     script = tmp_path / "claim.py"
     script.write_text(CLAIM)
-    holder = subprocess.Popen([sys.executable, str(script), store.url, "a" * 20], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, str(script), store._url, "a" * 20], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "True"
         with store.claim("a" * 20) as mine:

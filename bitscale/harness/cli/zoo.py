@@ -16,8 +16,7 @@ from bitscale.harness.cli import zoo_ship, zoo_verify
 from bitscale.harness.cli.common import positive_int
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.plugins import get_plugins
-from bitscale.zoo import cache, shipped
-from bitscale.zoo.cache import cache_dir
+from bitscale.zoo import shipped
 
 TRAIN_HELP = """\
 Train the missing (or stale) tiny models, all of them or those named, in --jobs worker processes,
@@ -75,6 +74,7 @@ def sizes_by_family(names: list[str]) -> dict[object, list[str]]:
 
 def train_into_cache(sizes: dict[object, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
     """Train ``sizes`` (default options) into the cache; 0, or 1 when some training failed."""
+    from bitscale.zoo.cache import cache_dir
     from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
     from bitscale.zoo.units import units_for
 
@@ -105,6 +105,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def list_zoo(args: argparse.Namespace) -> int:
+    from bitscale.zoo import cache
+
     rows = []
     catalog = shipped.catalog()
     for family, size in _targets([]):
@@ -114,5 +116,5 @@ def list_zoo(args: argparse.Namespace) -> int:
             cached = all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
         rows.append([family.name, size, f"{family.num_params(size, opts):,}",
                      "yes" if names and all(n in catalog for n in names) else "no", "yes" if cached else "no"])
-    print(tabulate(rows, headers=["family", "size", "params", "shipped", f"trained in {cache_dir()}"]))
+    print(tabulate(rows, headers=["family", "size", "params", "shipped", f"trained in {cache.cache_dir()}"]))
     return 0

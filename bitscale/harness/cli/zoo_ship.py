@@ -13,10 +13,9 @@ import json
 import platform
 import shutil
 
-import torch
 
 from bitscale.harness.cli.common import positive_int
-from bitscale.zoo import cache, shipped
+from bitscale.zoo import shipped
 
 SHIP_HELP = __doc__.split("\n\n", 1)[1]
 
@@ -52,8 +51,11 @@ def cpu_model() -> str:
 
 
 def ship(args: argparse.Namespace) -> int:
+    import torch
+
     from bitscale.harness.cli.zoo import sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
+    from bitscale.zoo import cache
 
     shipped.use_trained()  # read and train the cache, never the files being replaced
     sizes = sizes_by_family([])

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import torch
 from tabulate import tabulate
 
 from bitscale.harness.cli.common import positive_int
 from bitscale.harness.errors import BitscaleError
-from bitscale.zoo import cache, shipped
+from bitscale.zoo import shipped
 
 VERIFY_HELP = __doc__.split("\n\n", 1)[1]
 
@@ -38,6 +37,7 @@ def verify(args: argparse.Namespace) -> int:
     from bitscale.harness.cli.zoo import sizes_by_family, train_into_cache
     from bitscale.harness.cli.zoo_ship import shipped_artifacts
     from bitscale.harness.evaluation import digits_classifier
+    from bitscale.zoo import cache
 
     catalog = shipped.catalog()
     if not catalog:
@@ -73,6 +73,10 @@ def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, sa
     from bitscale.harness.evaluation.fid import score
     from bitscale.harness.evaluation.references import reference_for
     from bitscale.harness.sampling import num_chunks, sample_chunks
+
+    import torch
+
+    from bitscale.zoo import cache
 
     rows = []
     cpu = torch.device("cpu")

@@ -16,9 +16,6 @@ import json
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-from torch_fidelity.utils import create_feature_extractor
 
 from bitscale.harness.evaluation.references import Reference
 from bitscale.zoo import cache
@@ -29,6 +26,10 @@ METRICS = ("fid", "isc")  # KID: see the module docstring
 def _features(images: torch.Tensor, ref: Reference, layers: list[str], batch: int = 256) -> dict[str, torch.Tensor]:
     # A plain batched loop: torch-fidelity's dataset path forks DataLoader workers, which costs
     # more than the extraction itself for in-memory tensors of a few thousand small images.
+    # (torch-fidelity is imported where it is used: its import takes seconds, and a run whose cells
+    # are all in the store never scores.)
+    from torch_fidelity.utils import create_feature_extractor
+
     cuda = torch.cuda.is_available()
     extractor = create_feature_extractor(ref.feature_extractor, layers, cuda=cuda, verbose=False,
                                          **dict(ref.extractor_kwargs))
@@ -69,6 +70,8 @@ def reference_features(ref: Reference, layer: str) -> tuple[dict[str, np.ndarray
 
 def score(images: torch.Tensor, ref: Reference, seed: int = 0) -> dict[str, float]:
     """FID and Inception Score of uint8 ``images`` (N, 3, H, W) against ``ref`` (no KID: module docstring)."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
     cls = FEATURE_EXTRACTORS_REGISTRY[ref.feature_extractor]

@@ -242,7 +242,9 @@ class VarTinyFamily(ModelFamily):
                     raise BitscaleError(f"cached {artifact} disappeared from {cache.cache_dir()}; run again")
                 load_strict(module, found[0], cache.artifact_paths(artifact)[0])
             var, vae = var.to(device), vae.to(device)
-        return VarModel(var, vae, "digits16", TINY_SAMPLER, digits_source("train"), options.calibration_batch_size)
+        # On meta (parameter counts while planning) nothing is read: the digits load in seconds.
+        source = None if device.type == "meta" else digits_source("train")
+        return VarModel(var, vae, "digits16", TINY_SAMPLER, source, options.calibration_batch_size)
 
     def num_params(self, size: str, options: PluginOptions) -> int:
         """Transformer parameters of ``size``, from the architecture alone (never trains)."""

@@ -182,3 +182,24 @@ def test_the_gate_names_changed_shipped_weights_instead_of_missing_cells(tmp_pat
     assert main(["check", "--baseline", str(out), "--store", str(tmp_path / "base.db")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "shipped weights changed since the baseline: var-tiny/d2" in first
+
+
+def test_zoo_train_says_when_another_process_trained_the_model(empty_cache, monkeypatch):
+    # Issue 11 item 14: it printed "var-tiny/d4: final loss 2.5119 (321.7 s)" for a model another
+    # process trained while it waited on the lock.
+    import subprocess
+    import sys
+
+    from bitscale.zoo.parallel import train_units
+
+    monkeypatch.setenv(shipped.SOURCE_ENV, "trained")
+    family, opts = VarTinyFamily(), VarTinyOptions(vae_steps=2, steps=2)
+    units = family.training_units(["d2"], opts)  # planned while nothing is trained
+    assert [u.artifact for u in units] == list(family.artifact_names("d2", opts))
+    other = ("from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions; "
+             "VarTinyFamily().train('d2', VarTinyOptions(vae_steps=2, steps=2))")
+    subprocess.run([sys.executable, "-c", other], check=True)  # ... and trained by another process meanwhile
+    lines: list[str] = []
+    train_units(units, 1, progress=False, log=lines.append)
+    assert [line for line in lines if not line.startswith("training ")] == [
+        f"{u.artifact}: trained by another process meanwhile; loaded" for u in units]

@@ -15,12 +15,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# setuptools' editable-install notices ("Editable installation ... be careful with folders ...")
+# are UserWarnings about its own mechanics; they are hidden so that install output is errors only.
+QUIET_BUILD := PYTHONWARNINGS=ignore::UserWarning
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(QUIET_BUILD) $(BIN)/pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml examples/bitscale-quantizer-example/pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]" -e examples/bitscale-quantizer-example
+	$(QUIET_BUILD) $(BIN)/pip install --quiet -e ".[dev]" -e examples/bitscale-quantizer-example
 	touch $@
 
 run: $(VENV)/.installed

@@ -15,6 +15,9 @@ def _only_builtin_plugins(monkeypatch):
     # Tests must not depend on whatever happens to be installed: entry points are off unless a
     # test turns them on explicitly (the example-package tests do).
     monkeypatch.setenv("BITSCALE_NO_ENTRYPOINTS", "1")
+    # The shipped tiny-zoo weights, whatever a test (e.g. `bitscale zoo train`, which switches its
+    # process to trained-here weights) set before: monkeypatch restores the variable afterwards.
+    monkeypatch.setenv("BITSCALE_ZOO_WEIGHTS", "shipped")
     monkeypatch.delenv("BITSCALE_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("BITSCALE_STRICT_PLUGINS", raising=False)
     previous = plugin_loading._CACHED

@@ -78,9 +78,9 @@ def saved_here(name: str) -> bool:
     return name in _SAVED_HERE
 
 
-def save_artifact(name: str, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
+def save_artifact(name: str, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> dict[str, Any]:
     """Write weights first, manifest (with the weights' sha256) last: a manifest on disk means the weights beside
-    it are complete.
+    it are complete. Returns the manifest as written (what ``load_manifest`` reads back).
 
     An older manifest is removed before the weights are replaced: a process killed in between leaves
     no manifest, so the artifact reads as missing (and is retrained) rather than as the old one.
@@ -96,6 +96,7 @@ def save_artifact(name: str, tensors: dict[str, torch.Tensor], manifest: dict[st
     _atomic_write(weights, lambda p: save_file(tensors, p))
     manifest = {**manifest, "sha256": shipped.file_sha256(weights)}
     _atomic_write(meta, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+    return manifest
 
 
 def is_shipped(name: str) -> bool:

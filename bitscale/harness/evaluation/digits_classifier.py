@@ -105,8 +105,7 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
                     "final_loss": loss.item(), "seconds": round(time.perf_counter() - start, 2),
                     "cpu_seconds": round(time.process_time() - cpu_start, 2), "threads": 1,
                     "torch": torch.__version__}
-        cache.save_artifact(ARTIFACT, net.state_dict(), manifest)
-        return net, cache.load_manifest(ARTIFACT)
+        return net, cache.save_artifact(ARTIFACT, net.state_dict(), manifest)
 
 
 class DigitsFeatureExtractor(FeatureExtractorBase):

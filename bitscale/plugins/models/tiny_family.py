@@ -82,7 +82,7 @@ class TwoStageTinyFamily(ModelFamily):
                 return found
             state, manifest = fit()
             manifest["weights_hash"] = state_hash(state)
-            cache.save_artifact(artifact, state, manifest)
+            manifest = cache.save_artifact(artifact, state, manifest)
             return state, manifest
 
     def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
@@ -103,7 +103,7 @@ class TwoStageTinyFamily(ModelFamily):
             net, result = self._fit(size, cfg, steps, codec, codec_manifest)
             manifest = manifest_for(self._record(cfg), result, SEED)
             manifest[self.codec_hash_key] = codec_manifest["weights_hash"]
-            cache.save_artifact(name, net.state_dict(), manifest)
+            manifest = cache.save_artifact(name, net.state_dict(), manifest)
             model = self._model(net, codec, codec_manifest, opts)
             images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
             save_grid_png(images, cache.artifact_paths(name)[0].with_suffix(".png"))

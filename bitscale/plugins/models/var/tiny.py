@@ -142,7 +142,7 @@ class VarTinyFamily(ModelFamily):
                     TINY_VAE, data.images, options.vae_steps, seed=SEED, desc="var-tiny vqvae", **VAE_RECIPE
                 )
                 manifest = self._manifest(config, result, vae)
-                cache.save_artifact(name, vae.state_dict(), manifest)
+                manifest = cache.save_artifact(name, vae.state_dict(), manifest)
                 self._save_reconstructions(vae, name)
                 return vae, manifest
         vae = VQVAE(TINY_VAE)
@@ -167,8 +167,7 @@ class VarTinyFamily(ModelFamily):
             var, result = train_var(
                 tiny_var_config(size), tokens, options.steps, seed=SEED, desc=f"var-tiny {size}", **VAR_RECIPE
             )
-            manifest = self._manifest(config, result, var)
-            cache.save_artifact(name, var.state_dict(), manifest)
+            manifest = cache.save_artifact(name, var.state_dict(), self._manifest(config, result, var))
             self._save_samples(var, vae, name)
             return manifest
 

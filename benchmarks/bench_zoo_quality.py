@@ -14,7 +14,8 @@ held-out test digits as reference, balanced labels):
 - **data floor**: the real training digits against the held-out ones: sampling noise of a
   360-image reference set, the best any model can score.
 
-Uses the shipped tiny zoo (with BITSCALE_ZOO_WEIGHTS=trained, the cache's, training what is missing). One thread, like the harness tests.
+Uses the shipped tiny zoo (with BITSCALE_ZOO_WEIGHTS=trained, the cache's, training what is
+missing). One thread, like the harness tests.
 """
 
 from __future__ import annotations

@@ -171,7 +171,8 @@ def load_artifact(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
                             f"needed) or retrain: bitscale zoo train --force") from None
 
 
-def load_fresh(name: str, fresh: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def load_fresh(name: str,
+               fresh: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """(tensors, manifest) of artifact ``name`` if its manifest is ``fresh`` and its file intact; else None
     (to train). A shipped file that is not intact is an error."""
     manifest = load_manifest(name)

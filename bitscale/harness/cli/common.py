@@ -14,26 +14,24 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
                         "(default: $BITSCALE_STORE or sqlite:///bitscale.db)")
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type`` of counts (threads, jobs): a whole number, at least 1."""
+def _whole_number(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of counts (threads, jobs): a whole number, at least 1."""
+    return _whole_number(text, 1, "at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """argparse ``type`` of retry counts: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "0 or more")
 
 
 def non_negative_float(text: str) -> float:

@@ -64,7 +64,8 @@ def _targets(names: list[str]) -> list[tuple[object, str]]:
 
 
 def sizes_by_family(names: list[str]) -> dict[object, list[str]]:
-    """{family: sizes} named by ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: every tiny model), in order, once each."""
+    """{family: sizes} named by ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: every tiny model), in order,
+    once each."""
     sizes: dict[object, list[str]] = {}
     for family, size in _targets(names):
         if size not in sizes.setdefault(family, []):

@@ -22,7 +22,7 @@ from bitscale.zoo import cache
 from bitscale.zoo.images import save_grid_png
 from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
 from bitscale.zoo.threads import single_thread
-from bitscale.zoo.training import TrainResult
+from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 
 #: Every artifact of these families trains from this seed.
@@ -195,8 +195,7 @@ class TwoStageTinyFamily(ModelFamily):
         return self._model(net.eval().to(device), codec.to(device), codec_manifest, opts, device)
 
     def num_params(self, size: str, options: PluginOptions) -> int:
-        with torch.device("meta"):
-            return sum(p.numel() for p in self.network(self._size(size)[0]).parameters())
+        return param_count(lambda: self.network(self._size(size)[0]))
 
     def _size(self, size: str) -> tuple[Any, int]:
         check_size(self.name, size, self.size_configs)

@@ -25,7 +25,7 @@ from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 from bitscale.zoo import cache
 from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
 from bitscale.zoo.threads import single_thread
-from bitscale.zoo.training import TrainResult
+from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 
 #: Bump when the training recipe changes: cached weights of another version are retrained.
@@ -247,4 +247,4 @@ class VarTinyFamily(ModelFamily):
 
     def num_params(self, size: str, options: PluginOptions) -> int:
         """Transformer parameters of ``size``, from the architecture alone (never trains)."""
-        return self.build(size, options, torch.device("meta")).num_params()
+        return param_count(lambda: VAR(tiny_var_config(size), init=False))

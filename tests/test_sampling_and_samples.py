@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -108,6 +110,15 @@ def test_rescore_cli_and_its_errors(register_plugin, bitscale_store, tmp_path, c
     np.savez(path, **arrays)
     with pytest.raises(BitscaleError, match="does not match its name"):
         read_samples(path)
+    Path(path).write_bytes(b"PK\x03\x04 truncated")  # not a readable zip: one line, no traceback
+    with pytest.raises(BitscaleError, match="not a readable .npz"):
+        read_samples(path)
+
+
+def test_rescore_is_a_read_command(tmp_path, capsys):
+    missing = tmp_path / "nothing-here.db"
+    assert main(["rescore", "--store", str(missing)]) == 2
+    assert not missing.exists()  # read commands never create a store
 
 
 def test_executor_flags_are_checked_before_anything_runs(tmp_path, capsys):

@@ -203,3 +203,18 @@ def test_zoo_train_says_when_another_process_trained_the_model(empty_cache, monk
     train_units(units, 1, progress=False, log=lines.append)
     assert [line for line in lines if not line.startswith("training ")] == [
         f"{u.artifact}: trained by another process meanwhile; loaded" for u in units]
+
+
+def test_a_process_that_would_load_other_weights_refuses_the_cell(empty_cache, monkeypatch):
+    # A Ray worker with another cache or zoo-weights setting must not measure other weights under
+    # the cell's hash.
+    from bitscale.harness.cellwork import ModelCache
+    from bitscale.harness.config import parse_experiment
+    from bitscale.harness.planner import plan_grid
+
+    exp = parse_experiment({"name": "w", "models": [{"family": "var-tiny", "sizes": ["d2"]}],
+                            "quantizers": ["rtn"], "precisions": ["W16A16"]}, "w.yaml")
+    cell = plan_grid(exp, load_plugins(entrypoints=False)).cells[0]
+    monkeypatch.setenv(shipped.SOURCE_ENV, "trained")  # this "worker" has nothing trained
+    with pytest.raises(BitscaleError, match="would load other weights than the grid was planned with"):
+        ModelCache().fresh(cell, VarTinyFamily())

@@ -114,9 +114,27 @@ class ModelCache:
         if key != self.key:
             self.model = None  # free the previous one first
             opts = family.Options.model_validate(cell.model_options)
+            _check_weights(cell, family, opts)
             with progress_bars(self.progress):  # building may train a missing tiny-zoo model
                 self.model, self.key = family.build(cell.size, opts, self.device), key
         return copy.deepcopy(self.model)  # quantizers edit in place; keep the original pristine
+
+
+def _check_weights(cell: Cell, family: ModelFamily, opts: Any) -> None:
+    """The weights this process would load are the ones the cell's hash names (``versions["weights"]``).
+
+    A Ray worker on another machine with its own cache, or one whose zoo-weights setting differs
+    from the driver's, would otherwise measure other weights under this cell's hash.
+    """
+    planned = cell.versions.get("weights")
+    if planned is None:
+        return
+    here = family.weights_id(cell.size, opts)
+    if here != planned:
+        raise BitscaleError(
+            f"{cell.label}: {socket.gethostname()} would load other weights than the grid was planned with "
+            f"({here or 'none trained here'} instead of {planned}); give every worker the driver's BITSCALE_CACHE "
+            "folder (shared) or use the shipped tiny-zoo weights")
 
 
 def _check_finite(model: GenerativeModel) -> None:

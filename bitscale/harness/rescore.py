@@ -38,8 +38,8 @@ def _label(run: Run) -> str:
 def kept_runs(store: ResultStore, cells: list[str] | None = None, experiment: str | None = None) -> list[Run]:
     """``ok`` runs with kept samples, optionally only those whose hash starts with one of ``cells``."""
     q = sa.select(Run).where(Run.status == "ok", Run.samples.is_not(None)).order_by(Run.id)
-    if experiment:
-        q = q.where(Run.experiment == experiment)
+    if experiment:  # its own cells and those it shares with other experiments (W16A16)
+        q = q.where(Run.cell_hash.in_(store.experiment_hashes(experiment)))
     with store.session() as s:
         runs = list(s.scalars(q.options(sa.orm.selectinload(Run.metrics))))
     if cells:
@@ -86,6 +86,11 @@ def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experime
         if own is None:
             raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
         ref = _reference(own["dataset"], extractor)
+        if extractor is None and ref.reference_hash != own["reference"]:
+            raise BitscaleError(
+                f"run {run.cell_hash}: was scored against reference {own['reference']}, but this machine's is "
+                f"{ref.reference_hash} (another feature extractor: shipped vs trained-here weights?); set "
+                "BITSCALE_ZOO_WEIGHTS as the run had it, or pass --extractor to score under another protocol")
         images, _ = read_samples(run.samples)
         metrics = score(images, ref, seed=own["seed"])
         protocol = {**own, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,15 @@ def read_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise BitscaleError(f"kept samples {path}: no such file; was the folder moved? (the store records the path)")
-    with np.load(path) as data:
-        if "arr_0" not in data:
-            raise BitscaleError(f"{path}: no 'arr_0' array; not a samples file in the ADM layout")
-        nhwc = data["arr_0"]
-        labels = data["arr_1"] if "arr_1" in data else np.zeros(len(nhwc), dtype=np.int64)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "arr_0" not in data:
+                raise BitscaleError(f"{path}: no 'arr_0' array; not a samples file in the ADM layout")
+            nhwc = data["arr_0"]
+            labels = data["arr_1"] if "arr_1" in data else np.zeros(len(nhwc), dtype=np.int64)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BitscaleError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); regenerate the cell") \
+            from None
     if nhwc.dtype != np.uint8 or nhwc.ndim != 4 or nhwc.shape[-1] != 3:
         raise BitscaleError(f"{path}: arr_0 is {nhwc.dtype} {nhwc.shape}; expected uint8 (N, H, W, 3)")
     if path.stem != samples_digest(nhwc, labels):

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bitscale.harness.rescore import rescore_runs
-    from bitscale.harness.store import ResultStore
+    from bitscale.leaderboard.results import open_store
 
-    store = ResultStore(args.store)
+    store = open_store(args.store)  # a read command: never creates a store or a schema
     results = rescore_runs(store, cells=args.cell, experiment=args.experiment, extractor=args.extractor)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2, default=str))

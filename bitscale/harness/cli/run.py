@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
         print(f"{len(plan.cells)} cells planned")
         if plan.untrained:
-            print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes are provisional")
+            print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes "
+                  f"{'and the shard split ' if args.shard else ''}are provisional")
         return 0
     if args.threads is not None and args.executor == "local":
         import torch
@@ -148,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
         # Tiny models do small matmuls: threads that wait on each other at every op cost more than
         # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
         torch.set_num_threads(args.threads)
+    store = ResultStore(args.store)  # a bad --store fails now, not after minutes of training
     if plan.untrained:  # their hashes name weights that do not exist yet: train, then plan again
         plan = plan_trained(exp, plugins, source, progress=not args.no_progress)
     _shard(plan, args.shard)
-    store = ResultStore(args.store)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress, executor=_executor(args), sample_shards=args.sample_shards,
                        keep_samples=args.keep_samples)

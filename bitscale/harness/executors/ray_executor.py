@@ -32,10 +32,11 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     ray = None
 
-# Environment a worker on another machine needs (cache, device, plugin switches). Never the store
-# URL: workers do not write results, and it may carry a password.
+# Environment a worker on another machine needs (cache, device, plugin switches). Never a URL with
+# a password (the store's, a test server's): workers do not write results, and Ray keeps a task's
+# environment in its control store.
 _FORWARDED_PREFIXES = ("BITSCALE_", "TQDM_DISABLE")
-_NOT_FORWARDED = ("BITSCALE_STORE",)
+_NOT_FORWARDED = ("BITSCALE_STORE", "BITSCALE_TEST_POSTGRES_URL")
 
 # ------------------------------------------------------------------ worker side
 
@@ -84,7 +85,15 @@ def check_address(address: str | None) -> None:
 
 
 def _forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED}
+    from bitscale.harness.store.urls import redact
+    from bitscale.zoo import shipped
+
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and redact(v) == v}
+    # Always said, never inherited from how the cluster was started: the cells' hashes name the
+    # weights of this choice (and each worker checks that it loads those).
+    env[shipped.SOURCE_ENV] = shipped.source()
+    return env
 
 
 class RayExecutor(Executor):
@@ -105,9 +114,11 @@ class RayExecutor(Executor):
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any connection failure is the user's address
-                raise BitscaleError(f"--ray-address {address}: cannot connect to a Ray cluster: "
-                                    f"{str(exc).splitlines()[0]}; start one with `ray start --head` "
-                                    "or leave --ray-address out for a local instance") from None
+                reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if address is None:
+                    raise BitscaleError(f"--executor ray: could not start a local Ray instance: {reason}") from None
+                raise BitscaleError(f"--ray-address {address}: cannot connect to a Ray cluster: {reason}; start one "
+                                    "with `ray start --head` or leave --ray-address out for a local instance") from None
         self.startup_seconds = time.perf_counter() - t
         self._cell = ray.remote(_cell_task)
         self._shard = ray.remote(_shard_task)

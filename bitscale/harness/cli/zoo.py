@@ -114,7 +114,7 @@ def list_zoo(args: argparse.Namespace) -> int:
         opts = family.Options()
         names = family.artifacts(size, opts) if hasattr(family, "artifacts") else []
         with shipped.using("trained"):
-            cached = all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
+            cached = bool(names) and all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
         rows.append([family.name, size, f"{family.num_params(size, opts):,}",
                      "yes" if names and all(n in catalog for n in names) else "no", "yes" if cached else "no"])
     print(tabulate(rows, headers=["family", "size", "params", "shipped", f"trained in {cache.cache_dir()}"]))

@@ -218,3 +218,9 @@ def test_a_process_that_would_load_other_weights_refuses_the_cell(empty_cache, m
     monkeypatch.setenv(shipped.SOURCE_ENV, "trained")  # this "worker" has nothing trained
     with pytest.raises(BitscaleError, match="would load other weights than the grid was planned with"):
         ModelCache().fresh(cell, VarTinyFamily())
+
+
+def test_zoo_list_shows_shipped_and_trained_here(empty_cache, capsys):
+    assert main(["zoo", "list"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("var-tiny")]
+    assert [r[1] for r in rows] == ["d2", "d4", "d6"] and all(r[-2:] == ["yes", "no"] for r in rows)

@@ -132,9 +132,12 @@ def has_weights(name: str) -> bool:
         shipped.verified_path(name)
         return True
     path = artifact_paths(name)[0]
-    if not path.exists():
-        return False
-    expected = (load_manifest(name) or {}).get("sha256")
+    return path.exists() and _intact(path, load_manifest(name) or {})
+
+
+def _intact(path: Path, manifest: dict[str, Any]) -> bool:
+    """A cached file is the one its manifest records (manifests of older versions record no hash)."""
+    expected = manifest.get("sha256")
     return expected is None or shipped.file_sha256(path) == expected
 
 
@@ -159,8 +162,7 @@ def load_artifact(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
         path = artifact_paths(name)[0]
         if not path.exists():
             return None
-        expected = manifest.get("sha256")
-        if expected is not None and shipped.file_sha256(path) != expected:
+        if not _intact(path, manifest):
             raise BitscaleError(f"{path}: cached weights of {name} were modified or are corrupt (their sha256 is not "
                                 f"the one their manifest records); delete the file (it is retrained when needed) "
                                 f"or retrain: bitscale zoo train --force")

@@ -103,6 +103,17 @@ def path_of(name: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of the file at ``path``; read once per process for each version (size, mtime) of the file.
+
+    Planning checks every weight file a grid loads and building checks it again: without the memo a
+    grid of 18 cells would hash the same few megabytes dozens of times.
+    """
+    st = Path(path).stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -55,18 +55,22 @@ def _fresh(manifest: dict) -> bool:
 def load_classifier() -> tuple[DigitsNet, dict]:
     """The classifier in use, with its manifest: the shipped one (default; the same bytes on every
     machine, so the same FIDs), or with trained-here weights the cached one, trained if missing."""
-    found = cache.load_artifact(ARTIFACT)
-    if found is not None and _fresh(found[1]):
-        net = DigitsNet()
-        net.load_state_dict(found[0])
-        return net.eval(), found[1]
-    return train_classifier()
+    found = cache.load_fresh(ARTIFACT, _fresh)
+    return _loaded(*found) if found is not None else train_classifier()
 
 
 def weights_sha256() -> str:
     """sha256 of the classifier's weights file in use: what makes the digits FID protocol."""
-    load_classifier()  # trains it first when trained-here weights are in use and none are cached
+    manifest = cache.load_manifest(ARTIFACT)
+    if manifest is None or not _fresh(manifest) or not cache.has_weights(ARTIFACT):
+        train_classifier()  # trained-here weights are in use and none are cached yet
     return cache.weights_sha256(ARTIFACT)
+
+
+def _loaded(state: dict[str, torch.Tensor], manifest: dict) -> tuple[DigitsNet, dict]:
+    net = DigitsNet()
+    net.load_state_dict(state)
+    return net.eval(), manifest
 
 
 def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
@@ -76,11 +80,9 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
     thread is not enough for identical weights, which is why a trained copy ships with bitscale.
     """
     with cache.locked(ARTIFACT), single_thread():
-        found = None if force else cache.load_artifact(ARTIFACT)
-        if found is not None and _fresh(found[1]):
-            net = DigitsNet()
-            net.load_state_dict(found[0])
-            return net.eval(), found[1]
+        found = None if force else cache.load_fresh(ARTIFACT, _fresh)
+        if found is not None:
+            return _loaded(*found)
         torch.manual_seed(SEED)
         net = DigitsNet()
         train, test = digits.load("train"), digits.load("test")

@@ -60,13 +60,13 @@ def git_sha() -> str | None:
         return None
 
 
-def plan_trained(exp: Experiment, plugins: PluginSet, source: str, progress: bool = True) -> Plan:
-    """``plan_grid``, after training the tiny-zoo weights its cells need and the cache lacks.
+def plan_trained(plan: Plan, exp: Experiment, plugins: PluginSet, source: str, progress: bool = True) -> Plan:
+    """``plan`` (``plan_grid(exp, ...)``) with final hashes: the tiny-zoo weights its cells need and the
+    cache lacks are trained, then the grid is planned again.
 
     A cell's hash names the weights it is measured on (their files' hash), which exist only
-    once trained; shipped weights need no training, so with them this is one plan.
+    once trained; shipped weights need no training, so with them ``plan`` is returned as it is.
     """
-    plan = plan_grid(exp, plugins, source)
     if plan.untrained and pretrain_missing(plan.untrained, plugins, progress):
         plan = plan_grid(exp, plugins, source)
     if plan.untrained:

@@ -150,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
         # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
         torch.set_num_threads(args.threads)
     store = ResultStore(args.store)  # a bad --store fails now, not after minutes of training
-    if plan.untrained:  # their hashes name weights that do not exist yet: train, then plan again
-        plan = plan_trained(exp, plugins, source, progress=not args.no_progress)
+    # Cells whose hashes name weights that do not exist yet: train them, then plan again.
+    plan = plan_trained(plan, exp, plugins, source, progress=not args.no_progress)
     _shard(plan, args.shard)
     summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
                        progress=not args.no_progress, executor=_executor(args), sample_shards=args.sample_shards,

@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tabulate import tabulate
 
-from bitscale.harness.cli import zoo_ship, zoo_verify
 from bitscale.harness.cli.common import positive_int
-from bitscale.harness.errors import BitscaleError
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.cli.zoo_ship import add_parser as add_ship_parser
+from bitscale.harness.cli.zoo_targets import sizes_by_family, targets, train_into_cache
+from bitscale.harness.cli.zoo_verify import add_parser as add_verify_parser
 from bitscale.zoo import shipped
 
 TRAIN_HELP = """\
@@ -42,56 +41,8 @@ def add_parser(sub) -> None:
     tr.set_defaults(func=train)
     ls = zsub.add_parser("list", help="list trainable families and sizes, shipped and cached weights")
     ls.set_defaults(func=list_zoo)
-    zoo_verify.add_parser(zsub)
-    zoo_ship.add_parser(zsub)
-
-
-def _targets(names: list[str]) -> list[tuple[object, str]]:
-    ps = get_plugins()
-    trainable = [e.obj for e in ps.models if getattr(e.obj, "trainable", False)]
-    if not names:
-        return [(f, s) for f in trainable for s in f.sizes]
-    out = []
-    for name in names:
-        fam_name, _, size = name.partition("/")
-        family = ps.models.get(fam_name)
-        if not family.trainable:
-            raise BitscaleError(f"{fam_name} loads released checkpoints; only tiny-zoo families can be trained")
-        if size and size not in family.sizes:
-            raise BitscaleError(f"{fam_name} has no size {size!r}; choose from {', '.join(family.sizes)}")
-        out += [(family, s) for s in ([size] if size else family.sizes)]
-    return out
-
-
-def sizes_by_family(names: list[str]) -> dict[object, list[str]]:
-    """{family: sizes} named by ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: every tiny model), in order,
-    once each."""
-    sizes: dict[object, list[str]] = {}
-    for family, size in _targets(names):
-        if size not in sizes.setdefault(family, []):
-            sizes[family].append(size)
-    return sizes
-
-
-def train_into_cache(sizes: dict[object, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
-    """Train ``sizes`` (default options) into the cache; 0, or 1 when some training failed."""
-    from bitscale.zoo.cache import cache_dir
-    from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
-    from bitscale.zoo.units import units_for
-
-    units = [u for family, s in sizes.items() for u in units_for(family, s, family.Options(), force)]
-    if not units:
-        if sizes:
-            print(f"every tiny model asked for is trained and fresh in {cache_dir()}")
-        return 0
-    jobs = jobs or usable_cores()
-    print(f"training {len(units)} artifact(s) in {min(jobs, len(units))} process(es)", flush=True)
-    try:
-        train_units(units, jobs, progress=progress, log=lambda line: print(line, flush=True))
-    except TrainingFailed as exc:
-        print(f"bitscale: error: training failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    add_verify_parser(zsub)
+    add_ship_parser(zsub)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -110,7 +61,7 @@ def list_zoo(args: argparse.Namespace) -> int:
 
     rows = []
     catalog = shipped.catalog()
-    for family, size in _targets([]):
+    for family, size in targets([]):
         opts = family.Options()
         names = family.artifacts(size, opts) if hasattr(family, "artifacts") else []
         with shipped.using("trained"):

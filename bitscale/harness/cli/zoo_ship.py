@@ -28,19 +28,6 @@ def add_parser(zsub) -> None:
     p.set_defaults(func=ship)
 
 
-def shipped_artifacts(sizes: dict[object, list[str]]) -> list[str]:
-    """Every artifact the families' ``sizes`` load with default options, then the FID feature extractor."""
-    from bitscale.harness.evaluation import digits_classifier
-
-    names: list[str] = []
-    for family, family_sizes in sizes.items():
-        if not hasattr(family, "artifacts"):  # a third-party trainable family: it caches its own way
-            continue
-        for size in family_sizes:
-            names += [n for n in family.artifacts(size, family.Options()) if n not in names]
-    return names + [digits_classifier.ARTIFACT]
-
-
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -55,7 +42,7 @@ def cpu_model() -> str:
 def ship(args: argparse.Namespace) -> int:
     import torch
 
-    from bitscale.harness.cli.zoo import sizes_by_family, train_into_cache
+    from bitscale.harness.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.zoo import cache
 

@@ -34,8 +34,7 @@ def add_parser(zsub) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from bitscale.harness.cli.zoo import sizes_by_family, train_into_cache
-    from bitscale.harness.cli.zoo_ship import shipped_artifacts
+    from bitscale.harness.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.zoo import cache
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bitscale.harness import faults
 from bitscale.harness.errors import BitscaleError
-from bitscale.harness.store import migrate as schema
+import bitscale.harness.store.migrate as schema
 from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
 from bitscale.harness.store.urls import normalize_url, redact
 

@@ -86,13 +86,13 @@ def check_address(address: str | None) -> None:
 
 def _forwarded_env() -> dict[str, str]:
     from bitscale.harness.store.urls import redact
-    from bitscale.zoo import shipped
 
     env = {k: v for k, v in os.environ.items()
            if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and redact(v) == v}
-    # Always said, never inherited from how the cluster was started: the cells' hashes name the
-    # weights of this choice (and each worker checks that it loads those).
-    env[shipped.SOURCE_ENV] = shipped.source()
+    # The tiny-zoo weights choice is always said (unset means the shipped weights), never inherited
+    # from how the cluster was started: the cells' hashes name the weights of the driver's choice,
+    # and each worker checks that it loads those (cellwork._check_weights).
+    env.setdefault("BITSCALE_ZOO_WEIGHTS", "shipped")
     return env
 
 

@@ -15,7 +15,6 @@ from bitscale.harness.errors import ConfigError
 from bitscale.leaderboard import gate, synthetic
 from bitscale.leaderboard.budget import Budget, best_within, pareto_front
 from bitscale.leaderboard.fit import fit_bivariate, fit_power_laws, optimal_precision
-from bitscale.leaderboard.metrics import direction_words, lower_is_better
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.report import build_report
 from bitscale.leaderboard.results import load_results
@@ -82,6 +81,8 @@ def test_budgets_and_fronts_follow_the_metric_direction(isc_store):
 
 
 def test_the_gate_and_the_renderers_ask_the_same_place():
+    from bitscale.leaderboard.metrics import direction_words, lower_is_better
+
     assert gate.LOWER_IS_BETTER is __import__("bitscale.leaderboard.metrics", fromlist=["x"]).LOWER_IS_BETTER
     assert lower_is_better("fid") and not lower_is_better("isc")
     assert direction_words("isc") == "higher is better"

@@ -71,8 +71,8 @@ def _colors(labels: list[str]) -> dict[str, str]:
 #: Marker per line (by precision order); weight-activation precisions get hollow markers on a
 #: dotted line, so W8A8 never looks like W8A16 even where the two lines coincide.
 _MARKERS = ["o", "^", "v", "D", "P", "X", "*", "<", ">", "h"]
-#: Two lines coincide when every point agrees within this relative difference ...
-COINCIDENT_RTOL = 0.01
+#: Two lines coincide (to the eye, on a log axis) when every point agrees within this relative difference ...
+COINCIDENT_RTOL = 0.03
 #: ... and the later one is then drawn this factor to the right (a few percent of a decade).
 COINCIDENT_SHIFT = 1.04
 
@@ -207,7 +207,20 @@ class PlotSet:
         text = "; ".join(f"{what} (within {COINCIDENT_RTOL:.0%}; drawn ×{shift:.3g} to the right)"
                          for what, shift in self._notes.items())
         text += "; solid/filled: weight-only, dotted/hollow: weight-activation"
-        fig.text(0.01, 0.005, _text("note: " + text), fontsize=6.5, ha="left", va="bottom", color="#444",
+        # Make room under everything: the figure grows by one text line and every artist placed in
+        # figure fractions (axes, x label, legend) keeps its distance from the top.
+        h, extra = fig.get_figheight(), 0.22
+        grow = h / (h + extra)
+        fig.set_figheight(h + extra)
+        sp = fig.subplotpars
+        fig.subplots_adjust(bottom=1 - (1 - sp.bottom) * grow, top=1 - (1 - sp.top) * grow)
+        label = getattr(fig, "_supxlabel", None)
+        if label is not None:
+            label.set_y(1 - (1 - label.get_position()[1]) * grow)
+        for legend in fig.legends:
+            anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+            legend.set_bbox_to_anchor((anchor.x0, 1 - (1 - anchor.y0) * grow), transform=fig.transFigure)
+        fig.text(0.01, 0.01, _text("note: " + text), fontsize=6.5, ha="left", va="bottom", color="#444",
                  gid="coincidence-note", wrap=True)
 
     def _draw(self, plot: Plot):

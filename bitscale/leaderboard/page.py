@@ -279,8 +279,9 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
 <body>
 <h1>{h(title)}</h1>
 <p class=meta>Generated {h(now)} by bitscale {h(bitscale.__version__)} from {h(report.results.store_url)}: {h(summary)}.
-{h(display_name(report.results.metric))}, {h(direction_words(report.results.metric))}. Published rows (<span class=tag>paper</span>) are shown beside measured ones and never
-share a column or a fitted curve with them; scores of different protocols never share a column.</p>
+{h(display_name(report.results.metric))}, {h(direction_words(report.results.metric))}.
+Published rows (<span class=tag>paper</span>) are shown beside measured ones and never share a column
+or a fitted curve with them; scores of different protocols never share a column.</p>
 <nav>{nav}</nav>
 {body}
 <script>{SCRIPT}</script>

@@ -115,7 +115,8 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
         from bitscale.leaderboard.fit import fits_frame
 
         for axis, fits in report.fits.items():
-            out.append(_frame_text(fits_frame(fits), args.format, f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
+            out.append(_frame_text(fits_frame(fits), args.format,
+                                   f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
         out.append(_frame_text(report.bivariate, args.format, "Bivariate fits FID = k·N^-a·P^-c"))
         out.append(_frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = "
                                                             "down-left)"))

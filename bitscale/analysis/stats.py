@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -14,12 +12,15 @@ def relative_error(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return d / reference.double().flatten(1).norm(dim=1).clamp_min(1e-30)
 
 
-def mean_ci(values: np.ndarray | torch.Tensor) -> dict[str, float]:
-    """Mean and a normal-approximation 95% CI over samples (half-width 0 for one sample)."""
+def mean_ci(values: np.ndarray | torch.Tensor, n_boot: int = 1000) -> dict[str, float]:
+    """Mean and a 95% percentile-bootstrap CI over samples (fixed resampling seed: deterministic; errors are
+    skewed and non-negative, which a normal approximation would ignore)."""
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean())
-    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else 0.0
-    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+    if len(v) < 2:
+        return {"mean": mean, "lo": mean, "hi": mean}
+    means = v[np.random.default_rng(0).integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    return {"mean": mean, "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5))}
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from bitscale import hookimpl
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.contracts import ModelFamily
 from bitscale.testing.toy import ToyFamily
-from bitscale.zoo import cache, parallel
+from bitscale.harness.artifacts import cache
+from bitscale.zoo import parallel
 from bitscale.zoo.parallel import TrainingFailed, train_units
 from bitscale.zoo.units import staged_units, units_for
 

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 
 class PluginOptions(BaseModel):

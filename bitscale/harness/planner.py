@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from bitscale.harness.config import Experiment, format_validation_error
 from bitscale.harness.contracts import PluginOptions
 from bitscale.harness.errors import ConfigError, PluginError
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision, compute_bits, model_bits
 
 # Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own
 # stream seeded by (cell seed, chunk index), so a cell can be sampled in shards (bitscale.harness.sampling).

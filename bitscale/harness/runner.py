@@ -33,8 +33,8 @@ from bitscale.harness.errors import BitscaleError
 from bitscale.harness.evaluation.fid import protocol_fingerprint
 from bitscale.harness.executors import CellJob, Executor
 from bitscale.harness.planner import Cell, Plan, plan_grid
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.result_store import utcnow
 

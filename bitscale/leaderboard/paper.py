@@ -26,7 +26,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.precision import Precision, compute_bits, model_bits
 
 PAPER = "Ding, Cao, Cao, Chen: Dissecting Bit-Level Scaling Laws in Quantizing Vision Generative Models"
 PAPER_ID = "dissecting-bit-level-scaling-laws"

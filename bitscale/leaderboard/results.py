@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 if TYPE_CHECKING:
     from bitscale.harness.store import ResultStore

@@ -7,7 +7,7 @@ Quantizer plugins (built-in or third-party) build on these pieces:
 - ``bitscale.quant.activation``: ``ActQuantizer`` (dynamic per-token / static per-tensor).
 - ``bitscale.quant.capture``: forward hooks for Hessians, channel statistics, input groups.
 - ``bitscale.quant.swap``: ``set_submodule`` to replace a named layer.
-- ``bitscale.quant.recipe``: options, specs from a ``Precision``, ``QuantReport`` building.
+- ``bitscale.plugins.quantizers.recipe``: options, specs from a ``Precision``, ``QuantReport`` building.
 """
 
 from bitscale.quant.activation import ActQuantizer

@@ -45,7 +45,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bitscale.harness.precision import FP_FORMATS, NumberFormat
+from bitscale.precision import FP_FORMATS, NumberFormat
 
 Granularity = Literal["tensor", "channel", "group", "token"]
 

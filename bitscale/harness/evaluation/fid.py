@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from bitscale.harness.evaluation.references import Reference
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 
 METRICS = ("fid", "isc")  # KID: see the module docstring
 

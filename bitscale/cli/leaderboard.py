@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.cli.common import add_store_option
 
 FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.precision import Precision, compute_bits, model_bits
 
 PROTOCOL = {"dataset": "synthetic", "reference": "ref0", "feature_extractor": "synthetic-extractor",
             "num_samples": 500, "labels": "balanced", "sampler": {"top_k": 0}, "protocol_version": 1}

@@ -1,4 +1,4 @@
-"""Trained artifacts: the shipped ones (``bitscale.zoo.shipped``) and the user's on-disk cache.
+"""Trained artifacts: the shipped ones (``bitscale.harness.artifacts.shipped``) and the user's on-disk cache.
 
 An artifact is ``<name>.safetensors`` plus a manifest (what it was trained with, and the
 sha256 of its file). Reading goes through ``load_manifest``/``load_artifact``: with shipped
@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bitscale.harness.errors import BitscaleError
-from bitscale.zoo import shipped
+from bitscale.harness.artifacts import shipped
 
 
 def cache_dir() -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from bitscale.harness.errors import BitscaleError
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 
 
 def targets(names: list[str]) -> list[tuple[object, str]]:
@@ -38,7 +38,7 @@ def sizes_by_family(names: list[str]) -> dict[object, list[str]]:
 
 def train_into_cache(sizes: dict[object, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
     """Train ``sizes`` (default options) into the cache; 0, or 1 when some training failed."""
-    from bitscale.zoo.cache import cache_dir
+    from bitscale.harness.artifacts.cache import cache_dir
     from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
     from bitscale.zoo.units import units_for
 

@@ -7,13 +7,12 @@ a grid resumable after Ctrl-C or ``kill -9``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from bitscale.hashing import json_digest
 from bitscale.harness.config import Experiment, format_validation_error
 from bitscale.harness.contracts import PluginOptions
 from bitscale.harness.errors import ConfigError, PluginError
@@ -66,7 +65,7 @@ class Cell:
 
 
 def cell_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return json_digest(config, 20)
 
 
 #: ``versions["weights"]`` of a cell whose model's weights are not trained yet (``weights_id`` is None):

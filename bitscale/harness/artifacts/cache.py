@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -28,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bitscale.harness.errors import BitscaleError
+from bitscale.hashing import sha256_text
 from bitscale.harness.artifacts import shipped
 
 
@@ -197,7 +197,7 @@ def weights_digest(artifacts: Sequence[tuple[str, Callable[[dict[str, Any]], boo
                 raise _stale_shipped(name)
             return None
         digests.append(weights_sha256(name))
-    return hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]
+    return sha256_text(" ".join(digests), 16)
 
 
 def _stale_shipped(name: str) -> BitscaleError:

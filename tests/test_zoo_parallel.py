@@ -145,7 +145,7 @@ def test_sizes_waiting_for_a_failed_shared_stage_are_not_started(zoo_cache):
 
 
 def test_runner_pretrains_missing_tiny_models_of_trainable_families(zoo_cache, register_plugin, monkeypatch):
-    from bitscale.harness.runner import pretrain_missing
+    from bitscale.zoo.pretrain import pretrain_missing
 
     pset = register_plugin(_plugin(Staged(), ToyFamily()))
     monkeypatch.setattr(parallel, "usable_cores", lambda: 1)  # in-process: no worker start-up in this test

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
     from bitscale.harness.plugin_loader import get_plugins
-    from bitscale.harness.runner import plan_trained, run_plan
+    from bitscale.harness.runner import run_plan
+    from bitscale.zoo.pretrain import plan_trained
     from bitscale.harness.store import ResultStore
     from bitscale.leaderboard.render import render
     from bitscale.leaderboard.table import build_tables

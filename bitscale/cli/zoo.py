@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from bitscale.cli.common import positive_int
 from bitscale.cli.zoo_ship import add_parser as add_ship_parser
-from bitscale.cli.zoo_targets import sizes_by_family, targets, train_into_cache
+from bitscale.zoo.pretrain import sizes_by_family, targets, train_into_cache
 from bitscale.cli.zoo_verify import add_parser as add_verify_parser
 from bitscale.harness.artifacts import shipped
 

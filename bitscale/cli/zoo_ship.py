@@ -42,7 +42,7 @@ def cpu_model() -> str:
 def ship(args: argparse.Namespace) -> int:
     import torch
 
-    from bitscale.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache
 

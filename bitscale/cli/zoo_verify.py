@@ -34,7 +34,7 @@ def add_parser(zsub) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from bitscale.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache
 

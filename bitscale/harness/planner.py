@@ -69,7 +69,7 @@ def cell_hash(config: dict[str, Any]) -> str:
 
 
 #: ``versions["weights"]`` of a cell whose model's weights are not trained yet (``weights_id`` is None):
-#: such a plan is for listing only; train the weights (``runner.pretrain_missing``) and plan again.
+#: such a plan is for listing only; train the weights (``bitscale.zoo.pretrain.plan_trained``) and plan again.
 UNTRAINED = "untrained"
 
 

@@ -16,7 +16,7 @@ import torch
 
 from bitscale import hookimpl
 from bitscale.cli import main
-from bitscale.harness.contracts import ModelFamily
+from bitscale import TrainableFamily
 from bitscale.testing.toy import ToyFamily
 from bitscale.harness.artifacts import cache
 from bitscale.zoo import parallel
@@ -37,10 +37,10 @@ def _save(artifact: str) -> dict:
     return manifest
 
 
-class OnlyTrains(ModelFamily):
+class OnlyTrains(TrainableFamily):
     """A third-party trainable family that implements ``train`` alone."""
 
-    name, sizes, style, trainable = "only-trains", ("a", "b"), "language", True
+    name, sizes, style = "only-trains", ("a", "b"), "language"
 
     def train(self, size, options, force=False):
         return _save(f"{self.name}/{size}")

@@ -1,4 +1,5 @@
-"""The three plugin contracts: ``ModelFamily``/``GenerativeModel``, ``Quantizer``, ``DistillLoss``.
+"""The three plugin contracts: ``ModelFamily``/``GenerativeModel`` (+ ``TrainableFamily``), ``Quantizer``,
+``DistillLoss``. Plugin authors import them from ``bitscale`` (the public API), not from here.
 
 They are deliberately small. A quantizer must work on *any* ``GenerativeModel`` through this
 contract alone: it edits ``model.module`` in place (usually swapping the layers returned by
@@ -10,16 +11,21 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, get_args, get_origin
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from bitscale.harness.phases import GenerationPhases
+from bitscale.harness.training_unit import TrainingUnit
 from bitscale.precision import Precision
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class PluginOptions(BaseModel):
@@ -105,15 +111,11 @@ class ModelFamily(ABC):
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     #: Short human description for ``bitscale plugins list``.
     description: ClassVar[str] = ""
-    #: True for families bitscale trains itself (the tiny zoo); ``bitscale zoo train`` lists them.
+    #: True for a ``TrainableFamily`` (the tiny zoo): bitscale trains it; ``bitscale zoo train`` lists them.
     trainable: ClassVar[bool] = False
     #: GPUs one cell asks the Ray executor for (e.g. 0.5: two cells share a GPU); None: 1 when the
     #: cluster has GPUs, else 0. ``--gpus-per-cell`` overrides it.
     gpus_per_cell: ClassVar[float | None] = None
-
-    def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
-        """Train ``size`` (or reuse the cached weights unless ``force``); return its manifest."""
-        raise NotImplementedError(f"{self.name} loads released checkpoints; bitscale does not train it")
 
     @abstractmethod
     def build(self, size: str, options: PluginOptions, device: torch.device) -> GenerativeModel:
@@ -132,25 +134,84 @@ class ModelFamily(ABC):
         return ""
 
 
+class TrainableFamily(ModelFamily):
+    """A family bitscale trains itself (the tiny zoo): ``bitscale zoo train`` and ``bitscale run`` train it.
+
+    ``train`` trains one size. A family whose sizes share a stage (a tokenizer, an autoencoder)
+    also overrides ``train_shared`` and ``training_units``, so the harness can train what is
+    missing in parallel processes, the shared stage first.
+    """
+
+    trainable: ClassVar[bool] = True
+
+    @abstractmethod
+    def train(self, size: str, options: PluginOptions, force: bool = False) -> dict[str, Any]:
+        """Train ``size`` (or reuse the cached weights unless ``force``); return its manifest."""
+
+    def train_shared(self, options: PluginOptions) -> dict[str, Any]:
+        """Train (or reuse) the stage every size shares; return its manifest. Default: no shared stage."""
+        return {}
+
+    def training_units(self, sizes: Sequence[str], options: PluginOptions,
+                       force: bool = False) -> list[TrainingUnit] | None:
+        """The units that train what ``sizes`` lack (stale or missing artifacts), the shared stage first.
+
+        ``None`` (the default) means the family cannot say what it lacks: its sizes are then
+        trained one unit each (each reusing its cache if fresh), and not before a grid is planned.
+        """
+        return None
+
+    @property
+    def plans_training(self) -> bool:
+        """True if this family says which of its artifacts are missing (overrides ``training_units``)."""
+        return type(self).training_units is not TrainableFamily.training_units
+
+
 # --------------------------------------------------------------------------- quantizers
 
 
 @dataclass
 class QuantReport:
-    """What a quantizer did. ``effective_weight_bits`` counts scales, zero-points and codebooks."""
+    """What a quantizer did. ``effective_weight_bits`` counts scales, zero-points and codebooks
+    (``bitscale.effective_bits`` is the one rule); ``seconds`` is filled by ``Quantizer.quantize``."""
 
     effective_weight_bits: float
     layers: int = 0
     notes: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.effective_weight_bits) or self.effective_weight_bits <= 0:
             raise ValueError(f"effective_weight_bits must be a positive number, got {self.effective_weight_bits}")
 
 
-class Quantizer(ABC):
-    """A quantization method. Instances are made per cell as ``cls(options)``."""
+OptionsT = TypeVar("OptionsT", bound=PluginOptions)
+
+
+@dataclass(frozen=True)
+class QuantJob:
+    """One quantization request, as ``Quantizer.apply`` receives it."""
+
+    #: The model to quantize in place (``model.module``; usually the layers of ``model.quant_layers()``).
+    model: GenerativeModel
+    #: The requested bit setting; ``unsupported_reason`` has already accepted it.
+    precision: Precision
+    #: Batches from ``model.calibration_batches``, to run with ``model.forward_batch``.
+    calibration: list[Any]
+    #: The distillation loss of a training quantizer (``trains = True``), else None.
+    loss: DistillLoss | None
+    #: The cell's seeded generator: the only source of randomness a quantizer may use.
+    generator: torch.Generator
+
+
+class Quantizer(ABC, Generic[OptionsT]):
+    """A quantization method, generic in its options: ``class RTN(Quantizer[RTNOptions])``.
+
+    Instances are made per cell as ``cls(options)``; ``self.options`` has the options type, and
+    ``Options`` is taken from the type argument unless the class sets it. Implement ``apply``;
+    the harness calls ``quantize``, which times ``apply`` and fills ``QuantReport.seconds``.
+    """
 
     name: ClassVar[str]
     #: True for quantization-aware training methods, which take a ``DistillLoss``.
@@ -159,30 +220,54 @@ class Quantizer(ABC):
     weight_kinds: ClassVar[frozenset[str]] = frozenset({"int"})
     #: Number-format kinds for activations; empty means weight-only (a_bits must be 16).
     activation_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Weight widths the method supports (of 2..8); None: every width of ``weight_kinds``' formats.
+    weight_bits: ClassVar[frozenset[int] | None] = None
+    #: Activation widths the method supports (of 2..8); None: every width of ``activation_kinds``' formats.
+    activation_bits: ClassVar[frozenset[int] | None] = None
+    #: True if the method only makes sense with quantized weights (W16Ax leaves it nothing to do).
+    needs_weight_quant: ClassVar[bool] = False
     #: True if the method only makes sense with quantized activations (e.g. SmoothQuant).
     needs_activation_quant: ClassVar[bool] = False
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     description: ClassVar[str] = ""
 
-    def __init__(self, options: PluginOptions | None = None) -> None:
-        self.options = options if options is not None else self.Options()
+    options: OptionsT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Options" not in cls.__dict__:
+            declared = _options_argument(cls)
+            if declared is not None:
+                cls.Options = declared
+
+    def __init__(self, options: OptionsT | None = None) -> None:
+        self.options = options if options is not None else cast(OptionsT, self.Options())
 
     def unsupported_reason(self, precision: Precision) -> str | None:
-        """``None`` if this method can run ``precision``, else a sentence saying why not."""
+        """``None`` if this method can run ``precision``, else a sentence saying why not.
+
+        The default reads the class attributes (kinds, widths, ``needs_*``); override it for finer
+        rules and call ``super()`` first.
+        """
         if precision.is_full:
             return "W16A16 is the full-precision reference; it is run once per model, without a quantizer"
         w, a = precision.weights, precision.activations
         if w.kind != "full" and w.kind not in self.weight_kinds:
             return f"{self.name} quantizes weights only to {_kinds(self.weight_kinds)} formats, not {w}"
+        if w.kind != "full" and self.weight_bits is not None and w.bits not in self.weight_bits:
+            return f"{self.name} quantizes weights only to {_widths(self.weight_bits)} bits, not {w.bits}"
         if a.kind != "full" and a.kind not in self.activation_kinds:
             if not self.activation_kinds:
                 return f"{self.name} is weight-only; use an A16 precision"
             return f"{self.name} quantizes activations only to {_kinds(self.activation_kinds)} formats, not {a}"
+        if a.kind != "full" and self.activation_bits is not None and a.bits not in self.activation_bits:
+            return f"{self.name} quantizes activations only to {_widths(self.activation_bits)} bits, not {a.bits}"
+        if self.needs_weight_quant and w.kind == "full":
+            return f"{self.name} quantizes weights; with W16 there is nothing for it to do (use rtn or smoothquant)"
         if self.needs_activation_quant and a.kind == "full":
             return f"{self.name} needs quantized activations (e.g. W8A8)"
         return None
 
-    @abstractmethod
     def quantize(
         self,
         model: GenerativeModel,
@@ -191,7 +276,35 @@ class Quantizer(ABC):
         loss: DistillLoss | None = None,
         generator: torch.Generator | None = None,
     ) -> QuantReport:
-        """Quantize ``model.module`` in place to ``precision``; return what was done."""
+        """Quantize ``model.module`` in place to ``precision`` (through ``apply``); return what was done.
+
+        Without a ``generator``, one seeded with 0 is used, so a direct call is reproducible too.
+        """
+        started = time.perf_counter()
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        report = self.apply(QuantJob(model, precision, list(calibration), loss, gen))
+        if not isinstance(report, QuantReport):
+            raise TypeError(f"{self.name}.apply returned {type(report).__name__}, not QuantReport")
+        report.seconds = time.perf_counter() - started
+        return report
+
+    @abstractmethod
+    def apply(self, job: QuantJob) -> QuantReport:
+        """Quantize ``job.model.module`` in place to ``job.precision``; return what was done."""
+
+
+def _options_argument(cls: type) -> type[PluginOptions] | None:
+    """The options class ``cls`` gave ``Quantizer[...]`` (directly or through a generic base), if any."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        if get_origin(base) is not None and isinstance(get_origin(base), type) and issubclass(get_origin(base), Quantizer):
+            args = get_args(base)
+            if args and isinstance(args[0], type) and issubclass(args[0], PluginOptions):
+                return args[0]
+    return None
+
+
+def _widths(bits: frozenset[int]) -> str:
+    return "/".join(str(b) for b in sorted(bits))
 
 
 def _kinds(kinds: frozenset[str]) -> str:

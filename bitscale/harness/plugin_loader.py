@@ -16,8 +16,9 @@ from importlib.metadata import entry_points
 import pluggy
 
 from bitscale.harness import hookspecs
+from bitscale.harness.contracts import DistillLoss, ModelFamily, Quantizer
 from bitscale.harness.errors import PluginError
-from bitscale.harness.registry import Registry
+from bitscale.harness.registry import Registry, WrongKind
 
 ENTRY_POINT_GROUP = "bitscale"
 
@@ -135,7 +136,8 @@ def load_plugins(
     for name, obj in extra or []:
         add(name, getattr(obj, "__name__", "test"), "0", lambda o=obj: o, False)
 
-    models, quantizers, losses = Registry("model"), Registry("quantizer"), Registry("loss")
+    models = Registry("model", ModelFamily, instances=True)
+    quantizers, losses = Registry("quantizer", Quantizer), Registry("loss", DistillLoss)
     pset = PluginSet(pm, plugins, models, quantizers, losses, errors)
     for hook in HOOKS:
         # Call each implementation separately so every registration is attributed to its plugin.
@@ -147,6 +149,9 @@ def load_plugins(
 
             try:
                 impl.function(register=register)
+            except WrongKind as exc:  # a broken plugin, like one that fails to import: reported and skipped
+                info = plugins[impl.plugin_name]
+                _fail(errors, LoadError(impl.plugin_name, info.dist, str(exc)))
             except PluginError:
                 raise  # duplicate names: always an error, it names both plugins
             except Exception as exc:  # noqa: BLE001

@@ -11,6 +11,10 @@ from bitscale.harness.errors import PluginError
 T = TypeVar("T")
 
 
+class WrongKind(PluginError):
+    """A plugin registered something that is not what the registry holds (reported; the plugin is skipped)."""
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -19,13 +23,37 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """What plugins registered under one kind ("model", "quantizer", "loss")."""
+    """What plugins registered under one kind ("model", "quantizer", "loss").
 
-    def __init__(self, kind: str) -> None:
+    With ``base_cls``, only what fits it is accepted: instances of it (``instances=True``, the
+    model families) or subclasses of it (quantizer and loss classes); anything else is an error
+    that names the plugin, instead of a failure deep inside a run.
+    """
+
+    def __init__(self, kind: str, base_cls: type | None = None, instances: bool = False) -> None:
         self.kind = kind
+        self.base_cls = base_cls
+        self.instances = instances
         self._entries: dict[str, Entry[T]] = {}
 
+    def _check_type(self, obj: object, plugin: str) -> None:
+        base = self.base_cls
+        if base is None:
+            return
+        if self.instances:
+            if isinstance(obj, base):
+                return
+            hint = " (register an instance, not the class)" if isinstance(obj, type) and issubclass(obj, base) else ""
+            raise WrongKind(f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a "
+                              f"{base.__name__} instance{hint}")
+        if isinstance(obj, type) and issubclass(obj, base):
+            return
+        hint = " (register the class, not an instance)" if isinstance(obj, base) else ""
+        raise WrongKind(f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a subclass of "
+                          f"{base.__name__}{hint}")
+
     def add(self, obj: T, plugin: str, name: str | None = None) -> None:
+        self._check_type(obj, plugin)
         name = name or getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {self.kind} without a string `name`: {obj!r}")

@@ -330,8 +330,32 @@ def num_groups(shape: tuple[int, int], spec: QuantSpec) -> int:
 
 def weight_storage_bits(shape: tuple[int, int], spec: QuantSpec, scale_bits: int = SCALE_BITS) -> int:
     """Exact bits to store a ``shape`` weight: codes + fp16 scales + b-bit zero-points (asym int)."""
-    per_group = scale_bits + (spec.bits if spec.has_zero_point else 0)
-    return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * per_group
+    return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * _group_overhead(spec.bits, spec.has_zero_point,
+                                                                                       scale_bits)
+
+
+def _group_overhead(bits: int, zero_point: bool, scale_bits: int) -> int:
+    # The one rule (docs/quantizers.md "Effective bits"): a 16-bit scale per group, plus a b-bit
+    # zero-point per group for asymmetric integer grids.
+    return scale_bits + (bits if zero_point else 0)
+
+
+def effective_weight_bits(shape: tuple[int, int], bits: int, group_size: int | None = None, *,
+                          zero_point: bool = False, scale_bits: int = SCALE_BITS) -> float:
+    """Bits per weight of a ``(out, in)`` weight stored as ``bits``-bit codes with one scale per group.
+
+    ``group_size`` ``None`` (or 0) means one scale per output channel; groups run along input
+    channels (the last group may be shorter). Each group stores a ``scale_bits`` scale (fp16 by
+    default) and, with ``zero_point`` (asymmetric integer grids), a ``bits``-bit zero-point. This is
+    the accounting every built-in scalar quantizer reports (``QuantReport.effective_weight_bits``).
+    """
+    out, inp = shape
+    if out <= 0 or inp <= 0:
+        raise ValueError(f"a weight shape needs positive sizes, got {shape}")
+    if group_size is not None and group_size < 0:
+        raise ValueError(f"group_size must be positive (or None/0 for per channel), got {group_size}")
+    groups = out * (math.ceil(inp / group_size) if group_size else 1)
+    return (out * inp * bits + groups * _group_overhead(bits, zero_point, scale_bits)) / (out * inp)
 
 
 def vq_storage_bits(

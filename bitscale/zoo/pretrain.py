@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from bitscale.harness.config import Experiment
+from bitscale.harness.contracts import TrainableFamily
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.planner import Cell, Plan, plan_grid
 from bitscale.harness.plugin_loader import PluginSet, get_plugins
@@ -58,7 +59,7 @@ def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = Tru
     wanted: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}  # (family, options) -> (options, sizes)
     for cell in cells:
         family = plugins.models.get(cell.family)
-        if getattr(family, "trainable", False) and hasattr(family, "training_units"):
+        if isinstance(family, TrainableFamily) and family.plans_training:
             key = (cell.family, repr(sorted(cell.model_options.items())))
             sizes = wanted.setdefault(key, (cell.model_options, []))[1]
             if cell.size not in sizes:
@@ -79,17 +80,17 @@ def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = Tru
 
 # ---------------------------------------------------------------- named models (bitscale zoo ...)
 
-def targets(names: list[str]) -> list[tuple[Any, str]]:
+def targets(names: list[str]) -> list[tuple[TrainableFamily, str]]:
     """(family, size) of every tiny model ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: all) names."""
     ps = get_plugins()
-    trainable = [e.obj for e in ps.models if getattr(e.obj, "trainable", False)]
+    trainable = [e.obj for e in ps.models if isinstance(e.obj, TrainableFamily)]
     if not names:
         return [(f, s) for f in trainable for s in f.sizes]
     out = []
     for name in names:
         fam_name, _, size = name.partition("/")
         family = ps.models.get(fam_name)
-        if not family.trainable:
+        if not isinstance(family, TrainableFamily):
             raise BitscaleError(f"{fam_name} loads released checkpoints; only tiny-zoo families can be trained")
         if size and size not in family.sizes:
             raise BitscaleError(f"{fam_name} has no size {size!r}; choose from {', '.join(family.sizes)}")
@@ -97,17 +98,17 @@ def targets(names: list[str]) -> list[tuple[Any, str]]:
     return out
 
 
-def sizes_by_family(names: list[str]) -> dict[Any, list[str]]:
+def sizes_by_family(names: list[str]) -> dict[TrainableFamily, list[str]]:
     """{family: sizes} named by ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: every tiny model), in order,
     once each."""
-    sizes: dict[Any, list[str]] = {}
+    sizes: dict[TrainableFamily, list[str]] = {}
     for family, size in targets(names):
         if size not in sizes.setdefault(family, []):
             sizes[family].append(size)
     return sizes
 
 
-def train_into_cache(sizes: dict[Any, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
+def train_into_cache(sizes: dict[TrainableFamily, list[str]], force: bool, jobs: int | None, progress: bool) -> int:
     """Train ``sizes`` (default options) into the cache; 0, or 1 when some training failed."""
     from bitscale.harness.artifacts.cache import cache_dir
 

@@ -10,42 +10,19 @@ stale through ``training_units(sizes, options, force)``; a trainable family that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from bitscale.harness.contracts import TrainableFamily
+from bitscale.harness.training_unit import TrainingUnit
 
-@dataclass(frozen=True)
-class TrainingUnit:
-    """One artifact to train. Pickled into a worker process, so ``family`` must be importable there."""
-
-    artifact: str  # cache name, e.g. "llamagen-tiny/vq"; names the unit in messages
-    family: Any  # the ModelFamily
-    options: Any  # the family's Options
-    size: str | None = None  # None: the family's shared stage
-    force: bool = False  # retrain a size even when cached
-    after: str | None = None  # artifact of the unit that must finish first (the shared stage)
-    cost: float = 0.0  # relative CPU cost (e.g. parameters x steps): longer chains start first
-
-    def train(self) -> dict[str, Any]:
-        """Train (or reuse) the artifact; return its manifest, with ``loaded: True`` when another process
-        trained it meanwhile (this one waited on its lock and found it done)."""
-        from bitscale.harness.artifacts import cache
-
-        if self.size is None:
-            manifest = dict(self.family.train_shared(self.options))
-        else:
-            manifest = dict(self.family.train(self.size, self.options, force=self.force))
-        # Families that list their own units name them by their cache artifacts; others may cache elsewhere.
-        if hasattr(self.family, "training_units") and not cache.saved_here(self.artifact):
-            manifest["loaded"] = True
-        return manifest
+__all__ = ["TrainingUnit", "staged_units", "units_for"]
 
 
-def units_for(family: Any, sizes: Sequence[str], options: Any, force: bool = False) -> list[TrainingUnit]:
-    """The units that train ``sizes`` of ``family``: its own ``training_units`` when it has one."""
-    plan = getattr(family, "training_units", None)
-    if plan is not None:
-        return plan(list(sizes), options, force)
+def units_for(family: TrainableFamily, sizes: Sequence[str], options: Any, force: bool = False) -> list[TrainingUnit]:
+    """The units that train ``sizes`` of ``family``: its own ``training_units`` when it lists them."""
+    units = family.training_units(list(sizes), options, force)
+    if units is not None:
+        return units
     return [TrainingUnit(f"{family.name}/{s}", family, options, s, force, cost=_num_params(family, s, options))
             for s in sizes]
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptions
+from bitscale.harness.contracts import GenerativeModel, PluginOptions, TrainableFamily
 from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.harness.artifacts import cache
 from bitscale.zoo.images import save_grid_png
@@ -31,10 +31,9 @@ SEED = 0
 State = dict[str, torch.Tensor]
 
 
-class TwoStageTinyFamily(ModelFamily):
+class TwoStageTinyFamily(TrainableFamily):
     """Base of ``llamagen-tiny`` and ``dit-tiny``; subclasses set the class attributes and hooks below."""
 
-    trainable: ClassVar[bool] = True
     #: Sizes, smallest first: (generator config, default training steps).
     size_configs: ClassVar[dict[str, tuple[Any, int]]]
     #: Keyword arguments of the generator's training function, recorded in its manifest.

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.recipe import (
@@ -47,31 +43,18 @@ class GPTQOptions(QuantOptions):
     )
 
 
-class GPTQ(Quantizer):
+class GPTQ(Quantizer[GPTQOptions]):
     """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
 
     name: ClassVar[str] = "gptq"
     weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    needs_weight_quant: ClassVar[bool] = True
     activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    Options: ClassVar[type[PluginOptions]] = GPTQOptions
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
 
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
-        if reason is None and precision.weights.kind == "full":
-            return "GPTQ quantizes weights; with W16 there is nothing for it to do (use rtn)"
-        return reason
-
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: GPTQOptions = self.options  # type: ignore[assignment]
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration = job.model, job.precision, job.calibration
+        opts = self.options
         spec = weight_spec(precision.weights, opts)
         assert spec is not None  # unsupported_reason rules out W16
         stats = {"fallbacks": 0, "max_damp": opts.damp}
@@ -92,7 +75,7 @@ class GPTQ(Quantizer):
         notes = f"w={spec}, {passes} calibration pass(es)"
         if stats["fallbacks"]:
             notes += f"; {stats['fallbacks']} layer(s) fell back to RTN (singular Hessian)"
-        return make_report(model, started, notes=notes, calibration_passes=passes, **stats)
+        return make_report(model, notes=notes, calibration_passes=passes, **stats)
 
 
 @hookimpl

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.gptvq import codebook_overhead, gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
@@ -53,33 +49,20 @@ def pick_dim(rows: int, cols: int, bits: int, opts: GPTVQOptions) -> int:
     return 1
 
 
-class GPTVQ(Quantizer):
+class GPTVQ(Quantizer[GPTVQOptions]):
     """GPTVQ: GPTQ with vector codebooks; effective bits include the fp16 codebooks."""
 
     name: ClassVar[str] = "gptvq"
     # The weight precision is an index width, not a number format: only integer widths apply.
     weight_kinds: ClassVar[frozenset[str]] = frozenset({"int"})
+    needs_weight_quant: ClassVar[bool] = True
     activation_kinds: ClassVar[frozenset[str]] = frozenset({"int", "fp"})
-    Options: ClassVar[type[PluginOptions]] = GPTVQOptions
     description: ClassVar[str] = "GPTVQ (Hessian-weighted vector quantization, k-means codebooks per group)"
 
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
-        if reason is None and precision.weights.kind == "full":
-            return "GPTVQ quantizes weights; with W16 there is nothing for it to do (use rtn)"
-        return reason
-
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: GPTVQOptions = self.options  # type: ignore[assignment]
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration = job.model, job.precision, job.calibration
+        opts = self.options
+        gen = job.generator
         bits = precision.w_bits
         codebooks = 0
         dims: dict[int, int] = {}
@@ -102,7 +85,7 @@ class GPTVQ(Quantizer):
         calibrate_static_activations(model, calibration)
         used = ", ".join(f"{n} layer(s) {d}-D ({2 ** (bits * d)} centroids)" for d, n in sorted(dims.items()))
         notes = f"VQ: {used}; {codebooks} fp16 codebooks"
-        return make_report(model, started, notes=notes, codebooks=codebooks, calibration_passes=passes)
+        return make_report(model, notes=notes, codebooks=codebooks, calibration_passes=passes)
 
 
 @hookimpl

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.omniquant import OmniGroup, optimize_group
@@ -61,34 +58,21 @@ def _chunks(groups: list[InputGroup], widths: dict[str, int], rows: int, budget:
     return out + ([cur] if cur else [])
 
 
-class OmniQuant(Quantizer):
+class OmniQuant(Quantizer[OmniQuantOptions]):
     """OmniQuant, per group of layers sharing an input, against captured inputs."""
 
     name: ClassVar[str] = "omniquant"
     weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    needs_weight_quant: ClassVar[bool] = True
     activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    Options: ClassVar[type[PluginOptions]] = OmniQuantOptions
     description: ClassVar[str] = "OmniQuant (learnable weight clipping + equivalent transformation), per layer group"
 
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
-        if reason is None and precision.weights.kind == "full":
-            return "OmniQuant's weight clipping needs quantized weights (use smoothquant or rtn for W16Ax)"
-        return reason
-
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: OmniQuantOptions = self.options  # type: ignore[assignment]
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration = job.model, job.precision, job.calibration
+        opts = self.options
         if not calibration:
             raise ValueError("OmniQuant needs calibration batches")
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        gen = job.generator
         wspec = weight_spec(precision.weights, opts)
         aspec = activation_spec(precision.activations, opts)
         let = opts.let if opts.let is not None else aspec is not None
@@ -127,7 +111,7 @@ class OmniQuant(Quantizer):
         calibrate_static_activations(model, calibration)
         notes = f"w={wspec}, LET {'on' if let else 'off'}, {len(groups)} layer groups, {opts.steps} steps each"
         return make_report(
-            model, started, notes=notes, recon_loss_init=before, recon_loss_final=after, capture_passes=passes
+            model, notes=notes, recon_loss_init=before, recon_loss_final=after, capture_passes=passes
         )
 
 

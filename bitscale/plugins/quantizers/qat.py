@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -32,9 +31,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import DistillLoss, GenerativeModel, Precision, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.formats import QuantSpec, weight_minmax
 from bitscale.quant.linear import QuantLinear
@@ -92,35 +89,27 @@ class QATOptions(QuantOptions):
     )
 
 
-class QAT(Quantizer):
+class QAT(Quantizer[QATOptions]):
     """Quantization-aware training distilled from the full-precision model (paper section 3.3)."""
 
     name: ClassVar[str] = "qat"
     trains: ClassVar[bool] = True
     weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
     activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    Options: ClassVar[type[PluginOptions]] = QATOptions
     description: ClassVar[str] = (
         "QAT with the FP model as teacher and a pluggable distillation loss (STE fake quant, AdamW, cosine)"
     )
 
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: QATOptions = self.options  # type: ignore[assignment]
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration, loss = job.model, job.precision, job.calibration, job.loss
+        opts = self.options
         if loss is None:
             raise ValueError("qat trains with a distillation loss; pass one (e.g. forward-kl, topkld, mse)")
         reason = loss.applies_to(model.style)
         if reason:
             raise ValueError(reason)
         loss.prepare(model)
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        generator = job.generator
         batches = model.calibration_batches(opts.train_batches, generator) if opts.train_batches else list(calibration)
         if not batches:
             raise ValueError("qat needs at least one training batch (got no calibration batches)")
@@ -139,7 +128,7 @@ class QAT(Quantizer):
         notes += f", {opts.steps} steps, lr={opts.lr:g}{' x grid step' if opts.lr_unit == 'grid' else ''} {opts.schedule}"
         notes += ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
         return make_report(
-            model, started, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
+            model, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
             loss_last=_tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),
         )
 

@@ -8,15 +8,13 @@ and returns ``make_report``'s ``QuantReport``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
-from bitscale.precision import NumberFormat, Precision
+from bitscale import GenerativeModel, NumberFormat, PluginOptions, Precision, QuantReport
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import run_calibration
 from bitscale.quant.formats import QuantSpec
@@ -118,7 +116,7 @@ def quant_linears(module: nn.Module) -> dict[str, QuantLinear]:
     return {n: m for n, m in module.named_modules() if isinstance(m, QuantLinear)}
 
 
-def make_report(model: GenerativeModel, started: float, notes: str = "", **extra: float) -> QuantReport:
+def make_report(model: GenerativeModel, notes: str = "", **extra: float) -> QuantReport:
     """``QuantReport`` over the installed ``QuantLinear``s.
 
     ``effective_weight_bits`` is exact storage bits (codes + scales + zero-points + codebooks)
@@ -140,7 +138,6 @@ def make_report(model: GenerativeModel, started: float, notes: str = "", **extra
         extra={
             "quantized_params": float(numel),
             "model_effective_bits": model_bits / total_params,
-            "seconds": time.perf_counter() - started,
             **{k: float(v) for k, v in extra.items()},
         },
     )

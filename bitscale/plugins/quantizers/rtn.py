@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.recipe import (
     INT_AND_FP,
@@ -30,33 +27,25 @@ class RTNOptions(QuantOptions):
     """
 
 
-class RTN(Quantizer):
+class RTN(Quantizer[RTNOptions]):
     """Round every weight (and activation) to the nearest point of a min-max grid; no calibration
     except for static per-tensor activation ranges."""
 
     name: ClassVar[str] = "rtn"
     weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
     activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    Options: ClassVar[type[PluginOptions]] = RTNOptions
     description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
 
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: RTNOptions = self.options  # type: ignore[assignment]
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration = job.model, job.precision, job.calibration
+        opts = self.options
         wspec = weight_spec(precision.weights, opts)
         with torch.no_grad():
             for name, lin in model.quant_layers().items():
                 q = QuantLinear.from_linear(lin, weight_spec=wspec, act_quantizer=act_quantizer(precision, opts))
                 set_submodule(model.module, name, q)
         calibrate_static_activations(model, calibration)
-        return make_report(model, started, notes=f"w={wspec}" if wspec else "weights fp16")
+        return make_report(model, notes=f"w={wspec}" if wspec else "weights fp16")
 
 
 @hookimpl

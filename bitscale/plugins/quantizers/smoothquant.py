@@ -13,16 +13,13 @@ Weights are then rounded with RTN and activations quantized (per token by defaul
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from bitscale import hookimpl
-from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.precision import Precision
+from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import input_channel_absmax, trace_input_groups
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.recipe import (
@@ -108,26 +105,18 @@ def smooth_model(
     return {"groups": len(groups), "folded": 0 if undone else len(folded), "fp_change": change}
 
 
-class SmoothQuant(Quantizer):
+class SmoothQuant(Quantizer[SmoothQuantOptions]):
     """SmoothQuant: per-channel difficulty migration from activations to weights, then RTN."""
 
     name: ClassVar[str] = "smoothquant"
     weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
     activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
     needs_activation_quant: ClassVar[bool] = True
-    Options: ClassVar[type[PluginOptions]] = SmoothQuantOptions
     description: ClassVar[str] = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"
 
-    def quantize(
-        self,
-        model: GenerativeModel,
-        precision: Precision,
-        calibration: list[Any],
-        loss: DistillLoss | None = None,
-        generator: torch.Generator | None = None,
-    ) -> QuantReport:
-        started = time.perf_counter()
-        opts: SmoothQuantOptions = self.options  # type: ignore[assignment]
+    def apply(self, job: QuantJob) -> QuantReport:
+        model, precision, calibration = job.model, job.precision, job.calibration
+        opts = self.options
         if not calibration:
             raise ValueError("SmoothQuant needs calibration batches for activation statistics")
         done = smooth_model(model, calibration, opts.alpha, opts.fold_into_norm, opts.fp_check_rtol)
@@ -139,7 +128,7 @@ class SmoothQuant(Quantizer):
             q.act_quantizer = act_quantizer(precision, opts)
         calibrate_static_activations(model, calibration)
         notes = f"alpha={opts.alpha}, {done['folded']}/{done['groups']} input groups folded into norms"
-        return make_report(model, started, notes=notes, **{k: float(v) for k, v in done.items()})
+        return make_report(model, notes=notes, **{k: float(v) for k, v in done.items()})
 
 
 @hookimpl

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from bitscale.data import digits
-from bitscale.harness.contracts import ModelFamily, PluginOptions
+from bitscale.harness.contracts import PluginOptions, TrainableFamily
 from bitscale.harness.errors import BitscaleError
 from bitscale.plugins.models.checkpoint import load_strict
 from bitscale.plugins.models.var.images import digits_source
@@ -79,7 +79,7 @@ def tiny_var_config(size: str) -> VARConfig:
     )
 
 
-class VarTinyFamily(ModelFamily):
+class VarTinyFamily(TrainableFamily):
     """VAR on 16x16 digits at sizes d2 < d4 < d6 (50k, 327k, 1.05M parameters); bitscale trains them.
 
     Sampler defaults (``TINY_SAMPLER``): cfg 1.5, top-k 64, top-p 0.96, i.e. upstream's FID
@@ -91,7 +91,6 @@ class VarTinyFamily(ModelFamily):
     sizes = SIZES
     style = "language"
     Options = VarTinyOptions
-    trainable = True
     description = "VAR next-scale prediction at tiny sizes on 16x16 digits (trained by bitscale, CPU)"
 
     # ----------------------------------------------------------------- names and configs

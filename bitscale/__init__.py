@@ -9,13 +9,7 @@ The public API for plugin authors is what ``__all__`` lists: import it from here
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("bitscale")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
 
 # public name -> "module:attribute" (the module is imported when the name is first used)
 _PUBLIC: dict[str, str] = {
@@ -69,7 +63,20 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    # importlib.metadata costs ~0.1 s: read on first use of ``__version__`` only
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bitscale")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     target = _PUBLIC.get(name)
     if target is None:
         raise AttributeError(f"module 'bitscale' has no attribute {name!r}")
@@ -80,7 +87,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | {"__version__"})
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`` resolves these

@@ -1,24 +1,38 @@
-"""The ``bitscale`` command: one module per subcommand, each with ``add_parser`` and ``run``."""
+"""The ``bitscale`` command: one module per subcommand, each with ``add_parser`` and ``run``.
+
+Building the parser imports no heavy library (torch, SQLAlchemy, pandas, pydantic): each command
+imports what it needs when it runs, so ``bitscale --help`` starts in a blink (tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from bitscale.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, zoo
+from bitscale.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, store, zoo
 from bitscale.harness.errors import BitscaleError
 
-COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plugins, zoo, analyze)
+COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plugins, store, zoo, analyze)
+
+
+class _Version(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import bitscale
+
+        parser.exit(message=f"bitscale {bitscale.__version__}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import bitscale
-
     parser = argparse.ArgumentParser(
         prog="bitscale",
         description="Benchmark quantized vision generative models under fixed bit budgets.",
     )
-    parser.add_argument("--version", action="version", version=f"bitscale {bitscale.__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.add_parser(sub)

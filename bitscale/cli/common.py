@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from bitscale.harness.store.result_store import DEFAULT_URL
+from bitscale.harness.store import DEFAULT_URL
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:

@@ -6,10 +6,7 @@ import argparse
 import sys
 from importlib import resources
 
-import yaml
-
 from bitscale.cli.common import add_store_option, non_negative_float, non_negative_int, positive_int
-from bitscale.harness.config import load_experiment, parse_experiment
 from bitscale.harness.errors import ConfigError
 
 # The executors of bitscale.harness.executors, named here so that parsing arguments imports no torch.
@@ -25,6 +22,9 @@ def add_parser(sub) -> None:
     add_store_option(p)
     p.add_argument("--dry-run", action="store_true", help="plan and list the cells, run nothing")
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
+    p.add_argument("--force", action="store_true",
+                   help="run every cell again even if stored, replacing its row (e.g. after editing a plugin "
+                        "installed with pip install -e, whose version did not change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -69,6 +69,10 @@ def shard_spec(text: str) -> tuple[int, int]:
 
 
 def _load(path: str | None):
+    import yaml
+
+    from bitscale.harness.config import load_experiment, parse_experiment
+
     if path:
         return load_experiment(path), path
     text = resources.files(QUICK).joinpath("quick.yaml").read_text()
@@ -114,6 +118,19 @@ def _executor(args: argparse.Namespace):
     return None  # the runner's default: local
 
 
+def _warn_stale(plan, store, plugins) -> None:
+    """Warn about stored cells computed before the last edit of an editable plugin they use."""
+    from bitscale.harness.plugin_sources import editable_sources, stale_cells
+
+    if not editable_sources(plugins):
+        return  # no plugin runs from a working tree: nothing can have changed under its version
+    stale = stale_cells(plan.cells, store.started_at(c.hash for c in plan.cells), plugins)
+    for name, cells in stale.items():
+        print(f"bitscale: warning: plugin {name!r} is installed from a working tree and its code changed after "
+              f"{len(cells)} stored cell(s) of this grid were computed (e.g. {cells[0].label}); they are reused "
+              "as they are: rerun with --force to compute them again", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
@@ -154,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     # Cells whose hashes name weights that do not exist yet: train them, then plan again.
     plan = plan_trained(plan, exp, plugins, source, progress=not args.no_progress)
     _shard(plan, args.shard)
-    summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed,
+    if not args.force:
+        _warn_stale(plan, store, plugins)
+    summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed, force=args.force,
                        progress=not args.no_progress, executor=_executor(args), sample_shards=args.sample_shards,
                        keep_samples=args.keep_samples)
     print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "

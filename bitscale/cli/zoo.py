@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from tabulate import tabulate
-
 from bitscale.cli.common import positive_int
 from bitscale.cli.zoo_ship import add_parser as add_ship_parser
-from bitscale.zoo.pretrain import sizes_by_family, targets, train_into_cache
 from bitscale.cli.zoo_verify import add_parser as add_verify_parser
-from bitscale.harness.artifacts import shipped
 
 TRAIN_HELP = """\
 Train the missing (or stale) tiny models, all of them or those named, in --jobs worker processes,
@@ -46,7 +42,9 @@ def add_parser(sub) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
+    from bitscale.harness.artifacts import shipped
     from bitscale.harness.evaluation import digits_classifier
+    from bitscale.zoo.pretrain import sizes_by_family, train_into_cache
 
     shipped.use_trained()  # this command fills the cache; the workers it starts inherit the setting
     code = train_into_cache(sizes_by_family(args.names), args.force, args.jobs, not args.no_progress)
@@ -57,7 +55,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def list_zoo(args: argparse.Namespace) -> int:
-    from bitscale.harness.artifacts import cache
+    from tabulate import tabulate
+
+    from bitscale.harness.artifacts import cache, shipped
+    from bitscale.zoo.pretrain import targets
 
     rows = []
     catalog = shipped.catalog()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from tabulate import tabulate
-
 from bitscale.cli.common import positive_int
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.artifacts import shipped
@@ -34,6 +32,8 @@ def add_parser(zsub) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache

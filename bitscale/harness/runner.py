@@ -78,12 +78,14 @@ def _run_row(cell: Cell, experiment: str, outcome: CellOutcome) -> dict[str, Any
     return row
 
 
-def _record(outcome: CellOutcome, cell: Cell, store: ResultStore, experiment: str, summary: RunSummary) -> None:
+def _record(outcome: CellOutcome, cell: Cell, store: ResultStore, experiment: str, summary: RunSummary,
+            force: bool = False) -> None:
     if outcome.fatal is not None:
         raise outcome.fatal  # bad input: every later cell would fail the same way
     t_store = time.perf_counter()
     protocol = (protocol_fingerprint(outcome.protocol), outcome.protocol) if outcome.protocol is not None else None
-    store.record(run=_run_row(cell, experiment, outcome), metrics=outcome.metrics, protocol=protocol)
+    store.record(run=_run_row(cell, experiment, outcome), metrics=outcome.metrics, protocol=protocol,
+                 replace_ok=force)
     summary.overhead_seconds.append(time.perf_counter() - t_store)
     summary.ran += 1
     summary.ok += outcome.status == "ok"
@@ -107,8 +109,9 @@ class _ClaimedJobs:
     """
 
     def __init__(self, cells: list[Cell], make: Callable[[Cell], CellJob], store: ResultStore, summary: RunSummary,
-                 retry_failed: bool) -> None:
+                 retry_failed: bool, force: bool = False) -> None:
         self.cells, self.make, self.store, self.summary, self.retry_failed = cells, make, store, summary, retry_failed
+        self.force = force  # every cell is computed again, stored or not
 
     def __len__(self) -> int:
         return len(self.cells)
@@ -120,7 +123,7 @@ class _ClaimedJobs:
                 with self.store.claim(cell.hash, wait=wait) as mine:
                     if not mine:
                         waiting.append(cell)
-                    elif self.store.is_done(cell.hash, include_failed=not self.retry_failed):
+                    elif not self.force and self.store.is_done(cell.hash, include_failed=not self.retry_failed):
                         self.summary.skipped_done += 1
                     else:
                         yield self.make(cell)
@@ -129,14 +132,15 @@ class _ClaimedJobs:
 def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: str = "", retry_failed: bool = False,
              progress: bool = True, device: torch.device | None = None,
              executor: Executor | Callable[[], Executor] | None = None,
-             sample_shards: int = 1, keep_samples: str | Path | None = None) -> RunSummary:
+             sample_shards: int = 1, keep_samples: str | Path | None = None, force: bool = False) -> RunSummary:
     """Run every cell of ``plan`` not yet in ``store`` on ``executor`` (default: local, in this process).
 
     ``executor`` may be a factory, called only when some cell is missing (a Ray instance takes seconds
     to start). The runner closes it when done.
     Safe to interrupt and resume at any point. ``sample_shards`` splits each cell's sampling into
     that many tasks (same images for any value); ``keep_samples`` keeps each cell's images as an
-    ``.npz`` in that folder and records its path on the run row.
+    ``.npz`` in that folder and records its path on the run row. ``force`` computes every cell again,
+    stored or not, and replaces each stored row with the new one (one transaction per cell).
     """
     if plan.untrained:
         raise ValueError(f"{plan.untrained[0].label}: its weights are not trained yet; "
@@ -144,7 +148,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     summary = RunSummary()
     store.include(experiment, (c.hash for c in plan.cells))  # shared cells count for this experiment too
     done = store.done_hashes(include_failed=not retry_failed)
-    todo = [c for c in plan.cells if c.hash not in done]
+    todo = list(plan.cells) if force else [c for c in plan.cells if c.hash not in done]
     summary.skipped_done = len(plan.cells) - len(todo)
     if not todo:
         return summary
@@ -161,7 +165,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
 
     # Claims need an executor that takes cells one at a time; Ray submits them all at once, and a
     # second Ray driver at worst computes a cell twice (the store keeps one row).
-    jobs = (_ClaimedJobs(todo, job, store, summary, retry_failed) if getattr(executor, "one_at_a_time", False)
+    jobs = (_ClaimedJobs(todo, job, store, summary, retry_failed, force) if getattr(executor, "one_at_a_time", False)
             else [job(c) for c in todo])
     by_hash = {c.hash: c for c in todo}
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, dynamic_ncols=True)
@@ -174,12 +178,12 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
 
     try:
         for outcome in executor.run(jobs, show):
-            _record(outcome, by_hash[outcome.cell_hash], store, experiment, summary)
+            _record(outcome, by_hash[outcome.cell_hash], store, experiment, summary, force)
             bar.update(1)
     except KeyboardInterrupt:
         for outcome in executor.drain():  # finished while we were interrupted: keep them
             if outcome.fatal is None:
-                _record(outcome, by_hash[outcome.cell_hash], store, experiment, summary)
+                _record(outcome, by_hash[outcome.cell_hash], store, experiment, summary, force)
         raise
     finally:
         executor.close()

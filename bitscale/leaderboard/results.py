@@ -140,6 +140,16 @@ def latest_per_seed(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([measured, papers]).drop(columns="_ok").sort_index()
 
 
+def superseded(frame: pd.DataFrame, protocols: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """The stored runs no view shows any more: an older run of the same (cell, seed) and option
+    variant under the same protocol, which ``latest_per_seed`` drops (e.g. the rows of an earlier
+    plugin version or of other weights, or a failed attempt a later run replaced)."""
+    if frame.empty:
+        return frame
+    kept = set(prepare(frame, protocols)["id"])
+    return frame[~frame["id"].isin(kept)]
+
+
 def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Finished runs with a finite metric value."""
     return df[(df["status"] == "ok") & np.isfinite(df["value"].astype(float))]

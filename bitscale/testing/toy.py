@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptions
+from bitscale import GenerativeModel, ModelFamily, PluginOptions
 
 GRID, PATCH, VOCAB = 4, 4, 32
 

@@ -1,5 +1,23 @@
-"""The results store: SQLAlchemy 2 ORM over SQLite (WAL) or any SQLAlchemy URL, migrated by Alembic."""
+"""The results store: SQLAlchemy 2 ORM over SQLite (WAL) or any SQLAlchemy URL, migrated by Alembic.
 
-from bitscale.harness.store.result_store import ResultStore
+``ResultStore`` is resolved on first use, so ``DEFAULT_URL`` (which every command's ``--store``
+option shows) costs no SQLAlchemy import.
+"""
 
-__all__ = ["ResultStore"]
+from typing import TYPE_CHECKING, Any
+
+DEFAULT_URL = "sqlite:///bitscale.db"
+
+__all__ = ["DEFAULT_URL", "ResultStore"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ResultStore":
+        from bitscale.harness.store.result_store import ResultStore
+
+        return ResultStore
+    raise AttributeError(f"module 'bitscale.harness.store' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from bitscale.harness.store.result_store import ResultStore

@@ -27,7 +27,7 @@ import bitscale.harness.store.migrate as schema
 from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
 from bitscale.harness.store.urls import normalize_url, redact
 
-DEFAULT_URL = "sqlite:///bitscale.db"
+from bitscale.harness.store import DEFAULT_URL
 
 __all__ = ["DEFAULT_URL", "ResultStore", "normalize_url", "redact", "utcnow"]
 
@@ -214,17 +214,20 @@ class ResultStore:
         metrics: dict[str, float],
         protocol: tuple[str, dict[str, Any]] | None,
         replace_failed: bool = True,
+        replace_ok: bool = False,
     ) -> bool:
-        """Write one finished cell atomically. Returns False if an ``ok`` result for it already exists."""
+        """Write one finished cell atomically. Returns False if an ``ok`` result for it already exists
+        (unless ``replace_ok``: ``bitscale run --force`` replaces it, in the same transaction)."""
         _check_lengths(run)
         with self.session() as s, s.begin():
             existing = s.scalar(sa.select(Run.status).where(Run.cell_hash == run["cell_hash"]))
             if existing is not None:
-                if existing == "ok" or not replace_failed:
+                if (existing == "ok" and not replace_ok) or (existing != "ok" and not replace_failed):
                     return False
                 # A failed attempt is not a result: a successful retry replaces it. A plain DELETE
                 # (not the ORM's) because another writer may have replaced it meanwhile.
-                s.execute(sa.delete(Run).where(Run.cell_hash == run["cell_hash"], Run.status == "failed"))
+                statuses = ("failed", "ok") if replace_ok else ("failed",)
+                _delete_runs(s, sa.select(Run.id).where(Run.cell_hash == run["cell_hash"], Run.status.in_(statuses)))
             if protocol is not None:
                 _insert_protocol(s, protocol)
             row = Run(**run)
@@ -267,8 +270,36 @@ class ResultStore:
             own = s.scalars(sa.select(Run.cell_hash).where(Run.experiment == experiment))
             return set(member) | set(own)
 
+    def started_at(self, cell_hashes: Iterable[str]) -> dict[str, datetime]:
+        """When each stored cell of ``cell_hashes`` was started (those not stored are absent)."""
+        wanted = list(set(cell_hashes))
+        out: dict[str, datetime] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):  # bounded IN lists
+                q = sa.select(Run.cell_hash, Run.started_at).where(Run.cell_hash.in_(wanted[i:i + 500]))
+                out.update(dict(conn.execute(q).all()))
+        return out
+
+    def delete_runs(self, run_ids: Iterable[int]) -> int:
+        """Delete these runs and their metrics in ONE transaction (all or nothing); return how many."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return 0
+        with self._errors_named("deleting runs"), self.session() as s, s.begin():
+            deleted = 0
+            for i in range(0, len(ids), 500):
+                deleted += _delete_runs(s, sa.select(Run.id).where(Run.id.in_(ids[i:i + 500])))
+            faults.reach("delete:before-commit")
+        return deleted
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _delete_runs(s: Session, ids: sa.Select) -> int:
+    """Delete the runs ``ids`` selects, metrics first (no reliance on the database's cascade)."""
+    s.execute(sa.delete(Metric).where(Metric.run_id.in_(ids)))
+    return s.execute(sa.delete(Run).where(Run.id.in_(ids))).rowcount or 0
 
 
 def _insert_protocol(s: Session, protocol: tuple[str, dict[str, Any]]) -> None:

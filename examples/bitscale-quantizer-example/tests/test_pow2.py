@@ -1,12 +1,13 @@
 import torch
 
-from bitscale.precision import Precision
-from bitscale.testing.contract_checks import QuantizerContract
-from bitscale.testing.toy import ToyModel
+from bitscale import Precision
+from bitscale.testing import QuantizerContract, ToyModel
 from bitscale_quantizer_example import Pow2Quantizer
 
 
 class TestPow2Contract(QuantizerContract):
+    """bitscale's contract, one test per precision (`pytest -v`: test_quantizes[W2A16] ... [W8A16])."""
+
     quantizer_cls = Pow2Quantizer
 
 
@@ -19,3 +20,13 @@ def test_weights_are_powers_of_two_per_channel():
     k = -torch.log2(ratios)
     assert torch.allclose(k, k.round(), atol=1e-5)
     assert int(k.max()) <= 2 ** 3 - 2  # 7 magnitudes at 4 bits
+
+
+def test_one_real_cell(bitscale_run_cell, register_plugin):
+    """The quantizer inside bitscale: a shipped tiny-zoo model, quantized, sampled and scored (seconds)."""
+    import bitscale_quantizer_example
+
+    register_plugin(bitscale_quantizer_example, name="pow2")
+    run = bitscale_run_cell("pow2", "W4A16", num_samples=50)
+    assert run["status"] == "ok" and run["fid"] > 0
+    assert 4 < run["effective_weight_bits"] < 4.5  # codes + one 16-bit scale per output channel

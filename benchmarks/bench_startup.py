@@ -25,14 +25,18 @@ TARGETS = {"bitscale --help": 0.3, "bitscale leaderboard (1,000 runs)": 1.5, "bi
            "bitscale run (quick grid, all stored)": 2.0}
 
 
-def timed(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
-    """(median, max) wall seconds of ``runs`` whole-process runs of ``cmd`` (which must succeed)."""
-    times = []
+def timed(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float]:
+    """(median wall, max wall, median CPU) seconds of ``runs`` whole-process runs of ``cmd`` (which must
+    succeed). CPU = user + system time of the process: on a busy machine, closer to what an idle one shows."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = os.times()
         t = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - t)
-    return statistics.median(times), max(times)
+        after = os.times()
+        cpus.append(after.children_user + after.children_system - before.children_user - before.children_system)
+    return statistics.median(times), max(times), statistics.median(cpus)
 
 
 def synthetic_store(path: Path) -> int:
@@ -73,17 +77,19 @@ def main() -> int:
         "bitscale plugins list": [*bitscale, "plugins", "list"],
         "bitscale run (quick grid, all stored)": quick,
     }
-    ref, ref_max = timed([sys.executable, "-c", "pass"], env, args.runs)
+    ref, ref_max, ref_cpu = timed([sys.executable, "-c", "pass"], env, args.runs)
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"(1/5/15 min); python {sys.version.split()[0]}; {args.runs} runs per command, median")
     if runs is not None:
         print(f"synthetic store: {runs} runs; quick grid set-up run: {setup:.1f} s")
-    print(f"{'command':42s} {'median s':>9s} {'max s':>7s} {'x python':>9s} {'target s':>9s}")
-    print(f"{'python -c pass (reference)':42s} {ref:9.3f} {ref_max:7.3f} {1.0:9.1f} {'':>9s}")
+    print(f"{'command':40s} {'median s':>9s} {'max s':>7s} {'x python':>9s} {'CPU s':>7s} {'x python':>9s} "
+          f"{'target s':>9s}")
+    print(f"{'python -c pass (reference)':40s} {ref:9.3f} {ref_max:7.3f} {1.0:9.1f} {ref_cpu:7.3f} {1.0:9.1f}")
     for name, cmd in commands.items():
-        med, worst = timed(cmd, env, args.runs)
-        print(f"{name:42s} {med:9.3f} {worst:7.3f} {med / ref:9.1f} {TARGETS[name]:9.1f}", flush=True)
+        med, worst, cpu = timed(cmd, env, args.runs)
+        print(f"{name:40s} {med:9.3f} {worst:7.3f} {med / ref:9.1f} {cpu:7.3f} {cpu / max(ref_cpu, 1e-3):9.1f} "
+              f"{TARGETS[name]:9.1f}", flush=True)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     return 0

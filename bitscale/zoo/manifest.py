@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from bitscale.data import digits
+from bitscale.harness.artifacts import cache
 from bitscale.zoo.training import TrainResult
 
 
@@ -25,7 +26,7 @@ def manifest_for(config: dict[str, Any], result: TrainResult, seed: int) -> dict
     """The manifest of a trained artifact: {config, data_hash, seed, steps, initial/final loss, seconds}."""
     return {
         "config": jsonable(config),
-        "data_hash": digits.data_hash(),
+        "data_hash": digits.data_hash(cache.cache_dir()),
         "seed": seed,
         "steps": result.steps,
         "initial_loss": result.initial_loss,
@@ -38,7 +39,7 @@ def manifest_for(config: dict[str, Any], result: TrainResult, seed: int) -> dict
 def manifest_matches(manifest: dict[str, Any] | None, config: dict[str, Any], seed: int, steps: int) -> bool:
     """True if ``manifest`` was trained with ``config`` for ``steps`` on the current digits data with ``seed``."""
     return (manifest is not None and manifest.get("config") == jsonable(config) and manifest.get("steps") == steps
-            and manifest.get("data_hash") == digits.data_hash() and manifest.get("seed") == seed)
+            and manifest.get("data_hash") == digits.data_hash(cache.cache_dir()) and manifest.get("seed") == seed)
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:

@@ -66,13 +66,15 @@ def reference_for(dataset: str) -> Reference:
     """The reference set of data set id ``dataset``."""
     if dataset == "digits16":
         from bitscale.data import digits
+        from bitscale.harness.artifacts import cache
         from bitscale.harness.evaluation import digits_classifier
 
         digits_classifier.register()
         # The classifier's weights file is part of the reference: other features, other FIDs (and
         # other cached reference statistics). The shipped file makes it the same on every machine.
         net = digits_classifier.weights_sha256()[:16]
-        return Reference(dataset, digits_classifier.EXTRACTOR_NAME, f"digits-test-{digits.data_hash()}-net-{net}")
+        data = digits.data_hash(cache.cache_dir())
+        return Reference(dataset, digits_classifier.EXTRACTOR_NAME, f"digits-test-{data}-net-{net}")
     if dataset == "imagenet256":
         weights = os.environ.get("BITSCALE_INCEPTION_WEIGHTS")
         if not weights or not Path(weights).is_file():

@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and pip:
 #   make run    - create .venv, install bitscale, run the built-in quick grid, print the leaderboard
-#   make test   - create .venv with dev extras and the example plugin package, run pytest
+#   make test   - create .venv with dev extras and the example plugin package, lint (ruff), run pytest
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,14 @@ EXPERIMENT ?=
 RUN_ARGS ?= --threads 1
 PYTEST_ARGS ?=
 
-.PHONY: run test bench clean-venv
+# Files `make lint` checks the format of: the tree is formatted once the open branches are merged
+# (pyproject.toml [tool.ruff] says why), then this list becomes ".".
+FORMATTED := bitscale/__init__.py bitscale/testing/__init__.py bitscale/harness/training_unit.py \
+	bitscale/harness/plugin_sources.py bitscale/harness/registry.py bitscale/cli/store.py bitscale/cli/plugins.py \
+	benchmarks/bench_startup.py tests/test_public_api.py tests/test_docs.py tests/test_force_and_prune.py \
+	examples/bitscale-quantizer-example
+
+.PHONY: run test lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +37,12 @@ $(VENV)/.installed-dev: pyproject.toml examples/bitscale-quantizer-example/pypro
 run: $(VENV)/.installed
 	$(BIN)/bitscale run $(EXPERIMENT) $(RUN_ARGS)
 
-test: $(VENV)/.installed-dev
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check bitscale tests benchmarks examples
+	$(BIN)/ruff format --check $(FORMATTED)
 
 bench: $(VENV)/.installed-dev
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

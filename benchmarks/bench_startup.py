@@ -21,8 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGETS = {"bitscale --help": 0.3, "bitscale leaderboard (1,000 runs)": 1.5, "bitscale plugins list": 2.0,
-           "bitscale run (quick grid, all stored)": 2.0}
+TARGETS = {
+    "bitscale --help": 0.3,
+    "bitscale leaderboard (1,000 runs)": 1.5,
+    "bitscale plugins list": 2.0,
+    "bitscale run (quick grid, all stored)": 2.0,
+}
 
 
 def timed(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float]:
@@ -45,7 +49,9 @@ def synthetic_store(path: Path) -> int:
 
     grid = synthetic.SyntheticGrid(
         families={"fam": {f"d{d}": 60_000 * d * d for d in (2, 3, 4, 6)}},
-        methods={"rtn": 1.0, "gptq": 0.8}, seeds=list(range(23)))
+        methods={"rtn": 1.0, "gptq": 0.8},
+        seeds=list(range(23)),
+    )
     store = ResultStore(f"sqlite:///{path}")
     n = synthetic.bulk_fill(store, grid)
     store.dispose()
@@ -59,8 +65,13 @@ def main() -> int:
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-startup-"))
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "BITSCALE_CACHE": str(folder / "cache"), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-           "BITSCALE_NO_ENTRYPOINTS": "1"}
+    env = {
+        **os.environ,
+        "BITSCALE_CACHE": str(folder / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "BITSCALE_NO_ENTRYPOINTS": "1",
+    }
     bitscale = [sys.executable, "-m", "bitscale"]
 
     synthetic_db = folder / "synthetic.db"
@@ -79,17 +90,24 @@ def main() -> int:
     }
     ref, ref_max, ref_cpu = timed([sys.executable, "-c", "pass"], env, args.runs)
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-          f"(1/5/15 min); python {sys.version.split()[0]}; {args.runs} runs per command, median")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"(1/5/15 min); python {sys.version.split()[0]}; {args.runs} runs per command, median"
+    )
     if runs is not None:
         print(f"synthetic store: {runs} runs; quick grid set-up run: {setup:.1f} s")
-    print(f"{'command':40s} {'median s':>9s} {'max s':>7s} {'x python':>9s} {'CPU s':>7s} {'x python':>9s} "
-          f"{'target s':>9s}")
+    print(
+        f"{'command':40s} {'median s':>9s} {'max s':>7s} {'x python':>9s} {'CPU s':>7s} {'x python':>9s} "
+        f"{'target s':>9s}"
+    )
     print(f"{'python -c pass (reference)':40s} {ref:9.3f} {ref_max:7.3f} {1.0:9.1f} {ref_cpu:7.3f} {1.0:9.1f}")
     for name, cmd in commands.items():
         med, worst, cpu = timed(cmd, env, args.runs)
-        print(f"{name:40s} {med:9.3f} {worst:7.3f} {med / ref:9.1f} {cpu:7.3f} {cpu / max(ref_cpu, 1e-3):9.1f} "
-              f"{TARGETS[name]:9.1f}", flush=True)
+        print(
+            f"{name:40s} {med:9.3f} {worst:7.3f} {med / ref:9.1f} {cpu:7.3f} {cpu / max(ref_cpu, 1e-3):9.1f} "
+            f"{TARGETS[name]:9.1f}",
+            flush=True,
+        )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     return 0

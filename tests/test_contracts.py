@@ -35,7 +35,7 @@ def test_tiny_family_contract(family):
     check_model_family(fam, fam.sizes[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pristine(family: str):
     fam = PLUGINS.models.get(family)
     return fam.build(fam.sizes[0], fam.Options(), torch.device("cpu"))

@@ -42,7 +42,9 @@ def test_every_public_name_is_documented(name):
 
 @pytest.mark.parametrize("name", bitscale.testing.__all__)
 def test_every_test_kit_name_is_documented(name):
-    assert re.search(rf"`{name}\b", _doc("plugins.md")), f"document bitscale.testing.{name} in docs/plugins.md section 6"
+    assert re.search(rf"`{name}\b", _doc("plugins.md")), (
+        f"document bitscale.testing.{name} in docs/plugins.md section 6"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PLUGINS.quantizers.names()))

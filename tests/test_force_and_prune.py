@@ -15,8 +15,12 @@ from bitscale.harness.runner import run_plan
 from bitscale.harness.store import ResultStore
 from bitscale.testing import ToyFamily, synthetic
 
-EXP = {"models": [{"family": "toy", "sizes": ["d1"]}], "quantizers": ["rtn"], "precisions": ["W4A16"],
-       "evaluation": {"num_samples": 50, "calibration_batches": 1, "batch_size": 50}}
+EXP = {
+    "models": [{"family": "toy", "sizes": ["d1"]}],
+    "quantizers": ["rtn"],
+    "precisions": ["W4A16"],
+    "evaluation": {"num_samples": 50, "calibration_batches": 1, "batch_size": 50},
+}
 
 
 @pytest.fixture
@@ -71,10 +75,13 @@ def test_editable_sources_sees_the_example_package_when_installed_editable(monke
 
 def _older_copy(rec: dict, hash_suffix: str, fid: float) -> dict:
     """The same cell measured earlier under another plugin version: another hash, same coordinates."""
-    run = {**rec["run"], "cell_hash": rec["run"]["cell_hash"][:-2] + hash_suffix,
-           "versions": {"bitscale": "synthetic", "quantizer": "0.9"},
-           "started_at": rec["run"]["started_at"] - timedelta(days=1),
-           "finished_at": rec["run"]["finished_at"] - timedelta(days=1)}
+    run = {
+        **rec["run"],
+        "cell_hash": rec["run"]["cell_hash"][:-2] + hash_suffix,
+        "versions": {"bitscale": "synthetic", "quantizer": "0.9"},
+        "started_at": rec["run"]["started_at"] - timedelta(days=1),
+        "finished_at": rec["run"]["finished_at"] - timedelta(days=1),
+    }
     return {"run": run, "metrics": {"fid": fid}, "protocol": rec["protocol"]}
 
 

@@ -39,11 +39,24 @@ def test_every_public_name_resolves():
 
 
 def test_import_bitscale_and_the_cli_parser_import_no_heavy_library():
-    heavy = ("torch", "sqlalchemy", "pandas", "pydantic", "matplotlib", "diffusers", "torchao", "torch_fidelity",
-             "yaml", "pluggy", "importlib.metadata")
-    out = _fresh("import sys, bitscale; from bitscale.cli import build_parser; "
-                 "build_parser(); print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-                 f"{heavy!r} or m in {heavy!r})))")
+    heavy = (
+        "torch",
+        "sqlalchemy",
+        "pandas",
+        "pydantic",
+        "matplotlib",
+        "diffusers",
+        "torchao",
+        "torch_fidelity",
+        "yaml",
+        "pluggy",
+        "importlib.metadata",
+    )
+    out = _fresh(
+        "import sys, bitscale; from bitscale.cli import build_parser; "
+        "build_parser(); print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{heavy!r} or m in {heavy!r})))"
+    )
     assert out == ""
     # the pytest plugin loads in every pytest run where bitscale is installed: no torch until a fixture is used
     assert _fresh("import sys, bitscale.testing.pytest_plugin; print('torch' in sys.modules)") == "False"
@@ -56,14 +69,23 @@ def test_leaderboard_command_imports_no_torch(tmp_path):
     store = ResultStore(f"sqlite:///{tmp_path / 's.db'}")
     synthetic.fill(store)
     store.dispose()
-    res = subprocess.run([sys.executable, "-c", "import sys; from bitscale.cli import main; "
-                          f"main(['leaderboard', '--store', '{tmp_path / 's.db'}']); "
-                          "sys.exit(3 if 'torch' in sys.modules else 0)"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from bitscale.cli import main; "
+            f"main(['leaderboard', '--store', '{tmp_path / 's.db'}']); "
+            "sys.exit(3 if 'torch' in sys.modules else 0)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "|" in res.stdout  # the table was printed
     assert res.returncode == 0, "the leaderboard imported torch"
 
 
 # ---------------------------------------------------------------- Quantizer: generic options, apply, widths
+
 
 class HalfOptions(PluginOptions):
     factor: float = 0.5
@@ -100,13 +122,17 @@ def test_the_base_times_apply_and_passes_a_seeded_generator():
     assert isinstance(job.generator, torch.Generator) and job.calibration == [] and job.loss is None
 
 
-@pytest.mark.parametrize(("precision", "reason"), [
-    ("W4A16", None), ("W2A8", None),
-    ("W3A16", "quantizes weights only to 2/4 bits, not 3"),
-    ("W4A4", "quantizes activations only to 8 bits, not 4"),
-    ("W16A8", "with W16 there is nothing for it to do"),
-    ("W4A8:fp", "quantizes weights only to int formats"),
-])
+@pytest.mark.parametrize(
+    ("precision", "reason"),
+    [
+        ("W4A16", None),
+        ("W2A8", None),
+        ("W3A16", "quantizes weights only to 2/4 bits, not 3"),
+        ("W4A4", "quantizes activations only to 8 bits, not 4"),
+        ("W16A8", "with W16 there is nothing for it to do"),
+        ("W4A8:fp", "quantizes weights only to int formats"),
+    ],
+)
 def test_declared_widths_and_needs_weight_quant_are_the_unsupported_reasons(precision, reason):
     got = Half().unsupported_reason(Precision.parse(precision))
     assert got is None if reason is None else reason in got
@@ -124,14 +150,17 @@ def test_no_type_ignore_left_in_the_built_in_quantizers():
 
 # ---------------------------------------------------------------- registries check what is registered
 
+
 def test_registering_the_wrong_kind_names_the_plugin_and_skips_it(monkeypatch):
     mod = types.ModuleType("wrongplug")
     mod.register_quantizers = hookimpl(lambda register: register(Half()))  # an instance, not the class
     mod.register_models = hookimpl(lambda register: register(TrainableFamily))  # a class, not an instance
     ps = load_plugins([("wrongplug", mod)], entrypoints=False)
     errors = {e.error for e in ps.errors if e.name == "wrongplug"}
-    assert any("'wrongplug' registered" in e and "not a subclass of Quantizer (register the class, not an "
-               "instance)" in e for e in errors), errors
+    assert any(
+        "'wrongplug' registered" in e and "not a subclass of Quantizer (register the class, not an instance)" in e
+        for e in errors
+    ), errors
     assert any("not a ModelFamily instance (register an instance, not the class)" in e for e in errors), errors
     assert "half" not in ps.quantizers and "rtn" in ps.quantizers
 
@@ -147,6 +176,7 @@ def test_registering_the_wrong_kind_is_an_error_when_strict(monkeypatch):
 
 
 # ---------------------------------------------------------------- bit accounting
+
 
 def test_effective_weight_bits_is_the_rule_of_quantizers_md():
     assert effective_weight_bits((10, 4096), 4, zero_point=True) == pytest.approx(4 + 20 / 4096)

@@ -5,7 +5,6 @@ server is started once per session and each test gets a fresh database.
 """
 
 import multiprocessing
-import signal
 import subprocess
 import sys
 import textwrap

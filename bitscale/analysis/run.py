@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def execute(kind: str, spec: ModelSpec, params: dict[str, Any], root: Path, comp
     loaded = load(spec, need_quantized=need_quantized)
     numbers, arrays, figures = compute(loaded)
     provenance = {**loaded.provenance, **prov, "git_sha": git_sha(), "host": socket.gethostname(),
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "created": datetime.now(UTC).isoformat(timespec="seconds"),
                   "seconds": round(time.perf_counter() - t, 2), "torch": torch.__version__}
     document = {"kind": kind, "hash": digest, "title": _title(spec), "config": config, "provenance": provenance,
                 "result": numbers}

@@ -21,11 +21,18 @@ def collect() -> dict:
     ps = get_plugins()
     plugins = []
     for info in ps.plugins.values():
-        plugins.append({
-            "name": info.name, "dist": info.dist, "version": info.version, "builtin": info.builtin,
-            "hooks": info.hooks, "models": ps.models.by_plugin(info.name),
-            "quantizers": ps.quantizers.by_plugin(info.name), "losses": ps.losses.by_plugin(info.name),
-        })
+        plugins.append(
+            {
+                "name": info.name,
+                "dist": info.dist,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": info.hooks,
+                "models": ps.models.by_plugin(info.name),
+                "quantizers": ps.quantizers.by_plugin(info.name),
+                "losses": ps.losses.by_plugin(info.name),
+            }
+        )
     errors = [{"name": e.name, "dist": e.dist, "error": e.error} for e in ps.errors]
     quantizers = [{"name": e.name, "plugin": e.plugin, **declared_precisions(e.obj)} for e in ps.quantizers]
     return {"plugins": plugins, "quantizers": quantizers, "errors": errors}
@@ -37,10 +44,15 @@ def declared_precisions(cls) -> dict:
     def widths(bits) -> list[int] | None:
         return sorted(bits) if bits is not None else None
 
-    return {"weight_kinds": sorted(cls.weight_kinds), "weight_bits": widths(cls.weight_bits),
-            "activation_kinds": sorted(cls.activation_kinds), "activation_bits": widths(cls.activation_bits),
-            "needs_weight_quant": cls.needs_weight_quant, "needs_activation_quant": cls.needs_activation_quant,
-            "trains": cls.trains}
+    return {
+        "weight_kinds": sorted(cls.weight_kinds),
+        "weight_bits": widths(cls.weight_bits),
+        "activation_kinds": sorted(cls.activation_kinds),
+        "activation_bits": widths(cls.activation_bits),
+        "needs_weight_quant": cls.needs_weight_quant,
+        "needs_activation_quant": cls.needs_activation_quant,
+        "trains": cls.trains,
+    }
 
 
 def _side(kinds: list[str], bits: list[int] | None, needed: bool) -> str:
@@ -57,12 +69,26 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    rows = [[p["name"], f"{p['dist']} {p['version']}", ", ".join(p["hooks"]),
-             ", ".join(p["models"] + p["quantizers"] + p["losses"])] for p in data["plugins"]]
+    rows = [
+        [
+            p["name"],
+            f"{p['dist']} {p['version']}",
+            ", ".join(p["hooks"]),
+            ", ".join(p["models"] + p["quantizers"] + p["losses"]),
+        ]
+        for p in data["plugins"]
+    ]
     print(tabulate(rows, headers=["plugin", "distribution", "hooks", "registered"], tablefmt="simple"))
-    rows = [[q["name"], q["plugin"], _side(q["weight_kinds"], q["weight_bits"], q["needs_weight_quant"]),
-             _side(q["activation_kinds"], q["activation_bits"], q["needs_activation_quant"]),
-             "yes" if q["trains"] else ""] for q in data["quantizers"]]
+    rows = [
+        [
+            q["name"],
+            q["plugin"],
+            _side(q["weight_kinds"], q["weight_bits"], q["needs_weight_quant"]),
+            _side(q["activation_kinds"], q["activation_bits"], q["needs_activation_quant"]),
+            "yes" if q["trains"] else "",
+        ]
+        for q in data["quantizers"]
+    ]
     print()
     print(tabulate(rows, headers=["quantizer", "plugin", "weights", "activations", "trains"], tablefmt="simple"))
     for e in data["errors"]:

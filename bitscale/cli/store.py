@@ -16,11 +16,19 @@ from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("store", help="maintain the results store (prune superseded runs)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "store",
+        help="maintain the results store (prune superseded runs)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
-    pr = ssub.add_parser("prune", help="delete runs that newer runs of the same cell superseded (dry run by default)",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr = ssub.add_parser(
+        "prune",
+        help="delete runs that newer runs of the same cell superseded (dry run by default)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_store_option(pr)
     pr.add_argument("--yes", action="store_true", help="delete them (default: only list what would be deleted)")
     pr.set_defaults(func=prune)
@@ -38,8 +46,10 @@ def prune(args: argparse.Namespace) -> int:
             return 0
         for _, r in old.sort_values(["family", "size", "method", "precision", "seed"]).iterrows():
             loss = f"+{r['loss']}" if isinstance(r["loss"], str) and r["loss"] else ""
-            print(f"  {r['cell_hash']}  {r['family']}/{r['size']} {r['precision']} {r['method']}{loss} "
-                  f"seed={r['seed']} {r['status']} finished {r['finished_at']}")
+            print(
+                f"  {r['cell_hash']}  {r['family']}/{r['size']} {r['precision']} {r['method']}{loss} "
+                f"seed={r['seed']} {r['status']} finished {r['finished_at']}"
+            )
         if not args.yes:
             print(f"{len(old)} superseded run(s) in {store.url} would be deleted; rerun with --yes to delete them")
             return 0

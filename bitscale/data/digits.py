@@ -11,7 +11,7 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -53,7 +53,7 @@ def _all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, np.stack([np.isin(idx, train_idx), np.isin(idx, test_idx)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(split: str = "train") -> DigitsSplit:
     """The ``train`` or ``test`` split at 16x16, RGB, in [-1, 1]."""
     if split not in ("train", "test"):
@@ -66,7 +66,7 @@ def load(split: str = "train") -> DigitsSplit:
     return DigitsSplit(t, torch.from_numpy(y[mask]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_hash(memo_dir: Path | None = None) -> str:
     """SHA-256 (first 16 hex digits) of the raw data and split: part of manifests and protocols.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import ModuleType
@@ -41,7 +41,7 @@ def _is_editable(dist: str) -> bool:
 def _newest_change(path: Path) -> datetime:
     files = [path] if path.is_file() else list(path.rglob("*.py"))
     newest = max((f.stat().st_mtime for f in files), default=0.0)
-    return datetime.fromtimestamp(newest, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(newest, UTC).replace(tzinfo=None)
 
 
 def editable_sources(plugins: PluginSet) -> dict[str, EditableSource]:

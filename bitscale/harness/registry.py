@@ -44,13 +44,15 @@ class Registry(Generic[T]):
             if isinstance(obj, base):
                 return
             hint = " (register an instance, not the class)" if isinstance(obj, type) and issubclass(obj, base) else ""
-            raise WrongKind(f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a "
-                              f"{base.__name__} instance{hint}")
+            raise WrongKind(
+                f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a {base.__name__} instance{hint}"
+            )
         if isinstance(obj, type) and issubclass(obj, base):
             return
         hint = " (register the class, not an instance)" if isinstance(obj, base) else ""
-        raise WrongKind(f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a subclass of "
-                          f"{base.__name__}{hint}")
+        raise WrongKind(
+            f"plugin {plugin!r} registered {obj!r} as a {self.kind}, but it is not a subclass of {base.__name__}{hint}"
+        )
 
     def add(self, obj: T, plugin: str, name: str | None = None) -> None:
         self._check_type(obj, plugin)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ def export_baseline(results: Results, experiment: str | None = None, sigma: floa
 
     shas = ok["git_sha"].dropna().unique() if "git_sha" in ok.columns else []
     return Baseline(format=FORMAT, version=VERSION, metric=results.metric, experiment=experiment,
-                    created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), store=results.store_url,
+                    created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), store=results.store_url,
                     bitscale=bitscale.__version__, git_sha=str(shas[0]) if len(shas) == 1 else None, sigma=sigma,
                     artifacts=shipped_artifacts(), cells=cells, failed=sorted(set(_keys(failed))))
 

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import numpy as np
 import pandas as pd
@@ -259,7 +259,7 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
     runs = report.results.runs
     counts = runs.groupby(["source", "status"]).size().to_dict() if not runs.empty else {}
     summary = ", ".join(f"{n} {src} {st}" for (src, st), n in sorted(counts.items())) or "no runs"
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("leaderboard", "Leaderboard", _leaderboard_section(report, with_deltas)),
         ("plots", "Scaling-law plots", _plots_section(plots)),

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import lru_cache, cache
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def using(weights: str, cache: str | Path | None = None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalog(path: Path, stamp: tuple[int, int]) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())

@@ -42,8 +42,9 @@ class Pow2Quantizer(Quantizer[Pow2Options]):
                 per_weight = effective_weight_bits(tuple(w.shape), bits, scale_bits=self.options.scale_bits)
                 stored += per_weight * w.numel()
                 count += w.numel()
-        return QuantReport(effective_weight_bits=stored / count, layers=len(layers),
-                           notes=f"pow2 with {levels} magnitudes per channel")
+        return QuantReport(
+            effective_weight_bits=stored / count, layers=len(layers), notes=f"pow2 with {levels} magnitudes per channel"
+        )
 
 
 @hookimpl

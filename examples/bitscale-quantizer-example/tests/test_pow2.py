@@ -19,7 +19,7 @@ def test_weights_are_powers_of_two_per_channel():
     ratios = (w.abs() / scale)[w != 0]
     k = -torch.log2(ratios)
     assert torch.allclose(k, k.round(), atol=1e-5)
-    assert int(k.max()) <= 2 ** 3 - 2  # 7 magnitudes at 4 bits
+    assert int(k.max()) <= 2**3 - 2  # 7 magnitudes at 4 bits
 
 
 def test_one_real_cell(bitscale_run_cell, register_plugin):

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.quantizers.smoothquant",
     "bitscale.plugins.quantizers.gptvq",
     "bitscale.plugins.quantizers.omniquant",
+    "bitscale.plugins.quantizers.quarot",
     "bitscale.plugins.losses.kl",
     "bitscale.plugins.losses.topkld",
     "bitscale.plugins.losses.js",

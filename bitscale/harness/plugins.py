@@ -32,6 +32,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.quantizers.gptvq",
     "bitscale.plugins.quantizers.omniquant",
     "bitscale.plugins.quantizers.quarot",
+    "bitscale.plugins.quantizers.svdquant",
     "bitscale.plugins.losses.kl",
     "bitscale.plugins.losses.topkld",
     "bitscale.plugins.losses.js",

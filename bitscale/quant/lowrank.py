@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bitscale.quant.linear import QuantLinear
 from bitscale.quant.transform import TransformLinear
 
 #: Bits per stored low-rank factor entry (fp16/bf16).
@@ -86,11 +87,11 @@ class LowRankLinear(TransformLinear):
         self.register_buffer("down", torch.zeros(rank, in_features, device=dev, dtype=dtype))
 
     @classmethod
-    def from_transform(cls, layer: TransformLinear, split: LowRankSplit, weight_bits: int, label: str = "") -> LowRankLinear:
+    def from_transform(cls, layer: QuantLinear, split: LowRankSplit, weight_bits: int, label: str = "") -> LowRankLinear:
         """Turn a ``TransformLinear`` (weight already fused) into ``residual + branch`` from ``split``."""
         rank = split.up.shape[1]
         new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None, rank=rank,
-                  rotation=layer.rotation, act_quantizer=layer.act_quantizer, storage_bits=weight_bits,
+                  rotation=getattr(layer, "rotation", None), act_quantizer=layer.act_quantizer, storage_bits=weight_bits,
                   weight_label=label, device=torch.device("meta"), dtype=layer.weight.dtype)
         new.weight, new.bias = layer.weight, layer.bias  # adopt storage, as QuantLinear.from_linear does
         dtype, dev = layer.weight.dtype, layer.weight.device

@@ -15,7 +15,7 @@ from bitscale.harness.precision import Precision
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
-    INT_AND_FP,
+    INT_FP_MX,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -51,8 +51,8 @@ class GPTQ(Quantizer):
     """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
 
     name: ClassVar[str] = "gptq"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = GPTQOptions
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
 

@@ -29,7 +29,7 @@ from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
 from bitscale.quant.recipe import (
-    INT_AND_FP,
+    INT_FP_MX,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -89,8 +89,8 @@ class QuaRot(Quantizer):
     """Randomized Hadamard input rotations (online), norm folding, then RTN or GPTQ weights."""
 
     name: ClassVar[str] = "quarot"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = QuaRotOptions
     description: ClassVar[str] = "QuaRot: randomized Hadamard rotations (norms folded), then RTN/GPTQ weights"
 

@@ -12,7 +12,7 @@ from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptio
 from bitscale.harness.precision import Precision
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
-    INT_AND_FP,
+    INT_FP_MX,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -35,8 +35,8 @@ class RTN(Quantizer):
     except for static per-tensor activation ranges."""
 
     name: ClassVar[str] = "rtn"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = RTNOptions
     description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
 

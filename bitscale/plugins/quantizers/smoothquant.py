@@ -24,7 +24,7 @@ from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptio
 from bitscale.harness.precision import Precision
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
-    INT_AND_FP,
+    INT_FP_MX,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -50,8 +50,8 @@ class SmoothQuant(Quantizer):
     """SmoothQuant: per-channel difficulty migration from activations to weights, then RTN."""
 
     name: ClassVar[str] = "smoothquant"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     needs_activation_quant: ClassVar[bool] = True
     Options: ClassVar[type[PluginOptions]] = SmoothQuantOptions
     description: ClassVar[str] = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"

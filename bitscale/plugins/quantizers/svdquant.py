@@ -26,7 +26,7 @@ from bitscale.harness.precision import Precision
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
-from bitscale.quant.recipe import INT_AND_FP, QuantOptions, act_quantizer, calibrate_static_activations, make_report, weight_spec
+from bitscale.quant.recipe import INT_FP_MX, QuantOptions, act_quantizer, calibrate_static_activations, make_report, weight_spec
 from bitscale.quant.smoothing import smooth_model
 from bitscale.quant.swap import set_submodule
 
@@ -57,8 +57,8 @@ class SVDQuant(Quantizer):
     """Smoothing + 16-bit low-rank branch + quantized residual (RTN)."""
 
     name: ClassVar[str] = "svdquant"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = SVDQuantOptions
     description: ClassVar[str] = "SVDQuant: smoothing, rank-r 16-bit SVD branch, quantized residual (W4A4 g64)"
 

@@ -54,7 +54,7 @@ def _linear(inp=64, out=32, bias=True, seed=0):
 
 
 @pytest.mark.parametrize("inp", [64, 96])
-@pytest.mark.parametrize("online", [("shift", "smooth", "rotation"), ("rotation",)])
+@pytest.mark.parametrize("online", [("shift", "smooth", "rotation"), ("rotation",), ("shift", "rotation")])
 def test_transform_linear_is_exact_in_full_precision(inp, online):
     g = torch.Generator().manual_seed(0)
     lin = _linear(inp, bias=False)
@@ -70,7 +70,7 @@ def test_transform_linear_is_exact_in_full_precision(inp, online):
     if "shift" not in online:
         xin = xin - shift
     if "smooth" not in online:
-        xin = xin / smooth
+        xin = xin / smooth  # an online shift then applies in these units (delta / s)
     if "rotation" not in online:
         xin = rot(xin)
     assert torch.allclose(q(xin), ref(x), atol=1e-4)

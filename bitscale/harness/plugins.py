@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.quantizers.omniquant",
     "bitscale.plugins.quantizers.quarot",
     "bitscale.plugins.quantizers.svdquant",
+    "bitscale.plugins.quantizers.ptq4arvg",
     "bitscale.plugins.losses.kl",
     "bitscale.plugins.losses.topkld",
     "bitscale.plugins.losses.js",

@@ -34,6 +34,10 @@ from bitscale.quant.linear import QuantLinear
 PARTS = ("shift", "smooth", "rotation")
 
 
+def _absent(shift: Tensor | None, smooth: Tensor | None) -> set[str]:
+    return {n for n, v in (("shift", shift), ("smooth", smooth)) if v is None}
+
+
 def fuse_weight(
     weight: Tensor, bias: Tensor | None, shift: Tensor | None = None, smooth: Tensor | None = None,
     rotation: Rotation | None = None,
@@ -76,7 +80,9 @@ class TransformLinear(QuantLinear):
         """Wrap ``linear`` with the transform; round the fused weight with ``weight_spec`` (RTN) if given.
 
         ``online``: which of ``"shift"``, ``"smooth"``, ``"rotation"`` the layer applies to its
-        input itself; the others must already be applied by the producer of the input. Parts
+        input itself; the others must already be applied by the producer of the input (a folded
+        smoothing with an online shift: the layer subtracts ``delta / s`` from the ``x / s`` it
+        receives; a folded rotation needs shift and smoothing folded as well). Parts
         that are ``None`` are absent either way. For GPTQ-style rounding, build with
         ``weight_spec=None`` and call ``set_quantized_weight`` later (``input_hessian`` maps a
         Hessian of the raw input to the transformed one).
@@ -85,6 +91,9 @@ class TransformLinear(QuantLinear):
         unknown = online - set(PARTS)
         if unknown:
             raise ValueError(f"unknown transform part(s) {sorted(unknown)}; choose from {PARTS}")
+        if rotation is not None and "rotation" not in online and online & {"shift", "smooth"} - _absent(shift, smooth):
+            raise ValueError("a rotation folded upstream must come with the shift and smoothing folded too "
+                             "(they act before it)")
         w, b = fuse_weight(linear.weight, linear.bias, shift, smooth, rotation)
         if b is not None and linear.bias is None:
             linear.bias = nn.Parameter(torch.zeros(linear.out_features, dtype=w.dtype, device=w.device))
@@ -104,7 +113,10 @@ class TransformLinear(QuantLinear):
             if b is not None:
                 q.bias.copy_(b)
         if shift is not None and "shift" in online:
-            q.shift = shift.detach().to(device=dev, dtype=dtype).clone()
+            # with the smoothing already applied upstream the input arrives as x / s: subtract delta / s
+            folded_smooth = smooth is not None and "smooth" not in online
+            online_shift = shift.detach().double() / (smooth.detach().double() if folded_smooth else 1.0)
+            q.shift = online_shift.to(device=dev, dtype=dtype).clone()
         if smooth is not None and "smooth" in online:
             q.smooth = smooth.detach().to(device=dev, dtype=dtype).clone()
         if weight_spec is not None:

@@ -131,3 +131,35 @@ def test_lowrank_linear_forward_and_bits():
     assert torch.allclose(q(x), ref(x), atol=1e-4)
     assert q.storage_bits == bits + 16 * 64 + lowrank_bits(32, 64, 8)
     assert math.isclose(q.storage_bits / (32 * 64), (bits + 1024 + 16 * 8 * 96) / 2048)
+
+
+def test_docs_plugins_rotation_example_runs():
+    """The rotation quantizer of docs/plugins.md, as written there."""
+    import time
+    from typing import ClassVar
+
+    from bitscale.harness.contracts import Quantizer
+    from bitscale.harness.precision import Precision
+    from bitscale.quant import Rotation, TransformLinear, set_submodule
+    from bitscale.quant.recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.testing.toy import ToyModel
+
+    class MyRotation(Quantizer):
+        name: ClassVar[str] = "my-rotation"
+        weight_kinds: ClassVar = frozenset({"int"})
+        activation_kinds: ClassVar = frozenset({"int"})
+        Options: ClassVar = QuantOptions
+
+        def quantize(self, model, precision, calibration, loss=None, generator=None):
+            started = time.perf_counter()
+            spec = weight_spec(precision.weights, self.options)
+            for name, lin in model.quant_layers().items():
+                rot = Rotation.hadamard(lin.in_features, generator)        # seeded by the cell
+                q = TransformLinear.from_linear(lin, rotation=rot, weight_spec=spec,
+                                                act_quantizer=act_quantizer(precision, self.options))
+                set_submodule(model.module, name, q)
+            return make_report(model, started)
+
+    model = ToyModel()
+    rep = MyRotation().quantize(model, Precision.parse("W4A8"), [], generator=torch.Generator().manual_seed(0))
+    assert rep.effective_weight_bits > 4 and rep.layers == len(model.quant_layers())

@@ -111,3 +111,17 @@ def test_ptq4arvg_w4a4_runs_with_every_part_switched(tmp_path):
     assert PTQ4ARVG().unsupported_reason(Precision.parse("W4A16"))
     assert PTQ4ARVG().unsupported_reason(Precision.parse("W8A8:fp"))
     assert NumberFormat("int4").kind == "int"
+
+
+@pytest.mark.parametrize("family", ["var-tiny", "llamagen-tiny"])
+def test_stwq_position_counter_follows_sampling(family):
+    """A KV-cached generation feeds every position once: the counters end where they began."""
+    model = copy.deepcopy(_pristine(family))
+    batches = model.calibration_batches(1, torch.Generator().manual_seed(0))
+    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(model, Precision.parse("W8A8"), batches,
+                                                  generator=torch.Generator().manual_seed(0))
+    stwq = [q.act_quantizer for q in model.quant_layers().values() if isinstance(q.act_quantizer, TokenGroupActQuantizer)]
+    assert stwq
+    imgs = model.sample(torch.arange(2), torch.Generator().manual_seed(0))
+    assert imgs.dtype == torch.uint8
+    assert all(q.position == 0 for q in stwq), [q.position for q in stwq]

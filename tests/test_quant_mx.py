@@ -107,3 +107,11 @@ def test_against_torchao_reference_casts():
     ref = (nv.f4_unpacked_to_f32(nv.unpack_uint4(data)).reshape(8, -1, 16) * scale.float().reshape(8, -1, 1) * pts)
     # same codes and block scales; the dequantized product may differ in the last float bit
     assert torch.allclose(fake_quant_block(x, NumberFormat("nvfp4")), ref.reshape(8, 128), rtol=1e-6, atol=0)
+
+
+def test_static_activations_with_block_formats_are_refused_at_planning():
+    from bitscale.plugins.quantizers.rtn import RTN
+
+    reason = RTN(RTN.Options(act_granularity="tensor")).unsupported_reason(Precision.parse("w=mxfp4,a=mxfp8"))
+    assert "act_granularity: token" in reason
+    assert RTN(RTN.Options(act_granularity="tensor")).unsupported_reason(Precision.parse("w=mxfp4")) is None

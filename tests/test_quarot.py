@@ -63,3 +63,21 @@ def test_quarot_runs_and_reports_rotation_bits(weights):
     expected = sum(weight_storage_bits(tuple(m.weight.shape), m_spec) + m.in_features for m in layers)  # + sign bits
     assert rep.effective_weight_bits == pytest.approx(expected / sum(m.weight.numel() for m in layers))
     assert rep.extra["fp_change"] < 1e-4
+
+
+def test_w4a4_on_an_outlier_layer_quarot_gptq_and_svdquant_beat_rtn_and_smoothquant():
+    """The benchmark's synthetic layer (seed 0); bench_second_wave.py reports 3 seeds."""
+    from bitscale.quant.toy import LinearModel
+
+    errs = {}
+    for label, name, opts in (("rtn", "rtn", {}), ("sq", "smoothquant", {}), ("quarot", "quarot", {}),
+                              ("svd", "svdquant", {})):
+        m, ref = LinearModel(256, 128, outlier_channels=4), LinearModel(256, 128, outlier_channels=4)
+        cal = m.calibration_batches(8, torch.Generator().manual_seed(0))
+        cls = PLUGINS.quantizers.get(name)
+        cls(cls.Options(**opts)).quantize(m, Precision.parse("W4A4"), cal, generator=torch.Generator().manual_seed(0))
+        test = m.calibration_batches(4, torch.Generator().manual_seed(1000))
+        with torch.no_grad():
+            errs[label] = sum(_rel(m.forward_batch(b), ref.forward_batch(b)) ** 2 for b in test)
+    assert errs["quarot"] < errs["sq"] < errs["rtn"], errs
+    assert errs["svd"] < errs["sq"], errs

@@ -15,6 +15,7 @@ from bitscale.harness.precision import Precision
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
+    block_format_reason,
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
@@ -57,7 +58,7 @@ class GPTQ(Quantizer):
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
 
     def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
+        reason = super().unsupported_reason(precision) or block_format_reason(precision, self.options)
         if reason is None and precision.weights.kind == "full":
             return "GPTQ quantizes weights; with W16 there is nothing for it to do (use rtn)"
         return reason

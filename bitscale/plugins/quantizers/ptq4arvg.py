@@ -33,7 +33,14 @@ from bitscale.harness.precision import Precision
 from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
 from bitscale.quant.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
 from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
-from bitscale.quant.recipe import QuantOptions, act_quantizer, activation_spec, calibrate_static_activations, make_report, weight_spec
+from bitscale.quant.recipe import (
+    QuantOptions,
+    act_quantizer,
+    activation_spec,
+    calibrate_static_activations,
+    make_report,
+    weight_spec,
+)
 from bitscale.quant.formats import QuantSpec
 from bitscale.quant.stwq import TokenGroupActQuantizer, raster_groups, var_groups
 from bitscale.quant.swap import set_submodule

@@ -29,6 +29,7 @@ from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
 from bitscale.quant.recipe import (
+    block_format_reason,
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
@@ -93,6 +94,9 @@ class QuaRot(Quantizer):
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = QuaRotOptions
     description: ClassVar[str] = "QuaRot: randomized Hadamard rotations (norms folded), then RTN/GPTQ weights"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def quantize(self, model: GenerativeModel, precision: Precision, calibration: list[Any],
                  loss: DistillLoss | None = None, generator: torch.Generator | None = None) -> QuantReport:

@@ -12,6 +12,7 @@ from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptio
 from bitscale.harness.precision import Precision
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
+    block_format_reason,
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
@@ -39,6 +40,9 @@ class RTN(Quantizer):
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = RTNOptions
     description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def quantize(
         self,

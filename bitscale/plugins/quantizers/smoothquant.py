@@ -24,6 +24,7 @@ from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptio
 from bitscale.harness.precision import Precision
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.recipe import (
+    block_format_reason,
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
@@ -31,7 +32,7 @@ from bitscale.quant.recipe import (
     make_report,
     weight_spec,
 )
-from bitscale.quant.smoothing import smooth_model, smoothing_factors  # noqa: F401 (re-exported)
+from bitscale.quant.smoothing import smooth_model  # also imported from here by tests
 
 
 class SmoothQuantOptions(QuantOptions):
@@ -55,6 +56,9 @@ class SmoothQuant(Quantizer):
     needs_activation_quant: ClassVar[bool] = True
     Options: ClassVar[type[PluginOptions]] = SmoothQuantOptions
     description: ClassVar[str] = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def quantize(
         self,

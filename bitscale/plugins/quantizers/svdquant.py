@@ -26,7 +26,15 @@ from bitscale.harness.precision import Precision
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
-from bitscale.quant.recipe import INT_FP_MX, QuantOptions, act_quantizer, calibrate_static_activations, make_report, weight_spec
+from bitscale.quant.recipe import (
+    INT_FP_MX,
+    QuantOptions,
+    act_quantizer,
+    block_format_reason,
+    calibrate_static_activations,
+    make_report,
+    weight_spec,
+)
 from bitscale.quant.smoothing import smooth_model
 from bitscale.quant.swap import set_submodule
 
@@ -63,7 +71,7 @@ class SVDQuant(Quantizer):
     description: ClassVar[str] = "SVDQuant: smoothing, rank-r 16-bit SVD branch, quantized residual (W4A4 g64)"
 
     def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
+        reason = super().unsupported_reason(precision) or block_format_reason(precision, self.options)
         if reason is None and precision.weights.kind == "full":
             return "svdquant splits weights into a low-rank branch and a quantized residual; W16 has no residual to quantize"
         return reason

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitscale.quant.activation import ActQuantizer
-from bitscale.quant.formats import QuantSpec, fake_quant_weight, weight_storage_bits
+from bitscale.quant.formats import QuantSpec, weight_storage_bits
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.linear import QuantLinear
 
@@ -180,7 +180,3 @@ class TransformLinear(QuantLinear):
             parts.append(f"rotation={self.rotation.kind}")
         return ", ".join(parts)
 
-
-def round_weight(weight: Tensor, spec: QuantSpec | None) -> Tensor:
-    """RTN of a weight (identity when ``spec`` is ``None``), a small convenience for plugins."""
-    return weight if spec is None else fake_quant_weight(weight, spec)

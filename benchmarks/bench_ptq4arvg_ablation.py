@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["W8A8", "W6A6", "W4A4"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from bitscale.harness.plugins import load_plugins
-    from bitscale.harness.precision import Precision
+    from bitscale.harness.plugin_loader import load_plugins
+    from bitscale.precision import Precision
 
     plugins = load_plugins(entrypoints=False)
     fam = plugins.models.get("var-tiny")

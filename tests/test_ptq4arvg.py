@@ -6,8 +6,8 @@ import functools
 import pytest
 import torch
 
-from bitscale.harness.plugins import load_plugins
-from bitscale.harness.precision import NumberFormat, Precision
+from bitscale.harness.plugin_loader import load_plugins
+from bitscale.precision import NumberFormat, Precision
 from bitscale.plugins.quantizers.ptq4arvg import PTQ4ARVG, shift_and_scale
 from bitscale.quant.dgc import dgc_select, labels_of, mahalanobis, merge_samples, split_batches, with_labels
 from bitscale.quant.formats import QuantSpec, fake_quant_weight

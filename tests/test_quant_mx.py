@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bitscale.harness.precision import NumberFormat, Precision
+from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_block, fake_quant_weight, weight_storage_bits
-from bitscale.quant.toy import LinearModel
+from bitscale.testing.quant_toys import LinearModel
 
 
 def _block(values, size=32):
@@ -73,7 +73,7 @@ def test_weights_and_activations_use_blocks_along_input_channels():
 
 @pytest.mark.parametrize("name", ["rtn", "gptq", "smoothquant", "quarot", "svdquant"])
 def test_quantizers_run_block_formats_with_exact_bits(name):
-    from bitscale.harness.plugins import load_plugins
+    from bitscale.harness.plugin_loader import load_plugins
 
     cls = load_plugins(entrypoints=False).quantizers.get(name)
     m = LinearModel(128, 64)

@@ -139,9 +139,9 @@ def test_docs_plugins_rotation_example_runs():
     from typing import ClassVar
 
     from bitscale.harness.contracts import Quantizer
-    from bitscale.harness.precision import Precision
+    from bitscale.precision import Precision
     from bitscale.quant import Rotation, TransformLinear, set_submodule
-    from bitscale.quant.recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.plugins.quantizers.recipe import QuantOptions, act_quantizer, make_report, weight_spec
     from bitscale.testing.toy import ToyModel
 
     class MyRotation(Quantizer):

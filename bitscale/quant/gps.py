@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitscale.harness.contracts import GenerativeModel
+from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import input_hooks, run_calibration
 from bitscale.quant.formats import QuantSpec, choose_qparams, fake_quant, fake_quant_weight
 
@@ -59,7 +59,7 @@ def anchor_qparams(stats: ChannelStats, spec: QuantSpec) -> tuple[Tensor, Tensor
                                                  restricted=spec.restricted))
 
 
-def collect_channel_stats(model: GenerativeModel, layers: dict[str, nn.Module], calibration: Iterable[Any],
+def collect_channel_stats(model: QuantModel, layers: dict[str, nn.Module], calibration: Iterable[Any],
                           act_spec: QuantSpec | None) -> dict[str, ChannelStats]:
     """Two calibration passes over the named layers: min/max, then sums of x^2 and dx^2 (if ``act_spec``)."""
     batches = list(calibration)

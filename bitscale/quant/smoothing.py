@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitscale.harness.contracts import GenerativeModel
+from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import input_channel_absmax, trace_input_groups
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.swap import set_submodule
@@ -33,7 +33,7 @@ def _relative_change(a: Tensor, b: Tensor) -> float:
 
 
 def smooth_model(
-    model: GenerativeModel, calibration: list[Any], alpha: float, fold_into_norm: bool = True, rtol: float = 1e-3
+    model: QuantModel, calibration: list[Any], alpha: float, fold_into_norm: bool = True, rtol: float = 1e-3
 ) -> dict[str, Any]:
     """Replace every quant layer by an unquantized, smoothed ``QuantLinear``; return what was done.
 

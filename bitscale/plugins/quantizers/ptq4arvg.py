@@ -29,11 +29,11 @@ from torch import Tensor, nn
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
 from bitscale.quant.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
 from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     QuantOptions,
     act_quantizer,
     activation_spec,

@@ -23,12 +23,12 @@ from torch import Tensor, nn
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.capture import trace_input_groups
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     block_format_reason,
     INT_FP_MX,
     QuantOptions,

@@ -9,11 +9,11 @@ import torch
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import (
-    block_format_reason,
+from bitscale.plugins.quantizers.recipe import (
     INT_FP_MX,
+    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,

@@ -22,11 +22,11 @@ from pydantic import Field
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     INT_FP_MX,
     QuantOptions,
     act_quantizer,

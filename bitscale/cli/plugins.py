@@ -7,7 +7,7 @@ import json
 
 from tabulate import tabulate
 
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 
 
 def add_parser(sub) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:

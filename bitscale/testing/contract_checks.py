@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, ModelFamily, QuantReport, Quantizer
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 CANDIDATE_PRECISIONS = ("W8A16", "W4A16", "W3A16", "W8A8", "W4A8", "W8A16:fp", "W4A16:fp", "W8A8:fp")
 
@@ -33,7 +33,7 @@ def _output_error(model: GenerativeModel, reference: list[torch.Tensor], batches
 def _loss_for(cls: type[Quantizer], model: GenerativeModel) -> DistillLoss | None:
     if not cls.trains:
         return None
-    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.plugin_loader import get_plugins
 
     for entry in get_plugins().losses:
         loss = entry.obj()

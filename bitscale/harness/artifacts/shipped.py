@@ -28,12 +28,14 @@ from typing import Any
 from bitscale.harness.errors import BitscaleError
 
 #: Where the shipped files live (package data).
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+# The files are package data of the zoo (bitscale/zoo/weights/); found by path, not import, so the core
+# reading them depends on no module of the zoo.
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "zoo" / "weights"
 CATALOG = WEIGHTS_DIR / "catalog.json"
 #: Environment variable choosing the weights: ``shipped`` (default) or ``trained`` (this machine's cache).
 SOURCE_ENV = "BITSCALE_ZOO_WEIGHTS"
 SOURCES = ("shipped", "trained")
-#: The user's cache folder (see ``bitscale.zoo.cache``).
+#: The user's cache folder (see ``bitscale.harness.artifacts.cache``).
 CACHE_ENV = "BITSCALE_CACHE"
 
 

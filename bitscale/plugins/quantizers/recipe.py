@@ -16,7 +16,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
-from bitscale.harness.precision import NumberFormat, Precision
+from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import run_calibration
 from bitscale.quant.formats import QuantSpec

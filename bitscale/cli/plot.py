@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from bitscale.harness.cli.common import add_store_option
-from bitscale.harness.cli.leaderboard import add_filter_options, load
+from bitscale.cli.common import add_store_option
+from bitscale.cli.leaderboard import add_filter_options, load
 
 
 def add_parser(sub) -> None:
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitscale.harness.precision import Precision
+    from bitscale.precision import Precision
     from bitscale.leaderboard.fit import fit_axes
     from bitscale.leaderboard.plots import PlotSet, write_plots
 

@@ -6,14 +6,14 @@ with multiplicative seed noise, so fits have a ground truth to be checked agains
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.hashing import json_digest, sha256_text
+from bitscale.precision import Precision, compute_bits, model_bits
 
 PROTOCOL = {"dataset": "synthetic", "reference": "ref0", "feature_extractor": "synthetic-extractor",
             "num_samples": 500, "labels": "balanced", "sampler": {"top_k": 0}, "protocol_version": 1}
@@ -36,13 +36,11 @@ class SyntheticGrid:
 
 
 def _hash(*parts: Any) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+    return sha256_text(repr(parts), 20)
 
 
 def protocol_fingerprint(details: dict[str, Any]) -> str:
-    import json
-
-    return hashlib.sha256(json.dumps(details, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(details, 16)
 
 
 def true_fid(grid: SyntheticGrid, n_params: int, precision: str, method_scale: float) -> float:

@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from bitscale.harness.cli.common import add_store_option, positive_int
+from bitscale.cli.common import add_store_option, positive_int
 
 
 def add_parser(sub) -> None:

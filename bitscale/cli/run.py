@@ -8,7 +8,7 @@ from importlib import resources
 
 import yaml
 
-from bitscale.harness.cli.common import add_store_option, non_negative_float, non_negative_int, positive_int
+from bitscale.cli.common import add_store_option, non_negative_float, non_negative_int, positive_int
 from bitscale.harness.config import load_experiment, parse_experiment
 from bitscale.harness.errors import ConfigError
 
@@ -117,12 +117,13 @@ def _executor(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
     from bitscale.harness.planner import plan_grid
-    from bitscale.harness.plugins import get_plugins
-    from bitscale.harness.runner import plan_trained, run_plan
+    from bitscale.harness.plugin_loader import get_plugins
+    from bitscale.harness.runner import run_plan
+    from bitscale.zoo.pretrain import plan_trained
     from bitscale.harness.store import ResultStore
     from bitscale.leaderboard.render import render
     from bitscale.leaderboard.table import build_tables
-    from bitscale.zoo import shipped
+    from bitscale.harness.artifacts import shipped
 
     _check_executor_options(args)
     exp, source = _load(args.experiment)

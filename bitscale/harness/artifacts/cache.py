@@ -1,4 +1,4 @@
-"""Trained artifacts: the shipped ones (``bitscale.zoo.shipped``) and the user's on-disk cache.
+"""Trained artifacts: the shipped ones (``bitscale.harness.artifacts.shipped``) and the user's on-disk cache.
 
 An artifact is ``<name>.safetensors`` plus a manifest (what it was trained with, and the
 sha256 of its file). Reading goes through ``load_manifest``/``load_artifact``: with shipped
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -28,7 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bitscale.harness.errors import BitscaleError
-from bitscale.zoo import shipped
+from bitscale.hashing import sha256_text
+from bitscale.harness.artifacts import shipped
 
 
 def cache_dir() -> Path:
@@ -197,7 +197,7 @@ def weights_digest(artifacts: Sequence[tuple[str, Callable[[dict[str, Any]], boo
                 raise _stale_shipped(name)
             return None
         digests.append(weights_sha256(name))
-    return hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]
+    return sha256_text(" ".join(digests), 16)
 
 
 def _stale_shipped(name: str) -> BitscaleError:

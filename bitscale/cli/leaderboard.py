@@ -15,11 +15,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.cli.common import add_store_option
 
 FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 
@@ -80,21 +79,9 @@ def load(args: argparse.Namespace):
 
 
 def _frame_text(df, fmt: str, title: str) -> str:
-    from tabulate import tabulate
+    from bitscale.leaderboard.render import render_frame
 
-    from bitscale.leaderboard.escape import latex_escape, markdown_escape
-
-    if df is None or df.empty:
-        return f"{title}: nothing to show.\n"
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "json":
-        return json.dumps({"title": title, "rows": df.to_dict(orient="records")}, indent=2, default=str) + "\n"
-    esc = latex_escape if fmt == "latex" else (markdown_escape if fmt == "github" else str)
-    shown = df.map(lambda v: esc(f"{v:.4g}" if isinstance(v, float) else str(v)))
-    body = tabulate(shown.values.tolist(), headers=[esc(str(c)) for c in df.columns],
-                    tablefmt={"github": "github", "latex": "latex_raw", "plain": "simple"}[fmt], disable_numparse=True)
-    return f"% {latex_escape(title)}\n{body}\n" if fmt == "latex" else f"{esc(title)}\n\n{body}\n"
+    return render_frame(df, fmt, title)
 
 
 def _extra_sections(args: argparse.Namespace, report) -> list[str]:

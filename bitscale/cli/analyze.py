@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bitscale.harness.cli.common import add_store_option, positive_int
+from bitscale.cli.common import add_store_option, positive_int
 
 DEFAULT_SNRS = "40,35,30,27.5,25,22.5,20,17.5,15,12.5,10,7.5,5,2.5,0"
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from bitscale.analysis import run as analyses
     from bitscale.analysis.models import ModelSpec
     from bitscale.analysis.store import analyses_root
-    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.plugin_loader import get_plugins
 
     family = get_plugins().models.get(args.family)
     precision = args.precision or "W16A16"

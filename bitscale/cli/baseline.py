@@ -14,7 +14,7 @@ import argparse
 import math
 import sys
 
-from bitscale.harness.cli.common import add_store_option
+from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitscale.harness.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, zoo
+from bitscale.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, zoo
 from bitscale.harness.errors import BitscaleError
 
 COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plugins, zoo, analyze)

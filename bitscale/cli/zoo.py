@@ -11,11 +11,11 @@ import argparse
 
 from tabulate import tabulate
 
-from bitscale.harness.cli.common import positive_int
-from bitscale.harness.cli.zoo_ship import add_parser as add_ship_parser
-from bitscale.harness.cli.zoo_targets import sizes_by_family, targets, train_into_cache
-from bitscale.harness.cli.zoo_verify import add_parser as add_verify_parser
-from bitscale.zoo import shipped
+from bitscale.cli.common import positive_int
+from bitscale.cli.zoo_ship import add_parser as add_ship_parser
+from bitscale.zoo.pretrain import sizes_by_family, targets, train_into_cache
+from bitscale.cli.zoo_verify import add_parser as add_verify_parser
+from bitscale.harness.artifacts import shipped
 
 TRAIN_HELP = """\
 Train the missing (or stale) tiny models, all of them or those named, in --jobs worker processes,
@@ -57,7 +57,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def list_zoo(args: argparse.Namespace) -> int:
-    from bitscale.zoo import cache
+    from bitscale.harness.artifacts import cache
 
     rows = []
     catalog = shipped.catalog()

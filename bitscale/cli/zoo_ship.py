@@ -14,8 +14,8 @@ import platform
 import shutil
 
 
-from bitscale.harness.cli.common import positive_int
-from bitscale.zoo import shipped
+from bitscale.cli.common import positive_int
+from bitscale.harness.artifacts import shipped
 
 SHIP_HELP = __doc__.split("\n\n", 1)[1]
 
@@ -42,9 +42,9 @@ def cpu_model() -> str:
 def ship(args: argparse.Namespace) -> int:
     import torch
 
-    from bitscale.harness.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
-    from bitscale.zoo import cache
+    from bitscale.harness.artifacts import cache
 
     shipped.use_trained()  # read and train the cache, never the files being replaced
     sizes = sizes_by_family([])

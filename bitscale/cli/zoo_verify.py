@@ -15,9 +15,9 @@ import tempfile
 
 from tabulate import tabulate
 
-from bitscale.harness.cli.common import positive_int
+from bitscale.cli.common import positive_int
 from bitscale.harness.errors import BitscaleError
-from bitscale.zoo import shipped
+from bitscale.harness.artifacts import shipped
 
 VERIFY_HELP = __doc__.split("\n\n", 1)[1]
 
@@ -34,9 +34,9 @@ def add_parser(zsub) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from bitscale.harness.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
-    from bitscale.zoo import cache
+    from bitscale.harness.artifacts import cache
 
     catalog = shipped.catalog()
     if not catalog:
@@ -79,7 +79,7 @@ def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, sa
 
     import torch
 
-    from bitscale.zoo import cache
+    from bitscale.harness.artifacts import cache
 
     rows = []
     cpu = torch.device("cpu")

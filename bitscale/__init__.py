@@ -35,6 +35,16 @@ _PUBLIC: dict[str, str] = {
     "ActQuantizer": "bitscale.quant.activation:ActQuantizer",
     "effective_weight_bits": "bitscale.quant.formats:effective_weight_bits",
     "set_submodule": "bitscale.quant.swap:set_submodule",
+    "Rotation": "bitscale.quant.hadamard:Rotation",
+    "TransformLinear": "bitscale.quant.transform:TransformLinear",
+    "LowRankLinear": "bitscale.quant.lowrank:LowRankLinear",
+    "lowrank_quantize": "bitscale.quant.lowrank:lowrank_quantize",
+    "lowrank_bits": "bitscale.quant.lowrank:lowrank_bits",
+    # the built-in quantizers' glue: options, specs from a Precision, reports over QuantLinears
+    "QuantOptions": "bitscale.plugins.quantizers.recipe:QuantOptions",
+    "weight_spec": "bitscale.plugins.quantizers.recipe:weight_spec",
+    "act_quantizer": "bitscale.plugins.quantizers.recipe:act_quantizer",
+    "make_report": "bitscale.plugins.quantizers.recipe:make_report",
     # errors a plugin may raise for bad input (one line, exit code 2)
     "BitscaleError": "bitscale.harness.errors:BitscaleError",
 }
@@ -59,6 +69,15 @@ __all__ = [
     "ActQuantizer",
     "effective_weight_bits",
     "set_submodule",
+    "Rotation",
+    "TransformLinear",
+    "LowRankLinear",
+    "lowrank_quantize",
+    "lowrank_bits",
+    "QuantOptions",
+    "weight_spec",
+    "act_quantizer",
+    "make_report",
     "BitscaleError",
 ]
 
@@ -109,4 +128,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`
     from bitscale.quant.activation import ActQuantizer
     from bitscale.quant.formats import QuantSpec, effective_weight_bits
     from bitscale.quant.linear import QuantLinear
+    from bitscale.plugins.quantizers.recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.quant.hadamard import Rotation
+    from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
     from bitscale.quant.swap import set_submodule
+    from bitscale.quant.transform import TransformLinear

@@ -62,7 +62,7 @@ def test_unsupported_cells_are_explained(tmp_path, capsys):
     class WOnly(Quantizer):
         name = "fixture-wonly"
 
-        def quantize(self, *a, **k):
+        def apply(self, job):
             raise AssertionError("never scheduled")
 
     mod = types.ModuleType("m")

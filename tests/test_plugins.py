@@ -14,8 +14,8 @@ from bitscale.harness.plugin_loader import DEFAULT_PLUGINS, load_plugins
 class _Q(Quantizer):
     name = "rtm"
 
-    def quantize(self, model, precision, calibration, loss=None, generator=None):
-        return QuantReport(effective_weight_bits=precision.w_bits)
+    def apply(self, job):
+        return QuantReport(effective_weight_bits=job.precision.w_bits)
 
 
 def _plugin(**hooks):

@@ -23,22 +23,22 @@ from bitscale.testing.toy import ToyFamily
 class Raises(Quantizer):
     name = "fixture-raises"
 
-    def quantize(self, model, precision, calibration, loss=None, generator=None):
+    def apply(self, job):
         raise RuntimeError("quantizer exploded")
 
 
 class MakesNaN(Quantizer):
     name = "fixture-nan"
 
-    def quantize(self, model, precision, calibration, loss=None, generator=None):
-        next(iter(model.quant_layers().values())).weight.data.fill_(float("nan"))
-        return QuantReport(effective_weight_bits=precision.w_bits)
+    def apply(self, job):
+        next(iter(job.model.quant_layers().values())).weight.data.fill_(float("nan"))
+        return QuantReport(effective_weight_bits=job.precision.w_bits)
 
 
 class OutOfMemory(Quantizer):
     name = "fixture-oom"
 
-    def quantize(self, model, precision, calibration, loss=None, generator=None):
+    def apply(self, job):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
 
 

@@ -7,11 +7,12 @@ from typing import ClassVar
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.recipe import (
-    INT_AND_FP,
+    INT_FP_MX,
+    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -47,10 +48,13 @@ class GPTQ(Quantizer[GPTQOptions]):
     """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
 
     name: ClassVar[str] = "gptq"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     needs_weight_quant: ClassVar[bool] = True
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration = job.model, job.precision, job.calibration

@@ -156,3 +156,18 @@ def test_config_name_limit_is_the_store_column():
     from bitscale.harness.config import MAX_NAME_LENGTH
 
     assert MAX_NAME_LENGTH == TEXT_LIMITS["experiment"]
+
+
+def test_revisions_read_without_alembic_agree_with_alembic(store):
+    """migrate.py reads the revision chain and a store's revision itself (Alembic is imported only to migrate)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from bitscale.harness.store import migrate
+
+    scripts = ScriptDirectory.from_config(migrate._config(None))
+    assert migrate.revisions() == {s.revision: s.down_revision for s in scripts.walk_revisions()}
+    assert migrate.head_revision() == scripts.get_current_head()
+    with store.engine.connect() as conn:
+        assert migrate.current_revision(conn) == MigrationContext.configure(conn).get_current_revision()
+        assert migrate.current_revision(conn) == migrate.head_revision()

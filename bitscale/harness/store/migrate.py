@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import re
+from functools import cache
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
 
@@ -34,28 +33,52 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 OWN_TABLES = frozenset({"protocols", "runs", "metrics", "cell_experiments"})
 
 
-def _config(connection: sa.Connection | None) -> Config:
+def _config(connection: sa.Connection | None):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
 
 
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config(None))
+# Opening a store that is already current (every command but the first on a new store) reads the
+# revisions from the migration files and the version table directly: importing Alembic costs ~0.3 s
+# of CPU, and it is imported only to migrate. tests/test_store.py checks both agree with Alembic's.
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(?:None|[\"']([^\"']+)[\"'])", re.M)
+
+
+@cache
+def revisions() -> dict[str, str | None]:
+    """Every migration's revision -> the revision it follows (None for the first)."""
+    out: dict[str, str | None] = {}
+    for f in sorted((MIGRATIONS / "versions").glob("*.py")):
+        text = f.read_text()
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev is not None:
+            out[rev.group(1)] = down.group(1) if down else None
+    return out
 
 
 def head_revision() -> str:
-    return _scripts().get_current_head()  # type: ignore[return-value]
+    revs = revisions()
+    heads = sorted(set(revs) - set(revs.values()))
+    if len(heads) != 1:
+        raise RuntimeError(f"bitscale's migrations have {len(heads)} heads ({heads}); expected one")
+    return heads[0]
 
 
 def current_revision(conn: sa.Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The store's schema revision (Alembic's ``alembic_version`` table), None for a store without one."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def check_known(revision: str | None, shown_url: str) -> None:
     """Refuse a store written by a newer bitscale: its schema is one this code cannot read safely."""
-    if revision is not None and revision not in {s.revision for s in _scripts().walk_revisions()}:
+    if revision is not None and revision not in revisions():
         raise BitscaleError(
             f"store {shown_url} has schema revision {revision!r}, newer than this bitscale knows "
             f"(newest: {head_revision()!r}): upgrade bitscale, or pass another --store")
@@ -94,6 +117,8 @@ def upgrade(engine: sa.Engine, shown_url: str) -> None:
         check_known(current, shown_url)
         if current is None:
             _drop_interrupted_setup(conn, shown_url)
+        from alembic import command
+
         command.upgrade(_config(conn), "head")
 
 

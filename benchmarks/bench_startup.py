@@ -29,14 +29,14 @@ TARGETS = {
 }
 
 
-def timed(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float]:
+def timed(cmd: list[str], env: dict[str, str], runs: int, cwd: Path) -> tuple[float, float, float]:
     """(median wall, max wall, median CPU) seconds of ``runs`` whole-process runs of ``cmd`` (which must
     succeed). CPU = user + system time of the process: on a busy machine, closer to what an idle one shows."""
     times, cpus = [], []
     for _ in range(runs):
         before = os.times()
         t = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
         times.append(time.perf_counter() - t)
         after = os.times()
         cpus.append(after.children_user + after.children_system - before.children_user - before.children_system)
@@ -79,7 +79,9 @@ def main() -> int:
     quick_db = folder / "quick.db"
     quick = [*bitscale, "run", "--store", str(quick_db), "--threads", "1", "--no-progress"]
     t = time.perf_counter()
-    subprocess.run(quick, env=env, check=True, stdout=subprocess.DEVNULL)  # computes what is missing
+    # cwd: the store folder, so that `python -m bitscale` imports the bitscale of PYTHONPATH or the
+    # installed one, never a checkout that happens to be the current folder
+    subprocess.run(quick, env=env, check=True, stdout=subprocess.DEVNULL, cwd=folder)  # computes what is missing
     setup = time.perf_counter() - t
 
     commands = {
@@ -88,8 +90,11 @@ def main() -> int:
         "bitscale plugins list": [*bitscale, "plugins", "list"],
         "bitscale run (quick grid, all stored)": quick,
     }
-    ref, ref_max, ref_cpu = timed([sys.executable, "-c", "pass"], env, args.runs)
+    ref, ref_max, ref_cpu = timed([sys.executable, "-c", "pass"], env, args.runs, folder)
     load = os.getloadavg()
+    import bitscale
+
+    print(f"bitscale from {Path(bitscale.__file__).parent}")
     print(
         f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         f"(1/5/15 min); python {sys.version.split()[0]}; {args.runs} runs per command, median"
@@ -102,7 +107,7 @@ def main() -> int:
     )
     print(f"{'python -c pass (reference)':40s} {ref:9.3f} {ref_max:7.3f} {1.0:9.1f} {ref_cpu:7.3f} {1.0:9.1f}")
     for name, cmd in commands.items():
-        med, worst, cpu = timed(cmd, env, args.runs)
+        med, worst, cpu = timed(cmd, env, args.runs, folder)
         print(
             f"{name:40s} {med:9.3f} {worst:7.3f} {med / ref:9.1f} {cpu:7.3f} {cpu / max(ref_cpu, 1e-3):9.1f} "
             f"{TARGETS[name]:9.1f}",

@@ -64,7 +64,7 @@ def list_zoo(args: argparse.Namespace) -> int:
     catalog = shipped.catalog()
     for family, size in targets([]):
         opts = family.Options()
-        names = family.artifacts(size, opts) if hasattr(family, "artifacts") else []
+        names = family.artifacts(size, opts)
         with shipped.using("trained"):
             cached = bool(names) and all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
         rows.append([family.name, size, f"{family.num_params(size, opts):,}",

@@ -86,7 +86,7 @@ def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, sa
     for family, family_sizes in sizes.items():
         opts = family.Options()
         for size in family_sizes:
-            if not hasattr(family, "artifacts") or not differ & set(family.artifacts(size, opts)):
+            if not differ & set(family.artifacts(size, opts)):
                 continue
             fids = []
             for weights in ("shipped", "trained"):

@@ -161,6 +161,11 @@ class TrainableFamily(ModelFamily):
         """
         return None
 
+    def artifacts(self, size: str, options: PluginOptions) -> list[str]:
+        """Names of the cached artifacts ``size`` loads (``bitscale zoo list|verify|ship``); default none:
+        the family caches its own way, outside bitscale's artifact cache."""
+        return []
+
     @property
     def plans_training(self) -> bool:
         """True if this family says which of its artifacts are missing (overrides ``training_units``)."""

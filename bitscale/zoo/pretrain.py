@@ -132,8 +132,6 @@ def shipped_artifacts(sizes: dict[Any, list[str]]) -> list[str]:
 
     names: list[str] = []
     for family, family_sizes in sizes.items():
-        if not hasattr(family, "artifacts"):  # a third-party trainable family: it caches its own way
-            continue
         for size in family_sizes:
             names += [n for n in family.artifacts(size, family.Options()) if n not in names]
     return names + [digits_classifier.ARTIFACT]

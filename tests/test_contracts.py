@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from bitscale.harness.plugin_loader import load_plugins
-from bitscale.testing.contract_checks import check_loss, check_model_family, check_quantizer, supported_precisions
+from bitscale import Precision
+from bitscale.testing.contract_checks import (
+    check_declarations,
+    check_error_order,
+    check_loss,
+    check_model_family,
+    check_precision,
+    check_quantizer,
+    supported_precisions,
+)
 from bitscale.testing.toy import ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)
@@ -18,9 +27,21 @@ TINY_FAMILIES = sorted(e.name for e in PLUGINS.models if e.obj.trainable)
 FAST_OPTIONS = {"omniquant": {"steps": 2}, "qat": {"steps": 2}}
 
 
+# one test per (quantizer, precision): `pytest -v` shows which precisions each built-in was tried at
+CASES = [(n, p.label) for n in QUANTIZERS for p in supported_precisions(PLUGINS.quantizers.get(n))]
+
+
+@pytest.mark.parametrize(("name", "precision"), CASES, ids=[f"{n}-{p}" for n, p in CASES])
+def test_quantizer_contract_on_toy_model(name, precision):
+    check_precision(PLUGINS.quantizers.get(name), ToyModel, Precision.parse(precision),
+                    options=FAST_OPTIONS.get(name))
+
+
 @pytest.mark.parametrize("name", QUANTIZERS)
-def test_quantizer_contract_on_toy_model(name):
-    check_quantizer(PLUGINS.quantizers.get(name), ToyModel, options=FAST_OPTIONS.get(name))
+def test_quantizer_declarations_and_error_order(name):
+    cls = PLUGINS.quantizers.get(name)
+    check_declarations(cls)
+    check_error_order(cls, ToyModel, FAST_OPTIONS.get(name))
 
 
 @pytest.mark.parametrize("name", LOSSES)

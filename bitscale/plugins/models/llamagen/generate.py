@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.llamagen.gpt import GPT
 
 
@@ -38,11 +39,17 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 
 def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` int64."""
+                  generator: torch.Generator | None = None, noise: TokenNoise | None = None,
+                  position: int = 0) -> torch.Tensor:
+    """Sample one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` int64.
+
+    With ``noise`` the token is ``argmax(filtered logits / temperature + g)`` for the coupled Gumbel noise
+    ``g`` of each sample at ``position`` (same distribution; see ``bitscale.harness.noise``)."""
     logits = logits / max(temperature, 1e-5)
     if top_k > 0 or top_p < 1.0:
         logits = filter_logits(logits, top_k, top_p)
+    if noise is not None:
+        return noise.draw(logits[:, None, :], torch.tensor([position]))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator)
 
@@ -64,12 +71,14 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    noise: TokenNoise | None = None,
 ) -> torch.Tensor:
     """Generate ``(B, block_size)`` image tokens for class ``labels`` ``(B,)``.
 
     Guidance is applied only when ``cfg > 1`` (as officially; ``cfg == 1`` is the conditional
     model). ``use_cache=False`` recomputes the whole prefix at every step (for benchmarks and
-    checks; same tokens up to float rounding).
+    checks; same tokens up to float rounding). ``noise``: draw token ``i`` from the coupled noise at
+    position ``i`` instead of from ``generator``.
     """
     n_tokens = model.config.block_size
     guided = cfg > 1.0
@@ -77,23 +86,23 @@ def generate(
     seq = torch.empty(labels.shape[0], n_tokens, dtype=torch.long, device=labels.device)
     t0 = model.cls_token_num
 
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        return sample_logits(_guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator)
+    def pick(logits: torch.Tensor, i: int) -> torch.Tensor:
+        return sample_logits(_guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator, noise, i)
 
     if not use_cache:
         for i in range(n_tokens):
             prefix = seq[:, :i].repeat(2, 1) if guided else seq[:, :i]
-            seq[:, i : i + 1] = pick(model(prefix, cond))
+            seq[:, i : i + 1] = pick(model(prefix, cond), i)
         return seq
 
     model.setup_caches(cond.shape[0], t0 + n_tokens)
     try:
-        seq[:, :1] = pick(model.decode_step(torch.arange(t0, device=labels.device), labels=cond))
+        seq[:, :1] = pick(model.decode_step(torch.arange(t0, device=labels.device), labels=cond), 0)
         for i in range(1, n_tokens):
             prev = seq[:, i - 1 : i]
             pos = torch.tensor([t0 + i - 1], device=labels.device)
             logits = model.decode_step(pos, tokens=prev.repeat(2, 1) if guided else prev)
-            seq[:, i : i + 1] = pick(logits)
+            seq[:, i : i + 1] = pick(logits, i)
     finally:
         model.clear_caches()
     return seq

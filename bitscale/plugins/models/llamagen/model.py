@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
+from bitscale.harness.noise import COUPLING, TokenNoise
 from bitscale.plugins.models.llamagen.generate import generate
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.vq import VQModel
@@ -32,6 +33,7 @@ class LlamaGenModel(GenerativeModel):
 
     style: ClassVar[Literal["language", "diffusion"]] = "language"
     unquantized: ClassVar[tuple[str, ...]] = ("output", "tok_embeddings", "cls_embedding", "cls_embedding.*")
+    coupling: ClassVar[str] = COUPLING
 
     def __init__(
         self,
@@ -89,16 +91,17 @@ class LlamaGenModel(GenerativeModel):
         labels = batch["labels"].to(self.device)
         return self.module(tokens[:, :-1], labels)
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
-        """Image tokens ``(B, L)`` for ``labels`` with this model's sampler settings."""
+    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
+                        noise: TokenNoise | None = None) -> torch.Tensor:
+        """Image tokens ``(B, L)`` for ``labels`` with this model's sampler settings (from ``noise`` when given)."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
-        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, **kwargs)
+        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU."""
-        images = self.tokenizer.decode_code(self.generate_tokens(labels, generator))
+    def sample(self, labels: torch.Tensor, generator: torch.Generator, noise: TokenNoise | None = None) -> torch.Tensor:
+        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU; tokens from the coupled ``noise`` when given."""
+        images = self.tokenizer.decode_code(self.generate_tokens(labels, generator, noise=noise))
         if self.output_size is not None and images.shape[-1] != self.output_size:
             # The official FID protocol samples at 384px and resizes bicubically to 256px.
             images = F.interpolate(images, size=(self.output_size, self.output_size), mode="bicubic")

@@ -15,6 +15,7 @@ import torch
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.harness.errors import BitscaleError
+from bitscale.harness.noise import COUPLING, TokenNoise
 from bitscale.plugins.models.var.transformer import VAR
 from bitscale.plugins.models.var.vqvae import VQVAE
 
@@ -37,6 +38,7 @@ class VarModel(GenerativeModel):
     # fnmatch patterns on module names: the output head, its AdaLN and the token embedding
     # stay in full precision (the paper quantizes the transformer blocks).
     unquantized = ("head", "head_nm.*", "word_embed")
+    coupling = COUPLING
 
     def __init__(
         self,
@@ -87,7 +89,8 @@ class VarModel(GenerativeModel):
 
     @torch.no_grad()
     def sample_tokens(
-        self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True
+        self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True,
+        noise: TokenNoise | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(f_hat, tokens per scale)`` drawn with this model's sampler settings."""
         s = self.sampler
@@ -99,10 +102,13 @@ class VarModel(GenerativeModel):
             top_k=int(s.get("top_k", 0)),
             top_p=float(s.get("top_p", 0.0)),
             use_kv_cache=use_kv_cache,
+            noise=noise,
         )
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True) -> torch.Tensor:
-        """One image per label, ``uint8 (B, 3, H, W)`` on the CPU; ``use_kv_cache`` does not change the result."""
-        f_hat, _ = self.sample_tokens(labels, generator, use_kv_cache=use_kv_cache)
+    def sample(self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True,
+               noise: TokenNoise | None = None) -> torch.Tensor:
+        """One image per label, ``uint8 (B, 3, H, W)`` on the CPU; ``use_kv_cache`` does not change the result.
+        With ``noise`` (the harness passes it: ``coupling``) every token is drawn from it, not from ``generator``."""
+        f_hat, _ = self.sample_tokens(labels, generator, use_kv_cache=use_kv_cache, noise=noise)
         return to_uint8(self._vae().fhat_to_img(f_hat.float())).cpu()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.var.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 from bitscale.plugins.models.var.quantizer import VectorQuantizer2
 from bitscale.plugins.models.var.sampling import sample_top_k_top_p
@@ -182,13 +183,15 @@ class VAR(nn.Module):
         top_k: int = 0,
         top_p: float = 0.0,
         use_kv_cache: bool = True,
+        noise: TokenNoise | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Generate scale by scale; return the final ``f_hat`` and the token indices per scale.
 
         Guidance ramps linearly over scales: ``t = cfg * si / (K - 1)`` and
         ``logits = (1 + t) * cond - t * uncond``, with the batch doubled as [cond; null class]
         (skipped when ``cfg == 0``, where it cannot change the logits). Tokens are drawn with
-        top-k then top-p and ``torch.multinomial(generator=generator)``. ``use_kv_cache=False``
+        top-k then top-p and ``torch.multinomial(generator=generator)``, or, with ``noise``, by Gumbel-max
+        from the coupled noise at each token's position in the whole sequence. ``use_kv_cache=False``
         recomputes the whole prefix at every scale under the block-causal mask: the same result
         at a higher cost, kept for throughput comparisons.
         """
@@ -222,7 +225,9 @@ class VAR(nn.Module):
                 if guided:
                     t = cfg * si / (K - 1)
                     logits = (1 + t) * logits[:B] - t * logits[B:]
-                idx_Bl = sample_top_k_top_p(logits, top_k=top_k, top_p=top_p, generator=generator)
+                positions = torch.arange(cur_L - pn * pn, cur_L)
+                idx_Bl = sample_top_k_top_p(logits, top_k=top_k, top_p=top_p, generator=generator, noise=noise,
+                                            positions=positions)
                 tokens.append(idx_Bl)
                 h = quantizer.embedding(idx_Bl).transpose(1, 2).reshape(B, self.Cvae, pn, pn)
                 f_hat, nxt = quantizer.next_autoregressive_input(si, f_hat, h)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from bitscale import hookimpl
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.config import parse_experiment
 from bitscale.harness.planner import fp_twin, plan_grid
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.runner import run_plan
 from bitscale.testing.toy import ToyFamily
 

@@ -19,10 +19,10 @@ import platform
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,11 +30,11 @@ import torch
 from bitscale.harness.contracts import GenerativeModel, ModelFamily, QuantReport
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.planner import PROTOCOL_VERSION, Cell, fp_twin
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision
 from bitscale.harness.sampling import num_chunks, sample_chunks
 from bitscale.harness.store.result_store import utcnow
-from bitscale.zoo.progress import progress_bars
+from bitscale.harness.progress import progress_bars
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class CellOutcome:
     fatal: BitscaleError | None = None  # bad input: the driver stops the grid with this error
 
 
+#: The protocol's ``coupling`` of a model that declares none: all its randomness comes from the chunk's generator,
+#: so a quantized model and its twin share it as far as they consume it alike (DiT: the same initial noise).
+CHUNK_GENERATOR = "chunk-generator"
+
+
 @dataclass
 class SampleShard:
     """One shard's images of a cell, plus what scoring needs to know about the model."""
@@ -87,7 +92,7 @@ class SampleShard:
     host: str
     device: str
     started_at: datetime
-    coupling: str | None = None  # the model's ``coupling``: part of the protocol
+    coupling: str | None = None  # the model's ``coupling`` (or CHUNK_GENERATOR): part of the protocol
 
 
 def default_device() -> torch.device:
@@ -194,7 +199,7 @@ def _draw(cell: Cell, plugins: CellPlugins, cache: ModelCache, chunks: range | N
     timings["sample"] = time.perf_counter() - t
     return SampleShard(chunks, images, labels, model.dataset, dict(model.sampler), report, timings,
                        _weights_digest(model) if digest else "", socket.gethostname(), device_description(model.device),
-                       started, getattr(model, "coupling", None))
+                       started, getattr(model, "coupling", None) or CHUNK_GENERATOR)
 
 
 #: What draws the images of a cell's W16A16 twin when its features are not cached: (twin cell) -> images, labels.
@@ -219,7 +224,7 @@ def _paired_features_name(cell_hash: str, reference_hash: str) -> str:
 
 def _save_paired_features(cell: Cell, ref: Any, feats: Any, labels: torch.Tensor) -> None:
     """Keep a W16A16 cell's FID-layer features: its quantized cells are scored against them (paired metrics)."""
-    from bitscale.zoo import cache as files
+    from bitscale.harness.artifacts import cache as files
 
     name = _paired_features_name(cell.hash, ref.reference_hash)
     with files.locked(name):
@@ -231,7 +236,7 @@ def _twin_features(cell: Cell, ref: Any, draw: TwinDraw | None) -> tuple[Any, to
     """(features, labels) of ``cell``'s W16A16 twin: cached by the twin's run, else drawn now (same seed, labels
     and noise); None when neither is possible (a sharded cell finished without its plugins)."""
     from bitscale.harness.evaluation.fid import score_with_features
-    from bitscale.zoo import cache as files
+    from bitscale.harness.artifacts import cache as files
 
     twin = fp_twin(cell)
     found = files.load_artifact(_paired_features_name(twin.hash, ref.reference_hash))

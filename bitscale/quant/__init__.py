@@ -7,7 +7,10 @@ Quantizer plugins (built-in or third-party) build on these pieces:
 - ``bitscale.quant.activation``: ``ActQuantizer`` (dynamic per-token / static per-tensor).
 - ``bitscale.quant.capture``: forward hooks for Hessians, channel statistics, input groups.
 - ``bitscale.quant.swap``: ``set_submodule`` to replace a named layer.
-- ``bitscale.quant.recipe``: options, specs from a ``Precision``, ``QuantReport`` building.
+- ``bitscale.quant.model``: ``QuantModel``, what the numerics need of a model (no harness contract).
+
+The quant library imports nothing of the harness; the built-in plugins' shared glue (options, specs
+from a ``Precision``, ``QuantReport`` building) is ``bitscale.plugins.quantizers.recipe``.
 """
 
 from bitscale.quant.activation import ActQuantizer

@@ -45,7 +45,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bitscale.harness.precision import FP_FORMATS, NumberFormat
+from bitscale.precision import FP_FORMATS, NumberFormat
 
 Granularity = Literal["tensor", "channel", "group", "token"]
 
@@ -274,13 +274,6 @@ def weight_qparams(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     return scale, zero
 
 
-def expand_group_params(p: Tensor, spec: QuantSpec, in_features: int) -> Tensor:
-    """Per-group params ``(rows, groups)`` -> per-column ``(rows, in_features)`` (for column-wise use)."""
-    if spec.granularity == "group" and p.shape[1] > 1:
-        return p.repeat_interleave(spec.group_size, dim=1)[:, :in_features]
-    return p.expand(p.shape[0], in_features)
-
-
 def fake_quant_weight(
     w: Tensor, spec: QuantSpec, scale: Tensor | None = None, zero: Tensor | None = None
 ) -> Tensor:
@@ -359,8 +352,3 @@ def vq_storage_bits(
     index_bits = math.ceil(math.log2(codebook_size)) if codebook_size > 1 else 0
     vectors = math.ceil(numel / dim)
     return vectors * index_bits + num_codebooks * codebook_size * dim * entry_bits + scale_count * scale_bits
-
-
-def bits_per_weight(total_bits: int, numel: int) -> float:
-    """Effective bits per weight (``total_bits / numel``)."""
-    return total_bits / numel

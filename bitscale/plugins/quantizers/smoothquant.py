@@ -22,10 +22,10 @@ from torch import Tensor
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.capture import input_channel_absmax, trace_input_groups
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     INT_AND_FP,
     QuantOptions,
     act_quantizer,

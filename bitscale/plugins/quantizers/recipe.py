@@ -24,6 +24,9 @@ from bitscale.quant.linear import QuantLinear
 
 #: Formats every built-in scalar quantizer accepts.
 INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
+#: ... plus the block-scaled formats (MX, NVFP4), for quantizers whose rounding goes through
+#: ``fake_quant_weight`` / ``weight_qparams`` (which apply the format's own block scales).
+INT_FP_MX: frozenset[str] = frozenset({"int", "fp", "mx"})
 _BOOL = TypeAdapter(bool)
 
 
@@ -68,10 +71,20 @@ class QuantOptions(ActOptions):
             ) from None
 
 
+def block_format_reason(precision: Precision, options: ActOptions) -> str | None:
+    """Why ``options`` cannot run ``precision``'s block-scaled activations (for ``unsupported_reason``)."""
+    a = precision.activations
+    if a.kind == "mx" and options.act_granularity != "token":
+        return f"{a} activations are scaled per block at run time; use act_granularity: token"
+    return None
+
+
 def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
     """The weight ``QuantSpec`` for ``fmt`` (``None`` when weights stay in full precision)."""
     if fmt.kind == "full":
         return None
+    if fmt.kind == "mx":  # the block layout is part of the format: group_size does not apply
+        return QuantSpec.block(fmt)
     gran = "group" if options.group_size else "channel"
     if fmt.kind == "fp":
         return QuantSpec(fmt, gran, options.group_size, symmetric=True)
@@ -83,6 +96,10 @@ def activation_spec(fmt: NumberFormat, options: ActOptions) -> QuantSpec | None:
     """The activation ``QuantSpec`` for ``fmt`` (``None`` for A16)."""
     if fmt.kind == "full":
         return None
+    if fmt.kind == "mx":
+        if options.act_granularity != "token":
+            raise ValueError(f"{fmt} activations are scaled per block at run time: use act_granularity 'token'")
+        return QuantSpec.block(fmt, activation=True)
     if fmt.kind == "fp":
         return QuantSpec(fmt, options.act_granularity, symmetric=True)
     # Activations keep the restricted symmetric grid: the references disagree here (SmoothQuant's

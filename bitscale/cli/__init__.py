@@ -9,10 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitscale.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, store, zoo
+from bitscale.cli import (
+    analyze,
+    baseline,
+    check,
+    leaderboard,
+    paper,
+    plan_power,
+    plot,
+    plugins,
+    rescore,
+    run,
+    store,
+    zoo,
+)
 from bitscale.harness.errors import BitscaleError
 
-COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plugins, store, zoo, analyze)
+COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plan_power, plugins, store, zoo, analyze)
 
 
 class _Version(argparse.Action):

@@ -45,9 +45,9 @@ def _size(width: int, depth: int, head_depth: int, head_width: int) -> MARConfig
 #: Sizes, smallest first: (MAR config, training steps).
 #: Small enough that the three ship in under 6 MB of fp32 weights.
 SIZES: dict[str, tuple[MARConfig, int]] = {
-    "d1w64": (_size(64, 1, 1, 64), 1500),
-    "d2w64": (_size(64, 2, 2, 64), 1500),
-    "d3w96": (_size(96, 3, 3, 96), 1500),
+    "d1w64": (_size(64, 1, 1, 64), 1000),
+    "d2w64": (_size(64, 2, 2, 64), 1000),
+    "d3w96": (_size(96, 3, 3, 96), 1000),
 }
 #: Training recipe of every size (``train_mar`` keyword arguments).
 RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "label_lr_mult": 10.0,

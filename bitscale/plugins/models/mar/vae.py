@@ -24,6 +24,11 @@ from torch import nn
 KL16_LATENT_SCALE = 0.2325
 
 
+def _swish(x: torch.Tensor) -> torch.Tensor:
+    # LDM's ``x * sigmoid(x)``; F.silu rounds differently (the full decoder moved by ~1e-5)
+    return x * torch.sigmoid(x)
+
+
 def _norm(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, c, eps=1e-6)
 
@@ -37,8 +42,8 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_swish(self.norm1(x)))
+        h = self.conv2(_swish(self.norm2(h)))
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
@@ -51,9 +56,11 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n = self.norm(x)
-        q, k, v = (f(n).reshape(b, 1, c, h * w).transpose(2, 3) for f in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)  # one head, scale c^-1/2
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
+        q, k, v = (f(n).reshape(b, c, h * w) for f in (self.q, self.k, self.v))
+        # One head; LDM's order of operations (scores scaled after the product), not fused SDPA,
+        # whose other rounding moves the full-size decoder's output by ~1e-5.
+        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) * c**-0.5, dim=2)
+        return x + self.proj_out(torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w))
 
 
 class _Resample(nn.Module):
@@ -107,7 +114,7 @@ class Encoder(nn.Module):
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -139,15 +146,16 @@ class Decoder(nn.Module):
                 h = block(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class KLAutoencoder(nn.Module):
     """``encode`` -> posterior (mean, std); ``decode(z)`` -> images in about [-1, 1]."""
 
-    def __init__(self, embed_dim: int = 16, ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4), ch: int = 128) -> None:
+    def __init__(self, embed_dim: int = 16, ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4), ch: int = 128,
+                 resolution: int = 256) -> None:
         super().__init__()
-        self.encoder = Encoder(ch, ch_mult, embed_dim)
+        self.encoder = Encoder(ch, ch_mult, embed_dim, resolution=resolution)
         self.decoder = Decoder(ch, ch_mult, embed_dim)
         self.quant_conv = nn.Conv2d(2 * embed_dim, 2 * embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(embed_dim, embed_dim, 1)

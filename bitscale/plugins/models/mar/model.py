@@ -44,9 +44,11 @@ class MARModel(GenerativeModel):
     )
 
     def __init__(self, mar: MAR, decode: Decoder, dataset: str, sampler: dict[str, Any],
-                 calibration_latents: LatentSource | None = None, batch_size: int = 32) -> None:
+                 calibration_latents: LatentSource | None = None, batch_size: int = 32,
+                 vae: torch.nn.Module | None = None, latent_scale: float | None = None) -> None:
         self.module = mar
         self.decode = decode
+        self.vae, self.latent_scale = vae, latent_scale  # the autoencoder, for codec measurements
         self.dataset = dataset
         self.num_classes = mar.num_classes
         self.sampler = dict(sampler)

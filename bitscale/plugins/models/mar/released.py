@@ -102,7 +102,8 @@ class MARFamily(ModelFamily):
         load_strict(mar, load_state_dict_file(ckpt, nested_keys=("model_ema", "model")), ckpt, assign=True)
         mar = mar.float().eval().to(device)
         vae = load_vae(vae_path).to(device)
-        return MARModel(mar, lambda z: vae.decode(z / KL16_LATENT_SCALE), "imagenet256", sampler)
+        return MARModel(mar, lambda z: vae.decode(z / KL16_LATENT_SCALE), "imagenet256", sampler, vae=vae,
+                        latent_scale=KL16_LATENT_SCALE)
 
     def num_params(self, size: str, options: PluginOptions) -> int:
         return self.build(size, options, torch.device("meta")).num_params()

@@ -45,9 +45,9 @@ def _size(width: int, depth: int, head_depth: int, head_width: int) -> MARConfig
 #: Sizes, smallest first: (MAR config, training steps).
 #: Small enough that the three ship in under 6 MB of fp32 weights.
 SIZES: dict[str, tuple[MARConfig, int]] = {
-    "d1w64": (_size(64, 1, 1, 64), 1000),
-    "d2w64": (_size(64, 2, 2, 64), 1000),
-    "d3w96": (_size(96, 3, 3, 96), 1000),
+    "d1w64": (_size(64, 1, 1, 64), 600),
+    "d2w64": (_size(64, 2, 2, 64), 600),
+    "d3w96": (_size(96, 3, 3, 96), 600),
 }
 #: Training recipe of every size (``train_mar`` keyword arguments).
 RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "label_lr_mult": 10.0,
@@ -94,9 +94,9 @@ class MARTinyFamily(TwoStageTinyFamily):
         sampler, scale = sampler_settings(opts, DEFAULT_SAMPLER), codec_manifest["latent_scale"]
         decode = functools.partial(decode_latents, codec, scale=scale)
         if device is None:
-            return MARModel(net, decode, "digits16", sampler)
+            return MARModel(net, decode, "digits16", sampler, vae=codec, latent_scale=scale)
         latents = functools.partial(calibration_latents, codec, scale, device)  # read on first calibration
-        return MARModel(net, decode, "digits16", sampler, calibration_latents=latents)
+        return MARModel(net, decode, "digits16", sampler, calibration_latents=latents, vae=codec, latent_scale=scale)
 
     def _meta_model(self, cfg: MARConfig, opts: MARTinyOptions) -> MARModel:
         with torch.device("meta"):

@@ -68,7 +68,8 @@ def render_everything(store: ResultStore, out: Path, jobs: int | None) -> Clock:
 
     clock = Clock()
     results = clock.phase("read store", load_results, store)
-    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)])
+    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)],
+                         fig1=True)
 
     def texts():
         for fmt in ("github", "latex", "plain", "csv", "json"):

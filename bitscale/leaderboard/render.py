@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
 from bitscale.leaderboard.escape import latex_escape, markdown_escape
+from bitscale.leaderboard.metrics import direction_words, display_name
 from bitscale.leaderboard.results import parse_precision
 from bitscale.leaderboard.table import LeaderboardTable, best_mask, deltas
 
@@ -27,18 +29,26 @@ def _escape(text: str, fmt: str) -> str:
     return text
 
 
-def _cell(value: float, std: float, printed: object, fmt: str, bold: bool, delta: float | None,
-          note: str | None) -> str:
+#: Marks a quantized cell whose 95% CI overlaps the W16A16 cell's of the same size.
+OVERLAP_MARK = "≈FP"
+OVERLAP_NOTE = (f"{OVERLAP_MARK}: the cell's 95% CI overlaps the W16A16 cell's of the same size: "
+                "not distinguishable from full precision at these seeds")
+
+
+def _cell(value: float, ci: tuple[float, float], printed: object, fmt: str, bold: bool, delta: float | None,
+          note: str | None, overlaps_full: bool = False) -> str:
     if value != value:  # NaN: an empty cell, with the mark of its reason
         dash = "--" if fmt == "latex" else "—"
         if note is None:
             return dash
         return f"{dash}$^{{{note}}}$" if fmt == "latex" else f"{dash} [{note}]"
     text = printed if isinstance(printed, str) and printed else f"{value:.2f}"  # published: as printed
-    if std == std:
-        text += f" $\\pm$ {std:.2f}" if fmt == "latex" else f" ± {std:.2f}"
+    if ci[0] == ci[0]:  # a CI exists (two seeds or more): every such cell shows it
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
     if delta is not None and delta == delta:
         text += f" ({delta:+.2f})"
+    if overlaps_full:
+        text += " $\\approx$FP" if fmt == "latex" else f" {OVERLAP_MARK}"
     if bold:
         text = f"**{text}**" if fmt == "github" else (f"\\textbf{{{text}}}" if fmt == "latex" else text)
     return text
@@ -66,7 +76,11 @@ def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = Fals
                repeat_precision: bool = False) -> list[list[str]]:
     """Body rows ``[#bits, method, *sizes]`` as strings in ``fmt``."""
     # Plain arrays, not .loc: a 10,000-run store renders thousands of cells per format.
-    mean, std = table.frame.to_numpy(float), table.std.to_numpy(float)
+    mean = table.frame.to_numpy(float)
+    nan = np.full(mean.shape, np.nan)
+    lo = nan if table.ci_lo is None else table.ci_lo.to_numpy(float)
+    hi = nan if table.ci_hi is None else table.ci_hi.to_numpy(float)
+    near = np.zeros(mean.shape, bool) if table.overlaps_full is None else table.overlaps_full.to_numpy(bool)
     best = best_mask(table).to_numpy()
     d = delta_frame(table, with_deltas)
     delta = None if d is None else d.to_numpy(float)
@@ -78,8 +92,9 @@ def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = Fals
     for i, (prec, method) in enumerate(table.frame.index):
         is_reference = parse_precision(prec).is_full if against is None else method == against
         cells = [
-            _cell(mean[i, j], std[i, j], None if text is None else text[i, j], fmt, bool(best[i, j]),
-                  None if delta is None or is_reference else delta[i, j], marks.get((prec, method, c)))
+            _cell(mean[i, j], (lo[i, j], hi[i, j]), None if text is None else text[i, j], fmt, bool(best[i, j]),
+                  None if delta is None or is_reference else delta[i, j], marks.get((prec, method, c)),
+                  bool(near[i, j]))
             for j, c in enumerate(cols)
         ]
         shown = prec if (prec != last or repeat_precision) else ""
@@ -91,14 +106,27 @@ def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = Fals
 def title(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
     """One line describing what a table shows (family, source, averaging, protocol)."""
     proto = f", protocol {t.protocol[:8]}" if t.protocol else ""
+    name, direction = display_name(t.metric), direction_words(t.metric)
     if t.source == "paper":
-        head = f"{t.family} ({t.title_note or 'published'}): {t.metric.upper()} as published"
-        return f"{head} (lower is better{proto})"
-    seeds = f", mean ± std over {t.seeds} seeds" if t.seeds > 1 else ""
+        head = f"{t.family} ({t.title_note or 'published'}): {name} as published"
+        return f"{head} ({direction}{proto})"
+    seeds = f", mean over {t.seeds} seeds [95% CI of the mean]" if t.seeds > 1 else ""
     ref = ""
     if with_deltas:
         ref = f"; in parentheses: delta vs {'W16A16' if with_deltas is True else with_deltas}"
-    return f"{t.family}: {t.metric.upper()} (lower is better{seeds}{proto}{ref})"
+    return f"{t.family}: {name} ({direction}{seeds}{proto}{ref})"
+
+
+def footnotes(t: LeaderboardTable) -> list[str]:
+    """Lines under a table: the overlap mark (when used) and each row's protocol."""
+    lines = []
+    if t.overlaps_full is not None and bool(t.overlaps_full.to_numpy(bool).any()):
+        lines.append(OVERLAP_NOTE)
+    for (prec, method) in t.frame.index:
+        proto = t.row_protocols.get((prec, method))
+        if proto:
+            lines.append(f"{prec} {method}: {proto}")
+    return lines
 
 
 def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: bool | str = False) -> str:
@@ -122,11 +150,13 @@ def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: boo
                         disable_numparse=True)
         _, notes = note_numbers(t)
         head = title(t, with_deltas)
+        extra = footnotes(t)
         if fmt == "latex":
-            foot = "".join(f"% [{m}] {r}\n" for m, r in notes)
+            foot = "".join(f"% [{m}] {r}\n" for m, r in notes) + "".join(f"% {latex_escape(x)}\n" for x in extra)
             out.append(f"% {latex_escape(head)}\n{body}\n{foot}")
         else:
             foot = "".join(f"[{m}] {_escape(r, fmt)}\n" for m, r in notes)
+            foot += "".join(f"{'* ' if fmt == 'github' else ''}{_escape(x, fmt)}\n" for x in extra)
             out.append(f"{_escape(head, fmt)}\n\n{body}\n" + (f"\n{foot}" if foot else ""))
     return "\n".join(out)
 
@@ -140,6 +170,11 @@ def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) 
         mean = t.frame.stack(future_stack=True).reindex(idx)
         std = t.std.stack(future_stack=True).reindex(idx)
         df = pd.DataFrame({"mean": mean.to_numpy(), "std": std.to_numpy()}, index=idx).reset_index()
+        if t.ci_lo is not None and t.ci_hi is not None and t.overlaps_full is not None:
+            df["ci_lo"] = t.ci_lo.stack(future_stack=True).reindex(idx).to_numpy()
+            df["ci_hi"] = t.ci_hi.stack(future_stack=True).reindex(idx).to_numpy()
+            df["ci_overlaps_fp"] = t.overlaps_full.stack(future_stack=True).reindex(idx).to_numpy(bool)
+        df["row_protocol"] = [t.row_protocols.get((p, m), "") for p, m, _ in idx]
         d = delta_frame(t, with_deltas)
         if d is not None:
             df["delta"] = d.stack(future_stack=True).reindex(idx).to_numpy()
@@ -151,5 +186,6 @@ def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) 
         df.insert(1, "source", t.source)
         df.insert(2, "table", t.title_note)
         df["metric"], df["protocol"], df["seeds"] = t.metric, t.protocol, t.seeds
+        df["direction"] = direction_words(t.metric)
         parts.append(df)
     return pd.concat(parts, ignore_index=True)

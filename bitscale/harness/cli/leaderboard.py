@@ -8,6 +8,7 @@ Examples::
     bitscale leaderboard --budget model_bits=2e7          # best (size, precision) per method
     bitscale leaderboard --budget compute_bits=1e9 --effective
     bitscale leaderboard --pareto mt --fits               # Pareto front, scaling-law fits
+    bitscale leaderboard --fig1 --experiment fig1-language-vs-diffusion   # the paper's Fig. 1 readings
     bitscale leaderboard --format html --out page.html    # everything on one static page
 """
 
@@ -51,9 +52,15 @@ def add_parser(sub) -> None:
     p.add_argument("--pareto", action="append", choices=("mt", "ct"), default=[],
                    help="print the Pareto front of FID against total model (mt) or compute (ct) bits")
     p.add_argument("--fits", action="store_true", help="print the scaling-law fits and down-left shifts")
+    p.add_argument("--fig1", action="store_true",
+                   help="the paper's Fig. 1 per family: below-left of W16A16 at equal MT/CT (with CIs) beside the "
+                        "change at equal size, and the best precision within each budget (default: each W16A16 "
+                        "model's MT)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the fits' confidence intervals (default 1000)")
     p.add_argument("--jobs", type=int, default=None, help="processes drawing the HTML page's plots")
+    p.add_argument("--analyses", metavar="DIR",
+                   help="stored `bitscale analyze` results for the HTML page (default: analyses/ beside a SQLite store)")
     p.set_defaults(func=run)
 
 
@@ -99,15 +106,36 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
     for axis in args.pareto:
         key = f"{axis}_eff" if args.effective else axis
         out.append(_frame_text(report.fronts[key], args.format, f"Pareto front: FID vs {key}"))
+    if report.fig1 is not None:
+        out.append(_frame_text(report.fig1, args.format, "Fig. 1: quantized vs W16A16 at equal total bits "
+                                                          "(fitted-curve shift, 95% CI) and at equal size "
+                                                          "(change vs the same model in W16A16, 95% CI)"))
+        out.append(_frame_text(report.fig1_budgets, args.format, "Fig. 1: best measured cell within each budget "
+                                                                  "(method or W16A16; resolved = its CI clears "
+                                                                  "the runner-up's)"))
     if args.fits:
         from bitscale.leaderboard.fit import fits_frame
 
         for axis, fits in report.fits.items():
-            out.append(_frame_text(fits_frame(fits), args.format, f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
+            out.append(_frame_text(fits_frame(fits), args.format,
+                                   f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
         out.append(_frame_text(report.bivariate, args.format, "Bivariate fits FID = k·N^-a·P^-c"))
         out.append(_frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = "
                                                             "down-left)"))
     return out
+
+
+def _analyses(args: argparse.Namespace) -> str | None:
+    """The page's analyses section from ``--analyses`` or the folder beside a SQLite store (None: none stored)."""
+    from bitscale.analysis.store import analyses_root
+    from bitscale.harness.errors import BitscaleError
+    from bitscale.leaderboard.analyses_section import analyses_html
+
+    try:
+        root = analyses_root(args.store, args.analyses)
+    except BitscaleError:  # a server store without --analyses: no analyses to show
+        return None
+    return analyses_html(root)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,15 +145,18 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = [Budget.parse(b) for b in args.budget]
     results = load(args)
-    report = build_report(results, budgets=budgets, effective=args.effective, n_boot=args.bootstrap)
+    report = build_report(results, budgets=budgets, effective=args.effective, n_boot=args.bootstrap,
+                          fig1=args.fig1 or args.format == "html")
     if args.deltas not in (True, False) and results.runs["method_label"].ne(args.deltas).all():
         print(f"bitscale: warning: no method {args.deltas!r} in the store; its deltas will be empty", file=sys.stderr)
     if args.format == "html":
         from bitscale.leaderboard.page import render_page
         from bitscale.leaderboard.plots import PlotSet, render_plots
 
-        plots = render_plots(PlotSet(results.runs, report.fits, args.effective), ("png",), jobs=args.jobs)
-        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas)
+        plot_set = PlotSet(results.runs, report.fits, args.effective, results.metric)
+        plots = render_plots(plot_set, ("png",), jobs=args.jobs)
+        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas,
+                           analyses=_analyses(args))
     else:
         text = render(report.tables, args.format, args.deltas)
         extra = _extra_sections(args, report)

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         precisions = [p if p == "all" else Precision.parse(p).label for p in args.precision]
     results = load(args)
     fits = fit_axes(results.runs, ("mt", "ct"), args.effective, args.bootstrap)
-    files = write_plots(PlotSet(results.runs, fits, args.effective), args.out, tuple(args.formats or ("png", "svg")),
+    plot_set = PlotSet(results.runs, fits, args.effective, results.metric)
+    files = write_plots(plot_set, args.out, tuple(args.formats or ("png", "svg")),
                         precisions, tuple(args.kind or ("scaling", "methods", "pareto")), args.jobs)
     if not files:
         print("no plots: the store has no finished runs with at least two model sizes per line")

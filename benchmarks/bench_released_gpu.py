@@ -109,8 +109,8 @@ def main() -> None:
                     help="folder to write the random checkpoints into and reuse (default: a temporary one)")
     args = ap.parse_args()
 
-    from bitscale.harness.plugins import get_plugins
-    from bitscale.harness.precision import Precision
+    from bitscale.harness.plugin_loader import get_plugins
+    from bitscale.precision import Precision
 
     plugins = get_plugins()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

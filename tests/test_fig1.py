@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.leaderboard.results import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ FIG1 = ROOT / "experiments" / "fig1_language_vs_diffusion.yaml"
 def test_fig1_experiment_runs_the_papers_standard_ptq_and_qat_on_both_kinds():
     from bitscale.harness.config import load_experiment
     from bitscale.harness.planner import plan_grid
-    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.plugin_loader import get_plugins
 
     exp = load_experiment(FIG1)
     plugins = get_plugins()
@@ -98,7 +98,7 @@ def test_best_within_each_full_precision_budget(runs):
 
 
 def test_cli_fig1_prints_both_views(runs, bitscale_store, capsys):
-    from bitscale.harness.cli import main
+    from bitscale.cli import main
 
     assert main(["leaderboard", "--store", bitscale_store.url, "--fig1", "--bootstrap", "200"]) == 0
     out = capsys.readouterr().out

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from bitscale.harness.cli import main
-from bitscale.leaderboard import synthetic
+from bitscale.cli import main
+from bitscale.testing import synthetic
 from bitscale.leaderboard.paper import import_paper
 
 EVIL = '<img src=x onerror=alert(1)>"&'

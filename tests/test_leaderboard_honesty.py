@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bitscale.harness.errors import ConfigError
-from bitscale.leaderboard import gate, synthetic
+from bitscale.leaderboard import gate
+from bitscale.testing import synthetic
 from bitscale.leaderboard.budget import Budget, best_within, pareto_front
 from bitscale.leaderboard.fit import fit_bivariate, fit_power_laws, optimal_precision
 from bitscale.leaderboard.render import render
@@ -22,7 +23,7 @@ from bitscale.leaderboard.table import best_mask, build_tables
 
 from datetime import datetime, timedelta
 
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 
 def _record(family: str, size: str, n: int, precision: str, seed: int, fid: float, *, method: str = "rtn",
@@ -91,7 +92,7 @@ def test_the_gate_and_the_renderers_ask_the_same_place():
 
 
 def test_cli_metric_isc_says_higher_is_better(isc_store, capsys):
-    from bitscale.harness.cli import main
+    from bitscale.cli import main
 
     assert main(["leaderboard", "--store", isc_store.url, "--metric", "isc", "--format", "plain"]) == 0
     out = capsys.readouterr().out

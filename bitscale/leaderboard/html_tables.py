@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bitscale.leaderboard.escape import h
-from bitscale.leaderboard.render import footnotes, note_numbers, table_rows, title
+from bitscale.leaderboard.table_text import footnotes, note_numbers, table_rows, title
 from bitscale.leaderboard.table import LeaderboardTable, best_mask
 
 

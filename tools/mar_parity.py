@@ -39,9 +39,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bitscale.plugins.models.mar.mar import MAR, RELEASED_MAR, MARConfig  # noqa: E402
-from bitscale.plugins.models.mar.sampling import random_orders, sample_tokens  # noqa: E402
-from bitscale.plugins.models.mar.vae import KLAutoencoder  # noqa: E402
+from bitscale.plugins.models.mar.mar import MAR, RELEASED_MAR, MARConfig
+from bitscale.plugins.models.mar.sampling import random_orders, sample_tokens
+from bitscale.plugins.models.mar.vae import KLAutoencoder
 
 FIXTURES = ROOT / "tests" / "data"
 KEYS_FILE = FIXTURES / "mar-official-keys.json"
@@ -49,11 +49,13 @@ OUTPUTS_FILE = FIXTURES / "mar-parity.safetensors"
 TOL = 1e-5
 
 #: The small config compared (bitscale field names; the official constructor takes the same ones).
-SMALL = dict(img_size=64, vae_stride=16, patch_size=1, encoder_embed_dim=64, encoder_depth=1, encoder_num_heads=2,
-             decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=2, vae_embed_dim=4, buffer_size=4,
-             class_num=10, diffloss_d=2, diffloss_w=64)
-SAMPLE = dict(num_iter=4, cfg=2.0, cfg_schedule="linear", temperature=0.9, sampling_steps=10, seed=7, batch=3)
-SMALL_VAE = dict(ch=32, ch_mult=(1, 1), embed_dim=4, resolution=32)
+SMALL = {"img_size": 64, "vae_stride": 16, "patch_size": 1, "encoder_embed_dim": 64, "encoder_depth": 1,
+         "encoder_num_heads": 2, "decoder_embed_dim": 64, "decoder_depth": 1, "decoder_num_heads": 2,
+         "vae_embed_dim": 4, "buffer_size": 4, "class_num": 10, "diffloss_d": 2, "diffloss_w": 64}
+SAMPLE = {"num_iter": 4, "cfg": 2.0, "cfg_schedule": "linear", "temperature": 0.9, "sampling_steps": 10, "seed": 7,
+          "batch": 3}
+SMALL_VAE = {"ch": 32, "ch_mult": (1, 1), "embed_dim": 4, "resolution": 32}
+KL16 = {"ch": 128, "ch_mult": (1, 1, 2, 2, 4), "embed_dim": 16, "resolution": 256}
 
 
 def import_official(path: Path):
@@ -100,8 +102,7 @@ def check_keys(mar_mod, vae_mod) -> dict[str, list]:
         ours_kl = KLAutoencoder()
     out = {"mar-b": keys_of(official_b), "kl16": keys_of(official_kl)}
     for name, ours in (("mar-b", ours_b), ("kl16", ours_kl)):
-        same = sorted(map(tuple, map(lambda kv: (kv[0], tuple(kv[1])), out[name]))) == sorted(
-            (k, tuple(s)) for k, s in keys_of(ours))
+        same = sorted((k, tuple(s)) for k, s in out[name]) == sorted((k, tuple(s)) for k, s in keys_of(ours))
         print(f"{name}: {len(out[name])} official keys; bitscale's names and shapes identical: {same}")
         assert same, f"{name}: state-dict keys differ"
     return out
@@ -161,8 +162,7 @@ def compare_small(mar_mod, vae_mod) -> dict[str, torch.Tensor]:
               "head": max_diff(head_off, head_ours), "head cfg": max_diff(cfg_off, cfg_ours),
               "sampled latents": max_diff(sample_off, sample_ours)}
     img = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    for label, kw in (("kl16", dict(ch=128, ch_mult=(1, 1, 2, 2, 4), embed_dim=16, resolution=256)),
-                      ("small vae", SMALL_VAE)):
+    for label, kw in (("kl16", KL16), ("small vae", SMALL_VAE)):
         torch.manual_seed(3)
         off_vae = official_vae(vae_mod, **kw).eval()
         our_vae = KLAutoencoder(kw["embed_dim"], tuple(kw["ch_mult"]), kw["ch"], kw["resolution"]).eval()

@@ -49,7 +49,7 @@ class HeadDiffusion(Diffusion):
         t, noise = t.to(target.device), noise.to(target.device)
         x_t = self.q_sample(target, t, noise)
         out = net(x_t, self.timestep_map.to(t.device)[t], z)
-        as_map = lambda v: v[:, :, None, None]  # noqa: E731 - DiT's loss averages over (C, H, W)
+        as_map = lambda v: v[:, :, None, None]
         loss, _ = self.training_loss(as_map(out), as_map(target), as_map(x_t), t, as_map(noise))
         return loss
 

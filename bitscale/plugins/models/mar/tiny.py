@@ -22,7 +22,13 @@ import torch
 
 from bitscale.data import digits
 from bitscale.harness.contracts import PluginOptions
-from bitscale.plugins.models.dit.tiny import _VAE_RECORD, VAE_ARTIFACT, VAE_STEPS, DiTTinyFamily, calibration_latents
+from bitscale.plugins.models.dit.tiny import (
+    _VAE_RECORD,
+    VAE_ARTIFACT,
+    VAE_STEPS,
+    DiTTinyFamily,
+    calibration_latents,
+)
 from bitscale.plugins.models.dit.vae import decode_latents, encode_latents
 from bitscale.plugins.models.mar.mar import MAR, MARConfig
 from bitscale.plugins.models.mar.model import MARModel
@@ -31,8 +37,8 @@ from bitscale.plugins.models.mar.training import train_mar
 from bitscale.plugins.models.tiny_family import SEED, TwoStageTinyFamily
 from bitscale.zoo.training import TrainResult
 
-_COMMON = dict(img_size=digits.SIZE, vae_stride=4, patch_size=1, vae_embed_dim=4, buffer_size=4,
-               class_num=digits.NUM_CLASSES, diffusion_batch_mul=1)
+_COMMON = {"img_size": digits.SIZE, "vae_stride": 4, "patch_size": 1, "vae_embed_dim": 4, "buffer_size": 4,
+           "class_num": digits.NUM_CLASSES, "diffusion_batch_mul": 1}
 
 
 def _size(width: int, depth: int, head_depth: int, head_width: int) -> MARConfig:

@@ -21,10 +21,17 @@ import math
 
 import torch
 
+from bitscale.harness.threads import single_thread
 from bitscale.plugins.models.mar.diffusion import HeadDiffusion
 from bitscale.plugins.models.mar.mar import MAR, MARConfig
-from bitscale.harness.threads import single_thread
-from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
+from bitscale.zoo.training import (
+    LossLog,
+    TrainResult,
+    adamw_with_label_table,
+    optimizer_step,
+    tail_mean,
+    warmup_linear_decay,
+)
 
 _TAIL = 50
 

@@ -4,6 +4,10 @@ It trains what is missing (on one thread per artifact, as always), then copies e
 built-in families load with default options, and the FID feature extractor, into
 ``bitscale/zoo/weights/`` and rewrites ``catalog.json``: sha256, training manifest and the
 machine that trained them. Commit the result; every machine then scores with these bytes.
+
+With NAMES (``FAMILY`` or ``FAMILY/SIZE``) only their artifacts are trained and shipped; every
+other catalog entry and file stays as it is. An artifact whose cached file is byte for byte the
+shipped one keeps its catalog entry (it did not change, so neither did the machine that trained it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ SHIP_HELP = __doc__.split("\n\n", 1)[1]
 def add_parser(zsub) -> None:
     p = zsub.add_parser("ship", help="copy the cached tiny-zoo weights into the package (maintainers)",
                         description=SHIP_HELP)
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="FAMILY or FAMILY/SIZE to ship (default: the whole tiny zoo and the extractor)")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="worker processes for what is still to train (default: the usable cores)")
     p.set_defaults(func=ship)
@@ -46,17 +52,26 @@ def ship(args: argparse.Namespace) -> int:
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache
 
+    old = shipped.catalog()
     shipped.use_trained()  # read and train the cache, never the files being replaced
-    sizes = sizes_by_family([])
+    sizes = sizes_by_family(args.names)
     if train_into_cache(sizes, force=False, jobs=args.jobs, progress=False):
         return 1
-    digits_classifier.train_classifier()
+    names = shipped_artifacts(sizes)
+    if args.names:
+        names.remove(digits_classifier.ARTIFACT)  # the extractor ships only with the whole zoo
+    else:
+        digits_classifier.train_classifier()
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version(), "threads": 1}
-    artifacts = {}
-    for name in shipped_artifacts(sizes):
+    artifacts = dict(old) if args.names else {}
+    for name in names:
         manifest = cache.load_manifest(name)
         source = cache.artifact_paths(name)[0]
         target = shipped.path_of(name)
+        if name in old and shipped.file_sha256(source) == old[name]["sha256"]:
+            artifacts[name] = old[name]
+            print(f"unchanged {name}: {old[name]['sha256'][:12]}…")
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         manifest.pop("sha256", None)

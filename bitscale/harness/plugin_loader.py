@@ -27,6 +27,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.models.var",
     "bitscale.plugins.models.llamagen",
     "bitscale.plugins.models.dit",
+    "bitscale.plugins.models.mar",
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
     "bitscale.plugins.quantizers.smoothquant",

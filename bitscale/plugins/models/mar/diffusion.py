@@ -49,8 +49,8 @@ class HeadDiffusion(Diffusion):
         t, noise = t.to(target.device), noise.to(target.device)
         x_t = self.q_sample(target, t, noise)
         out = net(x_t, self.timestep_map.to(t.device)[t], z)
-        as_map = lambda v: v[:, :, None, None]
-        loss, _ = self.training_loss(as_map(out), as_map(target), as_map(x_t), t, as_map(noise))
+        out, target, x_t, noise = (v[:, :, None, None] for v in (out, target, x_t, noise))  # (N, C) as maps
+        loss, _ = self.training_loss(out, target, x_t, t, noise)
         return loss
 
     @torch.no_grad()

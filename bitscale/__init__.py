@@ -41,10 +41,10 @@ _PUBLIC: dict[str, str] = {
     "lowrank_quantize": "bitscale.quant.lowrank:lowrank_quantize",
     "lowrank_bits": "bitscale.quant.lowrank:lowrank_bits",
     # the built-in quantizers' glue: options, specs from a Precision, reports over QuantLinears
-    "QuantOptions": "bitscale.plugins.quantizers.recipe:QuantOptions",
-    "weight_spec": "bitscale.plugins.quantizers.recipe:weight_spec",
-    "act_quantizer": "bitscale.plugins.quantizers.recipe:act_quantizer",
-    "make_report": "bitscale.plugins.quantizers.recipe:make_report",
+    "QuantOptions": "bitscale.harness.quant_recipe:QuantOptions",
+    "weight_spec": "bitscale.harness.quant_recipe:weight_spec",
+    "act_quantizer": "bitscale.harness.quant_recipe:act_quantizer",
+    "make_report": "bitscale.harness.quant_recipe:make_report",
     # errors a plugin may raise for bad input (one line, exit code 2)
     "BitscaleError": "bitscale.harness.errors:BitscaleError",
 }
@@ -128,7 +128,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`
     from bitscale.quant.activation import ActQuantizer
     from bitscale.quant.formats import QuantSpec, effective_weight_bits
     from bitscale.quant.linear import QuantLinear
-    from bitscale.plugins.quantizers.recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.harness.quant_recipe import QuantOptions, act_quantizer, make_report, weight_spec
     from bitscale.quant.hadamard import Rotation
     from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
     from bitscale.quant.swap import set_submodule

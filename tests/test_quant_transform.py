@@ -139,7 +139,7 @@ def test_docs_plugins_rotation_example_runs():
 
     from bitscale import Precision, QuantJob, QuantReport, Quantizer
     from bitscale.quant import Rotation, TransformLinear, set_submodule
-    from bitscale.plugins.quantizers.recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.harness.quant_recipe import QuantOptions, act_quantizer, make_report, weight_spec
     from bitscale.testing.toy import ToyModel
 
     class MyRotation(Quantizer[QuantOptions]):

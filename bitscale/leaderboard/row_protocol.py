@@ -6,7 +6,7 @@ quantized cell sampled with the same random draws as its W16A16 twin ("coupled")
 more precisely than one sampled independently. So every row says both.
 
 * **Activation scheme** comes from the run's quantizer options (``act_granularity``,
-  ``act_symmetric``: ``bitscale.plugins.quantizers.recipe.ActOptions``, shared by every built-in quantizer).
+  ``act_symmetric``: ``bitscale.harness.quant_recipe.ActOptions``, shared by every built-in quantizer).
   A16 rows quantize no activation. A quantizer without those options is reported as such, not
   guessed.
 * **Sampling coupling** comes from the row's protocol details (``sampling_coupling``, or

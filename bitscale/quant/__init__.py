@@ -13,7 +13,7 @@ Quantizer plugins (built-in or third-party) build on these pieces:
 - ``bitscale.quant.model``: ``QuantModel``, what the numerics need of a model (no harness contract).
 
 The quant library imports nothing of the harness; the built-in plugins' shared glue (options, specs
-from a ``Precision``, ``QuantReport`` building) is ``bitscale.plugins.quantizers.recipe``.
+from a ``Precision``, ``QuantReport`` building) is ``bitscale.harness.quant_recipe``.
 """
 
 from bitscale.quant.activation import ActQuantizer

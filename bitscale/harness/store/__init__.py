@@ -6,7 +6,7 @@ option shows) costs no SQLAlchemy import.
 
 from typing import TYPE_CHECKING, Any
 
-DEFAULT_URL = "sqlite:///bitscale.db"
+from bitscale.harness.store.defaults import DEFAULT_URL
 
 __all__ = ["DEFAULT_URL", "ResultStore"]
 

@@ -24,9 +24,9 @@ from bitscale.harness import faults
 from bitscale.harness.errors import BitscaleError
 import bitscale.harness.store.migrate as schema
 from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
+from bitscale.harness.store.defaults import DEFAULT_URL
 from bitscale.harness.store.urls import normalize_url, redact
 
-from bitscale.harness.store import DEFAULT_URL
 
 __all__ = ["DEFAULT_URL", "ResultStore", "normalize_url", "redact", "utcnow"]
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     INT_FP_MX,
     block_format_reason,
     QuantOptions,

@@ -11,7 +11,7 @@ from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.omniquant import OmniGroup, optimize_group
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     INT_AND_FP,
     QuantOptions,
     act_quantizer,

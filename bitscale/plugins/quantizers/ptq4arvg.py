@@ -30,7 +30,7 @@ from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
 from bitscale.quant.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
 from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     QuantOptions,
     act_quantizer,
     activation_spec,

@@ -35,7 +35,7 @@ from bitscale import DistillLoss, GenerativeModel, Precision, QuantJob, QuantRep
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.formats import QuantSpec, weight_minmax
 from bitscale.quant.linear import QuantLinear
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     INT_AND_FP,
     QuantOptions,
     activation_spec,

@@ -25,7 +25,7 @@ from bitscale.quant.capture import trace_input_groups
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     block_format_reason,
     INT_FP_MX,
     QuantOptions,

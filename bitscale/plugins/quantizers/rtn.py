@@ -8,7 +8,7 @@ import torch
 
 from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.linear import QuantLinear
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     INT_FP_MX,
     block_format_reason,
     QuantOptions,

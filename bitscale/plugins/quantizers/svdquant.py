@@ -23,7 +23,7 @@ from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
-from bitscale.plugins.quantizers.recipe import (
+from bitscale.harness.quant_recipe import (
     INT_FP_MX,
     QuantOptions,
     act_quantizer,

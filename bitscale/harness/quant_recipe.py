@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
-from bitscale import GenerativeModel, NumberFormat, PluginOptions, Precision, QuantReport
+from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
+from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import run_calibration
 from bitscale.quant.formats import QuantSpec

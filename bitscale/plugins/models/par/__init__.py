@@ -1,0 +1,1 @@
+"""PAR (parallelized autoregressive, LlamaGen-derived): ``par-tiny`` and released ``par``."""

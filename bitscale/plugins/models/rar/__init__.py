@@ -1,0 +1,10 @@
+"""RAR (randomized-order autoregressive over VQ tokens): ``rar-tiny`` and released ``rar``."""
+
+from bitscale import hookimpl
+from bitscale.plugins.models.rar.tiny import RARTinyFamily
+
+
+@hookimpl
+def register_models(register):
+    """Register the tiny digits family (the released checkpoints follow in ``released.py``)."""
+    register(RARTinyFamily())

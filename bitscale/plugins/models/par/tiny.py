@@ -34,11 +34,11 @@ _COMMON = dict(vocab_size=TOKENIZER.codebook_size, num_classes=digits.NUM_CLASSE
                token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0, ar_token_num=4, spe_token_num=3)
 #: Sizes, smallest first: (config, training steps).
 SIZES: dict[str, tuple[PARConfig, int]] = {
-    "d2w64": (PARConfig(dim=64, n_layer=2, n_head=1, **_COMMON), 600),
-    "d3w128": (PARConfig(dim=128, n_layer=3, n_head=2, **_COMMON), 700),
-    "d5w128": (PARConfig(dim=128, n_layer=5, n_head=2, **_COMMON), 800),
+    "d2w64": (PARConfig(dim=64, n_layer=2, n_head=1, **_COMMON), 400),
+    "d3w128": (PARConfig(dim=128, n_layer=3, n_head=2, **_COMMON), 500),
+    "d5w128": (PARConfig(dim=128, n_layer=5, n_head=2, **_COMMON), 600),
 }
-RECIPE: dict[str, Any] = {"batch_size": 128, "lr": 3e-3, "label_lr_mult": 10.0}
+RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 3e-3, "label_lr_mult": 10.0}
 DEFAULT_SAMPLER: dict[str, Any] = {"cfg": 2.0, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
 
 

@@ -39,11 +39,11 @@ def _cfg(depth: int, width: int) -> RARConfig:
 
 #: Sizes, smallest first: (config, training steps).
 SIZES: dict[str, tuple[RARConfig, int]] = {
-    "d2w64": (_cfg(2, 64), 600),
-    "d3w96": (_cfg(3, 96), 700),
-    "d4w128": (_cfg(4, 128), 800),
+    "d2w64": (_cfg(2, 64), 400),
+    "d3w96": (_cfg(3, 96), 500),
+    "d4w128": (_cfg(4, 128), 600),
 }
-RECIPE: dict[str, Any] = {"batch_size": 128, "lr": 2e-3}
+RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 2e-3}
 DEFAULT_SAMPLER: dict[str, Any] = {"guidance": 2.0, "guidance_pow": 0.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 

@@ -50,14 +50,14 @@ TOL = 1e-5
 SEED = 1234
 
 #: The small configs compared (fixtures store their weights).
-RAR_SMALL = RARConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+RAR_SMALL = RARConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                       image_seq_len=16, codebook_size=32, num_classes=10, pos_extra=1024, timestep_extra=100)
 RAR_SAMPLER = {"guidance": 4.0, "guidance_pow": 2.75, "temperature": 1.02}
 VQ_SMALL = MaskGITVQConfig(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16, codebook_size=32)
 PAR_SMALL = {
-    "4x": PARConfig(dim=128, n_layer=2, n_head=2, vocab_size=64, block_size=16, num_classes=10, multiple_of=32,
+    "4x": PARConfig(dim=64, n_layer=2, n_head=1, vocab_size=64, block_size=16, num_classes=10, multiple_of=32,
                     ar_token_num=4, spe_token_num=3, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0),
-    "16x": PARConfig(dim=128, n_layer=2, n_head=2, vocab_size=64, block_size=64, num_classes=10, multiple_of=32,
+    "16x": PARConfig(dim=64, n_layer=2, n_head=1, vocab_size=64, block_size=64, num_classes=10, multiple_of=32,
                      ar_token_num=16, spe_token_num=15, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0),
 }
 PAR_SAMPLER = {"cfg": 1.5, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -101,13 +101,15 @@ def _import_official(repo: Path, modules: list[str]) -> list[types.ModuleType]:
 
 @torch.no_grad()
 def randomize(module: torch.nn.Module, seed: int) -> None:
-    """Seeded random values for every parameter: N(0, 0.05), around 1 for the weights of norm layers."""
+    """Seeded random values for every parameter: N(0, 0.05), around 1 for the weights of norm layers
+    (rounded to float16 values, kept in float32)."""
     gen = torch.Generator().manual_seed(seed)
     for mod_name, mod in module.named_modules():
         norm = "Norm" in type(mod).__name__
         for name, p in mod.named_parameters(recurse=False):
             noise = torch.randn(p.shape, generator=gen) * 0.05
-            p.copy_(noise + 1.0 if norm and name == "weight" else noise)
+            # Values representable in float16, so that the fixtures store the weights in half the bytes, exactly.
+            p.copy_((noise + 1.0 if norm and name == "weight" else noise).half().float())
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -198,8 +200,8 @@ def rar_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
                  bool((off_codes == ours_codes).all())))
 
     fixtures.update({
-        **{f"rar.weights.{k}": v.clone().contiguous() for k, v in off.state_dict().items()},
-        **{f"maskgit.weights.{k}": v.clone().contiguous() for k, v in off_vq.state_dict().items()},
+        **{f"rar.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
+        **{f"maskgit.weights.{k}": v.half().contiguous() for k, v in off_vq.state_dict().items()},
         "rar.tokens": tokens, "rar.labels": labels, "rar.orders": orders,
         "rar.logits_raster": off_raster.contiguous(), "rar.logits_random": off_random.contiguous(),
         "rar.generated": off_tokens, "maskgit.codes": codes, "maskgit.images01": images01,
@@ -270,7 +272,7 @@ def par_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
         rows.append((f"PAR-{variant} generated tokens (KV cache, cfg {PAR_SAMPLER['cfg']})",
                      f"{int((off_grid == our_grid).sum())}/{off_grid.numel()} equal", bool((off_grid == our_grid).all())))
         fixtures.update({
-            **{f"par{variant}.weights.{k}": v.clone().contiguous() for k, v in off.state_dict().items()},
+            **{f"par{variant}.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
             f"par{variant}.tokens": raster, f"par{variant}.labels": labels,
             f"par{variant}.logits": off_logits.contiguous(), f"par{variant}.generated": off_grid,
         })
@@ -285,7 +287,19 @@ def official_keys(rar_repo: Path, par_repo: Path) -> dict[str, dict[str, list[in
     _stub_einops()
     (rar_mod,) = _import_official(rar_repo, ["modeling.rar"])
     (gpt_mod,) = _import_official(par_repo, ["autoregressive.models.gpt"])
-    with torch.device("meta"):
+    import contextlib
+
+    @contextlib.contextmanager
+    def cpu_linspace():
+        # PAR's constructor reads drop-path rates with ``.item()`` of a linspace, impossible on meta tensors.
+        linspace = torch.linspace
+        torch.linspace = lambda *a, **k: linspace(*a, **{**k, "device": "cpu"})
+        try:
+            yield
+        finally:
+            torch.linspace = linspace
+
+    with torch.device("meta"), cpu_linspace():
         rar_b = official_rar(rar_mod, rar_config("rar-b"))
         cfg = par_config("xl-4x")
         par_xl = gpt_mod.GPT_models["GPT-XL"](vocab_size=cfg.vocab_size, block_size=cfg.block_size,

@@ -4,6 +4,8 @@ It trains what is missing (on one thread per artifact, as always), then copies e
 built-in families load with default options, and the FID feature extractor, into
 ``bitscale/zoo/weights/`` and rewrites ``catalog.json``: sha256, training manifest and the
 machine that trained them. Commit the result; every machine then scores with these bytes.
+Naming families ships only theirs and keeps every other catalog entry; an artifact they share
+with another family (a tokenizer) must be the file that family already ships.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ SHIP_HELP = __doc__.split("\n\n", 1)[1]
 def add_parser(zsub) -> None:
     p = zsub.add_parser("ship", help="copy the cached tiny-zoo weights into the package (maintainers)",
                         description=SHIP_HELP)
+    p.add_argument("names", nargs="*", metavar="FAMILY",
+                   help="ship only these tiny families' artifacts, keeping every other catalog entry as it is "
+                        "(default: the whole zoo and the FID feature extractor)")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="worker processes for what is still to train (default: the usable cores)")
     p.set_defaults(func=ship)
@@ -44,16 +49,36 @@ def ship(args: argparse.Namespace) -> int:
 
     from bitscale.harness.cli.zoo_targets import shipped_artifacts, sizes_by_family, train_into_cache
     from bitscale.harness.evaluation import digits_classifier
+    from bitscale.harness.errors import BitscaleError
     from bitscale.zoo import cache
 
+    old_catalog = shipped.catalog()
     shipped.use_trained()  # read and train the cache, never the files being replaced
-    sizes = sizes_by_family([])
+    names = getattr(args, "names", None) or []
+    if any("/" in n for n in names):
+        raise BitscaleError("zoo ship takes whole families (a family's sizes are shipped together)")
+    sizes = sizes_by_family(names)
     if train_into_cache(sizes, force=False, jobs=args.jobs, progress=False):
         return 1
-    digits_classifier.train_classifier()
+    wanted = shipped_artifacts(sizes)
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version(), "threads": 1}
     artifacts = {}
-    for name in shipped_artifacts(sizes):
+    if names:
+        # Only the named families: every other entry stays; a shared artifact (a tokenizer another family
+        # ships too) must be the very file already shipped, or shipping would change the other family.
+        wanted = [n for n in wanted if n != digits_classifier.ARTIFACT]
+        artifacts = {k: v for k, v in old_catalog.items() if k not in wanted}
+        for name in list(wanted):
+            owner = name.partition("/")[0]
+            if name in old_catalog and owner not in names:
+                if cache.weights_sha256(name) != old_catalog[name]["sha256"]:
+                    raise BitscaleError(f"{name} is shipped by {owner}, and the cached copy these families were "
+                                        f"trained on is another file; ship {owner} too, or train on the shipped one")
+                artifacts[name] = old_catalog[name]
+                wanted.remove(name)
+    else:
+        digits_classifier.train_classifier()
+    for name in wanted:
         manifest = cache.load_manifest(name)
         source = cache.artifact_paths(name)[0]
         target = shipped.path_of(name)
@@ -63,7 +88,8 @@ def ship(args: argparse.Namespace) -> int:
         artifacts[name] = {"sha256": shipped.file_sha256(target), "bytes": target.stat().st_size,
                            "manifest": manifest, "trained_on": machine}
         print(f"shipped {name}: {artifacts[name]['sha256'][:12]}… ({artifacts[name]['bytes'] / 1e6:.2f} MB)")
-    for stale in shipped.WEIGHTS_DIR.rglob("*.safetensors"):
+    # Shipping some families leaves the other families' files alone, stale or not.
+    for stale in ([] if names else shipped.WEIGHTS_DIR.rglob("*.safetensors")):
         if stale.relative_to(shipped.WEIGHTS_DIR).with_suffix("").as_posix() not in artifacts:
             stale.unlink()
     shipped.CATALOG.write_text(json.dumps({"format": 1, "artifacts": artifacts}, indent=1, sort_keys=True) + "\n")

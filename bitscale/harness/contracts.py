@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from bitscale.harness.phases import GenerationPhases
 from bitscale.harness.precision import Precision
 
 
@@ -77,6 +78,21 @@ class GenerativeModel(ABC):
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
+
+    # Optional: the generation-phases extension that ``bitscale analyze`` uses (bitscale/harness/phases.py).
+
+    #: The paper's layer kinds (``"fc1"``, ``"qkv"``, ``"fc2"``) as module-name templates of ``module``
+    #: with ``{block}`` for the block index, e.g. ``{"fc1": "blocks.{block}.mlp.fc1"}``.
+    activation_layers: ClassVar[dict[str, str]] = {}
+
+    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator) -> GenerationPhases:
+        """One generation for ``labels``, step by step (``phases.GenerationPhases``); optional."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose generation phases")
+
+    @property
+    def exposes_phases(self) -> bool:
+        """True if this model implements ``generation_phases``."""
+        return type(self).generation_phases is not GenerativeModel.generation_phases
 
 
 class ModelFamily(ABC):

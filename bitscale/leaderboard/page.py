@@ -233,8 +233,8 @@ def _runs_section(report: Report) -> str:
 
 
 def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bool | str = False,
-                title: str = "bitscale leaderboard") -> str:
-    """The complete HTML document."""
+                title: str = "bitscale leaderboard", analyses: str | None = None) -> str:
+    """The complete HTML document; ``analyses`` is the body of the analyses section (left out when None)."""
     import bitscale
 
     runs = report.results.runs
@@ -249,6 +249,8 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
         ("protocols", "Protocols", _protocols_section(report)),
         ("runs", "Runs and provenance", _runs_section(report)),
     ]
+    if analyses is not None:
+        sections.insert(4, ("analyses", "Analyses (Fig. 2-4)", analyses))
     nav = "".join(f'<a href="#{sid}">{h(name)}</a>' for sid, name, _ in sections)
     body = "\n".join(f'<h2 id="{sid}">{h(name)}</h2>\n{html}' for sid, name, html in sections)
     return f"""<!DOCTYPE html>

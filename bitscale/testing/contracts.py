@@ -143,3 +143,22 @@ class DistillLossContract:
 
     def test_loss_contract(self) -> None:
         check_loss(self.loss_cls)
+
+
+def check_generation_phases(model: GenerativeModel, labels: torch.Tensor | None = None, seed: int = 0) -> None:
+    """A model that exposes generation phases (``bitscale.harness.phases``) reproduces ``sample`` through them,
+    and equally seeded generations agree: what ``bitscale analyze`` relies on."""
+    from bitscale.harness.phases import run_generation
+
+    assert model.exposes_phases, f"{type(model).__name__} does not implement generation_phases"
+    labels = labels if labels is not None else torch.arange(2) % model.num_classes
+    with torch.no_grad():
+        expected = model.sample(labels, torch.Generator().manual_seed(seed))
+        outputs = []
+        for _ in range(2):
+            with model.generation_phases(labels, torch.Generator().manual_seed(seed)) as g:
+                assert g.num_steps >= 1 and g.space in ("discrete", "continuous")
+                run_generation(g)
+                outputs.append(g.output())
+                assert torch.equal(g.images(), expected), "driving the phases must give the images sample() gives"
+    assert torch.equal(outputs[0], outputs[1]), "two generations from the same seed differ"

@@ -54,6 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the fits' confidence intervals (default 1000)")
     p.add_argument("--jobs", type=int, default=None, help="processes drawing the HTML page's plots")
+    p.add_argument("--analyses", metavar="DIR",
+                   help="stored `bitscale analyze` results for the HTML page (default: analyses/ beside a SQLite store)")
     p.set_defaults(func=run)
 
 
@@ -110,6 +112,19 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
     return out
 
 
+def _analyses(args: argparse.Namespace) -> str | None:
+    """The page's analyses section from ``--analyses`` or the folder beside a SQLite store (None: none stored)."""
+    from bitscale.analysis.store import analyses_root
+    from bitscale.harness.errors import BitscaleError
+    from bitscale.leaderboard.analyses_section import analyses_html
+
+    try:
+        root = analyses_root(args.store, args.analyses)
+    except BitscaleError:  # a server store without --analyses: no analyses to show
+        return None
+    return analyses_html(root)
+
+
 def run(args: argparse.Namespace) -> int:
     from bitscale.leaderboard.budget import Budget
     from bitscale.leaderboard.render import render
@@ -125,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         from bitscale.leaderboard.plots import PlotSet, render_plots
 
         plots = render_plots(PlotSet(results.runs, report.fits, args.effective), ("png",), jobs=args.jobs)
-        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas)
+        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas,
+                           analyses=_analyses(args))
     else:
         text = render(report.tables, args.format, args.deltas)
         extra = _extra_sections(args, report)

@@ -111,12 +111,17 @@ class Diffusion:
         """Ancestral sampling from ``noise`` (x_T) down to x_0, learned-range variance, no clipping."""
         x = noise
         for i in _steps(self.num_timesteps, progress):
-            t, out = self._call(model_fn, x, i)
-            p = self.p_mean_variance(out, x, t)
-            x = p["mean"]
-            if i > 0:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + torch.exp(0.5 * p["log_variance"]) * z
+            x = self.p_step(self._call(model_fn, x, i)[1], x, i, generator)
+        return x
+
+    def p_step(self, out: torch.Tensor, x: torch.Tensor, i: int, generator: torch.Generator | None) -> torch.Tensor:
+        """One ancestral step: the model output ``out`` at ``x`` (step ``i`` of this process) to ``x_{i-1}``."""
+        t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+        p = self.p_mean_variance(out, x, t)
+        x = p["mean"]
+        if i > 0:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + torch.exp(0.5 * p["log_variance"]) * z
         return x
 
     @torch.no_grad()
@@ -125,14 +130,20 @@ class Diffusion:
         """DDIM over this process's steps (deterministic for ``eta == 0``); the variance half is unused."""
         x = noise
         for i in _steps(self.num_timesteps, progress):
-            t, out = self._call(model_fn, x, i)
-            p = self.p_mean_variance(out, x, t)
-            a = self._at(self.alphas_cumprod, t, x)
-            a_prev = self._at(self.alphas_cumprod_prev, t, x)
-            sigma = eta * ((1 - a_prev) / (1 - a)).sqrt() * (1 - a / a_prev).sqrt()
-            x = p["pred_x0"] * a_prev.sqrt() + (1 - a_prev - sigma**2).sqrt() * p["eps"]
-            if i > 0 and eta > 0:
-                x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = self.ddim_step(self._call(model_fn, x, i)[1], x, i, generator, eta)
+        return x
+
+    def ddim_step(self, out: torch.Tensor, x: torch.Tensor, i: int, generator: torch.Generator | None,
+                  eta: float = 0.0) -> torch.Tensor:
+        """One DDIM step: the model output ``out`` at ``x`` (step ``i``) to ``x_{i-1}``; variance channels unused."""
+        t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+        p = self.p_mean_variance(out, x, t)
+        a = self._at(self.alphas_cumprod, t, x)
+        a_prev = self._at(self.alphas_cumprod_prev, t, x)
+        sigma = eta * ((1 - a_prev) / (1 - a)).sqrt() * (1 - a / a_prev).sqrt()
+        x = p["pred_x0"] * a_prev.sqrt() + (1 - a_prev - sigma**2).sqrt() * p["eps"]
+        if i > 0 and eta > 0:
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return x
 
     # ---------------------------------------------------------------- training

@@ -12,6 +12,7 @@ from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.dit.diffusion import Diffusion
 from bitscale.plugins.models.dit.dit import DiT
+from bitscale.plugins.models.dit.generation import DiTSteps
 from bitscale.plugins.models.dit.vae import decode_latents
 from bitscale.plugins.models.generators import device_generator, random_indices
 
@@ -35,6 +36,8 @@ class DiTModel(GenerativeModel):
     unquantized: ClassVar[tuple[str, ...]] = (
         "final_layer.*", "x_embedder", "x_embedder.*", "t_embedder.*", "y_embedder", "y_embedder.*",
     )
+    activation_layers: ClassVar[dict[str, str]] = {
+        "fc1": "blocks.{block}.mlp.fc1", "qkv": "blocks.{block}.attn.qkv", "fc2": "blocks.{block}.mlp.fc2"}
 
     def __init__(
         self,
@@ -127,6 +130,16 @@ class DiTModel(GenerativeModel):
         if s.get("sampler", "ddpm") == "ddim":
             return process.ddim_sample_loop(fn, noise, gen, eta=float(s.get("eta", 0.0)))
         return process.p_sample_loop(fn, noise, gen)
+
+    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator) -> DiTSteps:
+        """The sampler's steps from the noise ``sample`` would draw (``sample`` gives the same images)."""
+        labels = labels.to(self.device)
+        gen = device_generator(generator, self.device)
+        noise = torch.randn((len(labels), *self.latent_shape), generator=gen, device=self.device)
+        s = self.sampler
+        fn = self.model_fn(labels, float(s.get("cfg", 1.0)), int(s.get("guided_channels", 3)))
+        return DiTSteps(fn, noise, s, gen,
+                        lambda x: to_uint8(decode_latents(self.vae, x, self.latent_scale)).cpu())
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -12,6 +12,7 @@ from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.llamagen.generate import generate
 from bitscale.plugins.models.llamagen.gpt import GPT
+from bitscale.plugins.models.llamagen.steps import LlamaGenSteps
 from bitscale.plugins.models.llamagen.vq import VQModel
 from bitscale.plugins.models.generators import device_generator, random_indices
 
@@ -32,6 +33,10 @@ class LlamaGenModel(GenerativeModel):
 
     style: ClassVar[Literal["language", "diffusion"]] = "language"
     unquantized: ClassVar[tuple[str, ...]] = ("output", "tok_embeddings", "cls_embedding", "cls_embedding.*")
+    # LlamaGen's SwiGLU has two input projections, w1 (gate) and w3; w1 stands for the paper's fc1.
+    activation_layers: ClassVar[dict[str, str]] = {
+        "fc1": "layers.{block}.feed_forward.w1", "qkv": "layers.{block}.attention.wqkv",
+        "fc2": "layers.{block}.feed_forward.w2"}
 
     def __init__(
         self,
@@ -95,11 +100,20 @@ class LlamaGenModel(GenerativeModel):
         gen = device_generator(generator, self.device)
         return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, **kwargs)
 
-    @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU."""
-        images = self.tokenizer.decode_code(self.generate_tokens(labels, generator))
+    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator) -> LlamaGenSteps:
+        """Token-by-token generation with this model's sampler (``sample`` draws the same tokens)."""
+        kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
+        return LlamaGenSteps(self.module, labels.to(self.device), generator=device_generator(generator, self.device),
+                             codebook=self.tokenizer.quantize.codebook().detach(), decode=self._decode, **kwargs)
+
+    def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        images = self.tokenizer.decode_code(tokens)
         if self.output_size is not None and images.shape[-1] != self.output_size:
             # The official FID protocol samples at 384px and resizes bicubically to 256px.
             images = F.interpolate(images, size=(self.output_size, self.output_size), mode="bicubic")
         return to_uint8(images).cpu()
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU."""
+        return self._decode(self.generate_tokens(labels, generator))

@@ -15,6 +15,7 @@ import torch
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.harness.errors import BitscaleError
+from bitscale.plugins.models.var.generation import VarSteps
 from bitscale.plugins.models.var.transformer import VAR
 from bitscale.plugins.models.var.vqvae import VQVAE
 
@@ -37,6 +38,8 @@ class VarModel(GenerativeModel):
     # fnmatch patterns on module names: the output head, its AdaLN and the token embedding
     # stay in full precision (the paper quantizes the transformer blocks).
     unquantized = ("head", "head_nm.*", "word_embed")
+    activation_layers = {"fc1": "blocks.{block}.ffn.fc1", "qkv": "blocks.{block}.attn.mat_qkv",
+                         "fc2": "blocks.{block}.ffn.fc2"}
 
     def __init__(
         self,
@@ -100,6 +103,13 @@ class VarModel(GenerativeModel):
             top_p=float(s.get("top_p", 0.0)),
             use_kv_cache=use_kv_cache,
         )
+
+    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator) -> VarSteps:
+        """Scale-by-scale generation with this model's sampler (``sample`` runs the same steps)."""
+        s = self.sampler
+        return VarSteps(self.module, labels.to(self.device), self._vae().quantize, generator,
+                        cfg=float(s.get("cfg", 0.0)), top_k=int(s.get("top_k", 0)), top_p=float(s.get("top_p", 0.0)),
+                        decode=lambda f_hat: to_uint8(self._vae().fhat_to_img(f_hat.float())).cpu())
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch import nn
 
 from bitscale.plugins.models.var.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 from bitscale.plugins.models.var.quantizer import VectorQuantizer2
-from bitscale.plugins.models.var.sampling import sample_top_k_top_p
+from bitscale.plugins.models.var.generation import VarSteps
 from bitscale.plugins.models.var.vqvae import PATCH_NUMS_256
 
 
@@ -183,56 +183,21 @@ class VAR(nn.Module):
         top_p: float = 0.0,
         use_kv_cache: bool = True,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Generate scale by scale; return the final ``f_hat`` and the token indices per scale.
+        """Generate scale by scale (``generation.VarSteps``); return the final ``f_hat`` and the token indices
+        per scale.
 
-        Guidance ramps linearly over scales: ``t = cfg * si / (K - 1)`` and
-        ``logits = (1 + t) * cond - t * uncond``, with the batch doubled as [cond; null class]
-        (skipped when ``cfg == 0``, where it cannot change the logits). Tokens are drawn with
-        top-k then top-p and ``torch.multinomial(generator=generator)``. ``use_kv_cache=False``
-        recomputes the whole prefix at every scale under the block-causal mask: the same result
-        at a higher cost, kept for throughput comparisons.
+        Tokens are drawn with top-k then top-p and ``torch.multinomial(generator=generator)``.
+        ``use_kv_cache=False`` recomputes the whole prefix at every scale under the block-causal
+        mask: the same result at a higher cost, kept for throughput comparisons.
         """
-        B = label_B.shape[0]
-        K = len(self.patch_nums)
-        guided = cfg != 0
-        labels = torch.cat((label_B, torch.full_like(label_B, self.num_classes))) if guided else label_B
-        sos = cond_BD = self.class_emb(labels)
-        lvl_pos = self.lvl_embed(self.lvl_1L) + self.pos_1LC
-        next_map = (
-            sos.unsqueeze(1).expand(-1, self.first_l, -1) + self.pos_start + lvl_pos[:, : self.first_l]
-        )
-        cond = self.shared_ada_lin(cond_BD)
-        # f_hat lives in the tokenizer's dtype (fp32), whatever the transformer's dtype is.
-        f_hat = quantizer.embedding.weight.new_zeros(B, self.Cvae, self.patch_nums[-1], self.patch_nums[-1])
+        steps = VarSteps(self, label_B, quantizer, generator, cfg, top_k, top_p, use_kv_cache)
         tokens: list[torch.Tensor] = []
-        prefix: list[torch.Tensor] = []  # all inputs so far (only without the KV cache)
-        cur_L = 0
-        ctx = self.kv_cache() if use_kv_cache else contextlib.nullcontext()
-        with ctx:
-            for si, pn in enumerate(self.patch_nums):
-                cur_L += pn * pn
-                if use_kv_cache:
-                    x, bias = next_map, None
-                else:
-                    prefix.append(next_map)
-                    x, bias = torch.cat(prefix, dim=1), self.attn_bias_for_masking[:, :, :cur_L, :cur_L]
-                for block in self.blocks:
-                    x = block(x, cond, attn_bias=bias)
-                logits = self._logits(x[:, -pn * pn :], cond_BD)
-                if guided:
-                    t = cfg * si / (K - 1)
-                    logits = (1 + t) * logits[:B] - t * logits[B:]
-                idx_Bl = sample_top_k_top_p(logits, top_k=top_k, top_p=top_p, generator=generator)
+        with steps:
+            for si in range(steps.num_steps):
+                idx_Bl = steps.draw(steps.extract(si))
                 tokens.append(idx_Bl)
-                h = quantizer.embedding(idx_Bl).transpose(1, 2).reshape(B, self.Cvae, pn, pn)
-                f_hat, nxt = quantizer.next_autoregressive_input(si, f_hat, h)
-                if si != K - 1:
-                    nxt = nxt.view(B, self.Cvae, -1).transpose(1, 2)
-                    next_pn2 = self.patch_nums[si + 1] ** 2
-                    next_map = self.word_embed(nxt.to(lvl_pos.dtype)) + lvl_pos[:, cur_L : cur_L + next_pn2]
-                    if guided:
-                        next_map = next_map.repeat(2, 1, 1)  # cond and uncond share the tokens
-        return f_hat, tokens
+                steps.advance(si, quantizer.embedding(idx_Bl))
+        return steps.f_hat, tokens
 
 
 def official_var_config(depth: int, patch_nums: Sequence[int] = PATCH_NUMS_256) -> VARConfig:

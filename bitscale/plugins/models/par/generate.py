@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from bitscale.plugins.models.llamagen.generate import _guide, sample_logits
+from bitscale.plugins.models.llamagen.sampling import guide, sample_logits
 from bitscale.plugins.models.par.gpt import PARGPT
 
 
@@ -45,7 +45,7 @@ def generate(
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
         """Sample every position of ``logits`` ``(2B or B, S, V)``: ``(B, S)``."""
-        logits = _guide(logits, cfg, guided)
+        logits = guide(logits, cfg, guided)
         s = logits.shape[1]
         return sample_logits(logits.reshape(b * s, -1), temperature, top_k, top_p, generator).view(b, s)
 

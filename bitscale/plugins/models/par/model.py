@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.generators import device_generator
 from bitscale.plugins.models.llamagen.model import SAMPLER_KEYS, LlamaGenModel
 from bitscale.plugins.models.par.generate import generate
@@ -20,6 +21,8 @@ class PARModel(LlamaGenModel):
     """Class-conditional PAR; the embeddings, stand-in tokens and head stay full precision like LlamaGen's."""
 
     unquantized = (*LlamaGenModel.unquantized, "spe_tok_embeddings", "spe_tok_embeddings.*")
+    # LlamaGen's one-token-per-step phases do not describe PAR's parallel steps: no phases (yet) for ``bitscale analyze``.
+    generation_phases = GenerativeModel.generation_phases
 
     def _order(self) -> tuple[int, int]:
         return self.module.config.grid, self.module.config.ar_token_num

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from bitscale.plugins.models.llamagen.generate import filter_logits
+from bitscale.plugins.models.llamagen.sampling import filter_logits
 from bitscale.plugins.models.rar.gpt import RAR
 
 

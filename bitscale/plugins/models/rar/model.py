@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import torch
 
+from bitscale.harness.contracts import GenerativeModel
 from bitscale.plugins.models.generators import device_generator
 from bitscale.plugins.models.llamagen.model import LlamaGenModel
 from bitscale.plugins.models.rar.generate import generate
@@ -29,6 +30,10 @@ class RARModel(LlamaGenModel):
     """
 
     unquantized: ClassVar[tuple[str, ...]] = ("lm_head", "adaln_before_head.*", "embeddings")
+    activation_layers: ClassVar[dict[str, str]] = {
+        "fc1": "blocks.{block}.mlp.fc1", "qkv": "blocks.{block}.attn.qkv", "fc2": "blocks.{block}.mlp.fc2"}
+    # LlamaGen's step-by-step generation does not apply to RAR's sampler: no phases (yet) for ``bitscale analyze``.
+    generation_phases = GenerativeModel.generation_phases
 
     def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}

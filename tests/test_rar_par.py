@@ -258,3 +258,39 @@ def test_par_released_loads_official_files_strictly(tmp_path, monkeypatch) -> No
     torch.save({"model": state}, tmp_path / "PAR-XXL-4x.pt")
     with pytest.raises(BitscaleError, match=r"PAR-XXL-4x\.pt.*missing: spe_tok_embeddings"):
         PARFamily().build("xxl-4x", None, torch.device("cpu"))
+
+
+# ----------------------------------------------------------------------------- QAT distillation on the tiny families
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_name", ["forward-kl", "topkld", "js"])
+@pytest.mark.parametrize("family", ["rar-tiny", "par-tiny"])
+def test_qat_with_logit_losses_beats_rtn_on_the_tiny_families(family: str, loss_name: str) -> None:
+    import copy
+
+    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.precision import Precision
+    from bitscale.plugins.quantizers.qat import QAT, QATOptions
+    from bitscale.plugins.quantizers.rtn import RTN
+
+    torch.set_num_threads(1)
+    plugins = get_plugins()
+    fam = plugins.models.get(family)
+    model = fam.build(fam.sizes[0], fam.Options(), torch.device("cpu"))
+    held_out = model.calibration_batches(4, torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        reference = [model.forward_batch(b) for b in held_out]
+
+    def error(quantizer, loss=None) -> float:
+        m = copy.deepcopy(model)
+        batches = m.calibration_batches(8, torch.Generator().manual_seed(0))
+        quantizer.quantize(m, Precision.parse("W3A16"), batches, loss=loss, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():  # KL of the quantized model's next-token distributions from the full-precision ones
+            kls = [torch.nn.functional.kl_div(m.forward_batch(b).log_softmax(-1), r.log_softmax(-1), log_target=True,
+                                              reduction="batchmean") for b, r in zip(held_out, reference)]
+        return float(torch.stack(kls).mean())
+
+    rtn = error(RTN(RTN.Options()))
+    qat = error(QAT(QATOptions(steps=40)), plugins.losses.get(loss_name)())
+    assert qat < rtn, f"{family} W3A16: QAT ({loss_name}) KL {qat:.4f} vs RTN {rtn:.4f}"

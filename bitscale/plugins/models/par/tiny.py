@@ -8,6 +8,10 @@ each, 7 model steps instead of 16. (The 16x variant would leave one token per re
 sequential context inside regions at all; it is not trained.) Sizes ``d<layers>w<width>`` with
 head_dim 64 as in every official config; each is the artifact ``par-tiny/<size>``.
 
+The generator weights are stored (cached, shipped) as float16 values: the three sizes are 3.5-4 MB
+instead of 7-8 MB in float32; the model loads them into float32 and computes in float32, and the
+FIDs and sample grids are those of the stored (rounded) weights.
+
 Sampler defaults: cfg 2.0 (as llamagen-tiny), top_k 0, top_p 1.0, temperature 1.0.
 """
 

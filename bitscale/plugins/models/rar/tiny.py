@@ -6,6 +6,10 @@ Sizes ``d<depth>w<width>`` (heads of width 32); each is the artifact ``rar-tiny/
 manifest records the tokenizer it was trained on. The position tables keep 2 spare rows
 (officially 1024 and 100), which a 16-token sequence needs and nothing more.
 
+The generator weights are stored (cached, shipped) as float16 values: the three sizes are 3.5-4 MB
+instead of 7-8 MB in float32; the model loads them into float32 and computes in float32, and the
+FIDs and sample grids are those of the stored (rounded) weights.
+
 Sampler defaults: guidance 2.0 with ``guidance_pow`` 0 (a constant scale, like llamagen-tiny's
 cfg 2.0, so the two families sample with the same guidance), temperature 1.0, no top-k/top-p.
 """

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _bench_leaderboard_common import reference_seconds, report  # noqa: E402
 
 from bitscale.harness.store import ResultStore  # noqa: E402
-from bitscale.leaderboard import synthetic  # noqa: E402
+from bitscale.testing import synthetic  # noqa: E402
 
 GRID = synthetic.SyntheticGrid(
     families={f"fam{i}": {f"d{d}": 10_000 * d for d in range(1, 13)} for i in range(4)},

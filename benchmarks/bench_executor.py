@@ -28,9 +28,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from bitscale.harness.cli.run import _load  # noqa: E402
+from bitscale.cli.run import _load  # noqa: E402
 from bitscale.harness.planner import plan_grid  # noqa: E402
-from bitscale.harness.plugins import get_plugins  # noqa: E402
+from bitscale.harness.plugin_loader import get_plugins  # noqa: E402
 from bitscale.harness.runner import run_plan  # noqa: E402
 from bitscale.harness.store import ResultStore  # noqa: E402
 

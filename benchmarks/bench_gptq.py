@@ -24,7 +24,7 @@ import sys
 _MEM_CHILD = r"""
 import json, sys, torch
 torch.set_num_threads(1)
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
@@ -35,7 +35,7 @@ mod = importlib.import_module(f"bitscale.plugins.quantizers.{name}")
 got = []
 mod.register_quantizers(register=got.append)
 cls = got[0]
-from bitscale.quant.toy import ToyTransformer
+from bitscale.testing.quant_toys import ToyTransformer
 # warm the runtime (thread pools, allocator arenas, lazy kernels) on a throwaway model, so the
 # baseline below is "torch ready" and the peak measures the model and the quantizer only
 warm = ToyTransformer(vocab=256, dim=64, depth=1, seq=64)

@@ -22,8 +22,8 @@ os.environ.setdefault("BITSCALE_NO_ENTRYPOINTS", "1")
 from bitscale import hookimpl  # noqa: E402
 from bitscale.harness.config import parse_experiment  # noqa: E402
 from bitscale.harness.planner import plan_grid  # noqa: E402
-from bitscale.harness.plugins import load_plugins  # noqa: E402
-from bitscale.harness.precision import Precision  # noqa: E402
+from bitscale.harness.plugin_loader import load_plugins  # noqa: E402
+from bitscale.precision import Precision  # noqa: E402
 from bitscale.harness.store import ResultStore  # noqa: E402
 from bitscale.harness.store.schema import Metric, Run  # noqa: E402
 from bitscale.leaderboard.render import render  # noqa: E402

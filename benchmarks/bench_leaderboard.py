@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _bench_leaderboard_common import reference_seconds, report  # noqa: E402
 
 from bitscale.harness.store import ResultStore  # noqa: E402
-from bitscale.leaderboard import synthetic  # noqa: E402
+from bitscale.testing import synthetic  # noqa: E402
 from bitscale.leaderboard.paper import import_paper  # noqa: E402
 from bitscale.leaderboard.plots import default_jobs  # noqa: E402
 
@@ -68,7 +68,8 @@ def render_everything(store: ResultStore, out: Path, jobs: int | None) -> Clock:
 
     clock = Clock()
     results = clock.phase("read store", load_results, store)
-    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)])
+    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)],
+                         fig1=True)
 
     def texts():
         for fmt in ("github", "latex", "plain", "csv", "json"):

@@ -34,7 +34,7 @@ from bitscale.plugins.models.llamagen.tiny import DEFAULT_SAMPLER as LG_SAMPLER
 from bitscale.plugins.models.llamagen.tiny import SIZES as LG_SIZES
 from bitscale.plugins.models.llamagen.tiny import TOKENIZER, LlamaGenTinyFamily
 from bitscale.plugins.models.llamagen.vq import VQModel
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 
 
 def _use_zoo(family: str, size: str, weights: str) -> bool:

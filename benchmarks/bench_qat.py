@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from bitscale.harness.contracts import GenerativeModel
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.quantizers.qat import (
@@ -46,7 +46,7 @@ from bitscale.plugins.quantizers.qat import (
     trainable_groups,
     training_mode,
 )
-from bitscale.quant.toy import ToyTransformer
+from bitscale.testing.quant_toys import ToyTransformer
 
 
 class BenchModel(ToyTransformer):
@@ -62,7 +62,7 @@ class BenchModel(ToyTransformer):
 
 def make_model(args: argparse.Namespace) -> GenerativeModel:
     if args.model:
-        from bitscale.harness.plugins import get_plugins
+        from bitscale.harness.plugin_loader import get_plugins
 
         family_name, _, size = args.model.partition("/")
         family = get_plugins().models.get(family_name)

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 
 from bitscale.harness.store import ResultStore
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.testing.postgres import PostgresUnavailable, TemporaryPostgres
 
 PREFILL = synthetic.SyntheticGrid(

@@ -26,7 +26,7 @@ from bitscale.plugins.models.var.model import VarModel
 from bitscale.plugins.models.var.tiny import TINY_SAMPLER, TINY_VAE, VarTinyFamily, VarTinyOptions, tiny_var_config
 from bitscale.plugins.models.var.transformer import VAR
 from bitscale.plugins.models.var.vqvae import VQVAE
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 
 
 def _model(size: str, weights: str, patch_nums: tuple[int, ...] | None) -> tuple[VarModel, str]:

@@ -28,7 +28,7 @@ from tabulate import tabulate
 from bitscale.data import digits
 from bitscale.harness.evaluation.fid import score
 from bitscale.harness.evaluation.references import reference_for
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

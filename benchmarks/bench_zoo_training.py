@@ -22,8 +22,8 @@ import time
 
 from tabulate import tabulate
 
-from bitscale.harness.plugins import get_plugins
-from bitscale.zoo import cache
+from bitscale.harness.plugin_loader import get_plugins
+from bitscale.harness.artifacts import cache
 from bitscale.zoo.parallel import train_units, usable_cores
 from bitscale.zoo.units import units_for
 

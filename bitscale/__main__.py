@@ -2,6 +2,6 @@
 
 import sys
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 
 sys.exit(main())

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bitscale.harness import plugins as plugin_loading
+from bitscale.harness import plugin_loader as plugin_loading
 
 # Tests use tiny models: one thread is faster than two fighting over small matmuls (measured
 # ~10x on a busy 2-core machine) and keeps float results independent of the core count.

@@ -11,9 +11,9 @@ import torch
 
 from bitscale import hookimpl
 from bitscale.analysis import noise
-from bitscale.harness.cli import main
-from bitscale.harness.plugins import get_plugins
-from bitscale.testing.contracts import check_generation_phases
+from bitscale.cli import main
+from bitscale.harness.plugin_loader import get_plugins
+from bitscale.testing.contract_checks import check_generation_phases
 from bitscale.testing.phases import SyntheticModel
 
 SNRS = [40, 35, 30, 27.5, 25, 22.5, 20, 17.5, 15, 12.5, 10, 7.5, 5, 2.5, 0]

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.store import ResultStore
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.leaderboard.baseline import export_baseline
 from bitscale.leaderboard.results import load_results
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 
 GOOD = """
 name: t
@@ -55,7 +55,7 @@ def test_unsupported_cells_are_explained(tmp_path, capsys):
     # RTN supports every integer setting, so use a weight-only quantizer asked for W8A8.
     text = GOOD.replace("[rtn]", "[fixture-wonly]").replace("W4A16]", "W8A8]")
     from bitscale.harness.contracts import Quantizer
-    from bitscale.harness.plugins import load_plugins, set_plugins
+    from bitscale.harness.plugin_loader import load_plugins, set_plugins
     from bitscale import hookimpl
     import types
 

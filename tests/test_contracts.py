@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 
-from bitscale.harness.plugins import load_plugins
-from bitscale.testing.contracts import check_loss, check_model_family, check_quantizer, supported_precisions
+from bitscale.harness.plugin_loader import load_plugins
+from bitscale.testing.contract_checks import check_loss, check_model_family, check_quantizer, supported_precisions
 from bitscale.testing.toy import ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)

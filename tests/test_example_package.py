@@ -7,7 +7,7 @@ import pytest
 from bitscale import hookimpl
 from bitscale.harness.config import parse_experiment
 from bitscale.harness.planner import plan_grid
-from bitscale.harness.plugins import load_plugins
+from bitscale.harness.plugin_loader import load_plugins
 from bitscale.harness.runner import run_plan
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.table import build_tables

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from bitscale import hookimpl
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.store import ResultStore
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.testing.toy import ToyFamily
 
 SEED = 20250111

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.store import ResultStore
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 
 GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000}}, methods={"rtn": 1.0},
                                precisions=["W16A16", "W4A16"], seeds=[0, 1], noise=0.02)

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from bitscale.harness.cli import main
-from bitscale.leaderboard import synthetic
+from bitscale.cli import main
+from bitscale.testing import synthetic
 from bitscale.leaderboard.paper import import_paper
 
 EVIL = '<img src=x onerror=alert(1)>"&'
@@ -71,5 +71,5 @@ def test_page_renders_tables_and_plots_in_headless_chromium(page, tmp_path):
     assert attrs.get("data-ready") == "1"
     assert attrs.get("data-tables") == "5"
     assert int(attrs.get("data-images-loaded", "0")) >= 3
-    assert "toyvar: FID (lower is better, mean ± std over 2 seeds" in dom
+    assert "toyvar: FID (lower is better, mean over 2 seeds [95% CI of the mean]" in dom
     assert "2.2098" in dom and "<img src=x" not in dom  # the published value as printed; no injection

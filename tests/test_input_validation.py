@@ -5,10 +5,10 @@ import types
 import pytest
 
 from bitscale import hookimpl
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.config import MAX_NAME_LENGTH, parse_experiment
 from bitscale.harness.planner import plan_grid
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.runner import run_plan
 from bitscale.harness.store.schema import Run
 from bitscale.leaderboard.results import load_results

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.results import load_results
 from bitscale.leaderboard.table import build_tables
@@ -148,7 +148,7 @@ def test_empty_store_says_what_to_do(bitscale_store):
 
 
 def test_cli_renders_each_format_and_the_analysis_sections(store, tmp_path, capsys):
-    from bitscale.harness.cli import main
+    from bitscale.cli import main
 
     db = store.url.removeprefix("sqlite:///")
     assert main(["leaderboard", "--store", db, "--format", "latex", "--deltas"]) == 0

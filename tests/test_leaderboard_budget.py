@@ -3,7 +3,7 @@
 import pytest
 
 from bitscale.harness.errors import ConfigError
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.leaderboard.budget import Budget, best_within, pareto, pareto_front
 from bitscale.leaderboard.results import load_results
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 from bitscale.leaderboard.fit import (_t_quantile, fit_bivariate, fit_power_law, fit_power_laws, optimal_precision,
                                       shift_vs_full)
 from bitscale.leaderboard.paper import import_paper

@@ -4,8 +4,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from bitscale.harness.cli import main
-from bitscale.leaderboard import synthetic
+from bitscale.cli import main
+from bitscale.testing import synthetic
 
 NAME = "q$x<&"  # a dollar sign would start matplotlib mathtext; < and & must stay valid SVG
 GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},

@@ -242,7 +242,7 @@ def test_released_loads_official_files_strictly(tmp_path, monkeypatch) -> None:
 def test_training_bars_follow_no_progress(monkeypatch) -> None:
     # tqdm reads TQDM_DISABLE (set by .ci/run) once at import, so record what the bars are asked
     # for instead of reading the terminal.
-    from bitscale.zoo import progress
+    from bitscale.harness import progress
 
     made: list[tuple[str, object]] = []
     real_tqdm = progress.tqdm

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.plugins.losses.js import JensenShannon, JSOptions
 from bitscale.plugins.losses.kl import ForwardKL, ReverseKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.losses.topkld import TopKLD, TopKLDOptions, top_k_mask
-from bitscale.testing.contracts import check_loss
+from bitscale.testing.contract_checks import check_loss
 from bitscale.testing.toy import ToyModel
 
 LOGIT_LOSSES = (ForwardKL, ReverseKL, TopKLD, JensenShannon)

@@ -8,10 +8,10 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.config import load_experiment
 from bitscale.harness.planner import plan_grid, shard_of
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.store import ResultStore
 from test_runner import _exp, fixture_plugin
 
@@ -68,8 +68,8 @@ def test_shard_jobs_cover_the_grid_once(register_plugin, store_url, tmp_path, ca
 DRIVER = textwrap.dedent("""
     import sys, types
     from bitscale import hookimpl
-    from bitscale.harness import plugins
-    from bitscale.harness.cli import main
+    from bitscale.harness import plugin_loader as plugins
+    from bitscale.cli import main
     from bitscale.testing.toy import ToyFamily
 
     mod = types.ModuleType("toyplug")

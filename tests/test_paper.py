@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.leaderboard.paper import PROTOCOL, VAR_PARAMS, import_paper, paper_rows
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.results import load_results

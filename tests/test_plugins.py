@@ -8,7 +8,7 @@ import pytest
 from bitscale import hookimpl
 from bitscale.harness.contracts import Quantizer, QuantReport
 from bitscale.harness.errors import PluginError
-from bitscale.harness.plugins import DEFAULT_PLUGINS, load_plugins
+from bitscale.harness.plugin_loader import DEFAULT_PLUGINS, load_plugins
 
 
 class _Q(Quantizer):

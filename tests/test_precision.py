@@ -1,6 +1,6 @@
 import pytest
 
-from bitscale.harness.precision import NumberFormat, Precision, compute_bits, model_bits
+from bitscale.precision import NumberFormat, Precision, compute_bits, model_bits
 
 
 @pytest.mark.parametrize("text,w,a,label", [

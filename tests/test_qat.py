@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel
-from bitscale.harness.plugins import get_plugins
-from bitscale.harness.precision import Precision
+from bitscale.harness.plugin_loader import get_plugins
+from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.losses.topkld import TopKLD
 from bitscale.plugins.quantizers.qat import QAT, QATOptions, TeacherOutputs, build_student, lr_factor, trainable_groups
 from bitscale.plugins.quantizers.rtn import RTN
 from bitscale.quant.linear import QuantLinear
-from bitscale.testing.contracts import check_quantizer
+from bitscale.testing.contract_checks import check_quantizer
 from bitscale.testing.toy import ToyModel
 
 

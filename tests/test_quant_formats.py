@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bitscale.harness.precision import FP_FORMATS, NumberFormat
+from bitscale.precision import FP_FORMATS, NumberFormat
 from bitscale.quant.formats import (
     QuantSpec,
     choose_qparams,

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitscale.harness.precision import NumberFormat
+from bitscale.precision import NumberFormat
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import collect_hessians, input_channel_absmax, trace_input_groups
 from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.swap import set_submodule
-from bitscale.quant.toy import ToyTransformer
+from bitscale.testing.quant_toys import ToyTransformer
 
 INT4 = QuantSpec(NumberFormat("int4"), "channel")
 INT8_TOKEN = QuantSpec(NumberFormat("int8"), "token")

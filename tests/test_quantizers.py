@@ -9,15 +9,15 @@ import torch
 from pydantic import ValidationError
 
 from bitscale.harness.contracts import GenerativeModel, Quantizer
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
-from bitscale.quant.gptq_reference import gptq_obs
+from bitscale.testing.gptq_reference import gptq_obs
 from bitscale.quant.gptvq import gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.smoothquant import smooth_model
-from bitscale.quant.toy import LinearModel, ToyTransformer
+from bitscale.testing.quant_toys import LinearModel, ToyTransformer
 
 PLUGIN_MODULES = [
     "bitscale.plugins.quantizers.rtn",

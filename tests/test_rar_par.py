@@ -270,7 +270,7 @@ def test_qat_with_logit_losses_beats_rtn_on_the_tiny_families(family: str, loss_
     import copy
 
     from bitscale.harness.plugins import get_plugins
-    from bitscale.harness.precision import Precision
+    from bitscale.precision import Precision
     from bitscale.plugins.quantizers.qat import QAT, QATOptions
     from bitscale.plugins.quantizers.rtn import RTN
 

@@ -11,7 +11,7 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
-from bitscale.harness.cli import main  # noqa: E402
+from bitscale.cli import main  # noqa: E402
 from bitscale.harness.store import ResultStore  # noqa: E402
 
 import ray_plugins  # noqa: E402  (tests/ is on the path; Ray workers import it by name)
@@ -104,8 +104,8 @@ DRIVER = f"""
 import sys
 sys.path.insert(0, {TESTS!r})
 import ray_plugins
-from bitscale.harness.cli import main
-from bitscale.harness.plugins import load_plugins, set_plugins
+from bitscale.cli import main
+from bitscale.harness.plugin_loader import load_plugins, set_plugins
 set_plugins(load_plugins([("test-plugin", ray_plugins.plugin())], entrypoints=False))  # as register_plugin does
 sys.exit(main(["run", sys.argv[1], "--store", sys.argv[2], "--executor", "ray", "--ray-address", sys.argv[3],
                "--no-progress"]))

@@ -15,7 +15,7 @@ from bitscale import hookimpl
 from bitscale.harness.config import parse_experiment
 from bitscale.harness.contracts import Quantizer, QuantReport
 from bitscale.harness.planner import plan_grid
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.runner import run_plan
 from bitscale.testing.toy import ToyFamily
 
@@ -112,7 +112,7 @@ SCRIPT = textwrap.dedent("""
     from bitscale import hookimpl
     from bitscale.harness.config import parse_experiment
     from bitscale.harness.planner import plan_grid
-    from bitscale.harness.plugins import load_plugins
+    from bitscale.harness.plugin_loader import load_plugins
     from bitscale.harness.runner import run_plan
     from bitscale.harness.store import ResultStore
     from bitscale.testing.toy import ToyFamily

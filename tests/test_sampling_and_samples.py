@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.config import parse_experiment
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.planner import plan_grid
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.rescore import rescore_runs
 from bitscale.harness.runner import run_plan
 from bitscale.harness.samples import read_samples
@@ -132,8 +132,8 @@ def test_executor_flags_are_checked_before_anything_runs(tmp_path, capsys):
 
 
 def test_the_local_run_path_never_imports_ray():
-    code = ("import sys, bitscale.harness.cli, bitscale.harness.cli.run, bitscale.harness.runner, "
-            "bitscale.harness.executors.local, bitscale.harness.cellwork, bitscale.harness.cli.rescore; "
-            "from bitscale.harness.cli import build_parser; build_parser(); "
+    code = ("import sys, bitscale.cli, bitscale.cli.run, bitscale.harness.runner, "
+            "bitscale.harness.executors.local, bitscale.harness.cellwork, bitscale.cli.rescore; "
+            "from bitscale.cli import build_parser; build_parser(); "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

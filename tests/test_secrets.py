@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.urls import redact

@@ -18,7 +18,7 @@ from bitscale.harness.errors import BitscaleError
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.urls import normalize_url, redact as display_url
 from bitscale.harness.store.schema import TEXT_LIMITS
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 
 GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000}}, precisions=["W16A16", "W4A16"],
                                seeds=[0, 1])

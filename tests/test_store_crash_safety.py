@@ -13,17 +13,17 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.migrate import head_revision
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 
 OPEN = "import sys; from bitscale.harness.store import ResultStore; ResultStore(sys.argv[1])"
 RECORD = """
 import sys
 from bitscale.harness.store import ResultStore
-from bitscale.leaderboard import synthetic
+from bitscale.testing import synthetic
 store = ResultStore(sys.argv[1])
 for rec in synthetic.records(synthetic.SyntheticGrid(families={"toyvar": {"d1": 1000}}, precisions=["W16A16"],
                                                      seeds=[0, 1])):

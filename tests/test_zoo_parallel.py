@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from bitscale import hookimpl
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.contracts import ModelFamily
 from bitscale.testing.toy import ToyFamily
-from bitscale.zoo import cache, parallel
+from bitscale.harness.artifacts import cache
+from bitscale.zoo import parallel
 from bitscale.zoo.parallel import TrainingFailed, train_units
 from bitscale.zoo.units import staged_units, units_for
 
@@ -144,7 +145,7 @@ def test_sizes_waiting_for_a_failed_shared_stage_are_not_started(zoo_cache):
 
 
 def test_runner_pretrains_missing_tiny_models_of_trainable_families(zoo_cache, register_plugin, monkeypatch):
-    from bitscale.harness.runner import pretrain_missing
+    from bitscale.zoo.pretrain import pretrain_missing
 
     pset = register_plugin(_plugin(Staged(), ToyFamily()))
     monkeypatch.setattr(parallel, "usable_cores", lambda: 1)  # in-process: no worker start-up in this test

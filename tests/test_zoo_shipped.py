@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bitscale.harness.cli import main
+from bitscale.cli import main
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.evaluation import digits_classifier
 from bitscale.harness.evaluation.references import reference_for
-from bitscale.harness.plugins import load_plugins
+from bitscale.harness.plugin_loader import load_plugins
 from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions
-from bitscale.zoo import cache, shipped
+from bitscale.harness.artifacts import cache, shipped
 
 TINY = [e.obj for e in load_plugins(entrypoints=False).models if e.obj.trainable]
 
@@ -165,7 +165,7 @@ def test_zoo_verify_reports_bit_identity_or_the_cost(empty_cache, shipped_copy, 
 
 def test_the_gate_names_changed_shipped_weights_instead_of_missing_cells(tmp_path, capsys):
     from bitscale.harness.store import ResultStore
-    from bitscale.leaderboard import synthetic
+    from bitscale.testing import synthetic
 
     grid = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000}}, methods={"rtn": 1.0},
                                    precisions=["W16A16", "W4A16"], seeds=[0, 1], noise=0.02)

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 import bitscale
 from bitscale.harness.contracts import GenerativeModel, ModelFamily
 from bitscale.harness.errors import BitscaleError, ConfigError
-from bitscale.harness.plugins import PluginSet, get_plugins
-from bitscale.harness.precision import Precision
+from bitscale.harness.plugin_loader import PluginSet, get_plugins
+from bitscale.precision import Precision
 
 
 @dataclass(frozen=True)

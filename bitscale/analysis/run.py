@@ -22,7 +22,7 @@ from bitscale.analysis import activations, errors, noise, plots
 from bitscale.analysis.models import Loaded, ModelSpec, check_spec, labels_for, load
 from bitscale.analysis.store import StoredAnalysis, analysis_hash, find, save
 from bitscale.harness.errors import ConfigError
-from bitscale.harness.plugins import get_plugins
+from bitscale.harness.plugin_loader import get_plugins
 
 #: A computation: the loaded models to (numbers for result.json, arrays for arrays.npz, figures by stem).
 Compute = Callable[[Loaded], tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]]
@@ -41,7 +41,7 @@ def _provenance(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _is_full(precision: str) -> bool:
-    from bitscale.harness.precision import Precision
+    from bitscale.precision import Precision
 
     return Precision.parse(precision).is_full
 

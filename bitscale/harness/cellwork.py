@@ -29,11 +29,11 @@ import torch
 from bitscale.harness.contracts import GenerativeModel, ModelFamily, QuantReport
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.planner import PROTOCOL_VERSION, Cell
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision
 from bitscale.harness.sampling import num_chunks, sample_chunks
 from bitscale.harness.store.result_store import utcnow
-from bitscale.zoo.progress import progress_bars
+from bitscale.harness.progress import progress_bars
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitscale.harness.errors import ConfigError
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 
 #: Longest experiment name: the store's ``runs.experiment`` column. PostgreSQL enforces it after a

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from bitscale.harness.phases import GenerationPhases
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 
 
 class PluginOptions(BaseModel):

@@ -13,7 +13,3 @@ class ConfigError(BitscaleError):
 
 class PluginError(BitscaleError):
     """A plugin that cannot be loaded, or a name that no plugin registered."""
-
-
-class UnsupportedCell(Exception):
-    """A quantizer cannot run a (model, precision) cell; the message says why."""

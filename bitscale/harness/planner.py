@@ -7,18 +7,17 @@ a grid resumable after Ctrl-C or ``kill -9``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from bitscale.hashing import json_digest
 from bitscale.harness.config import Experiment, format_validation_error
 from bitscale.harness.contracts import PluginOptions
 from bitscale.harness.errors import ConfigError, PluginError
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision, compute_bits, model_bits
 
 # Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own
 # stream seeded by (cell seed, chunk index), so a cell can be sampled in shards (bitscale.harness.sampling).
@@ -66,11 +65,11 @@ class Cell:
 
 
 def cell_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return json_digest(config, 20)
 
 
 #: ``versions["weights"]`` of a cell whose model's weights are not trained yet (``weights_id`` is None):
-#: such a plan is for listing only; train the weights (``runner.pretrain_missing``) and plan again.
+#: such a plan is for listing only; train the weights (``bitscale.zoo.pretrain.plan_trained``) and plan again.
 UNTRAINED = "untrained"
 
 

@@ -7,8 +7,9 @@ isolation is the cell's (see ``bitscale.harness.cellwork``): a plugin that raise
 NaN/inf, or runs out of memory fails its cell and the grid goes on; bad *input*
 (``BitscaleError``) stops the grid. On Ctrl-C the outcomes that already finished are recorded
 before outstanding work is cancelled. Tiny-zoo models the cells need that neither ship with
-bitscale nor are cached are trained first, one process per core (``plan_trained``: a cell's hash
-names its weights, so they are trained before the grid is planned). With the local executor each
+bitscale nor are cached are trained before the grid is planned, by the caller
+(``bitscale.zoo.pretrain.plan_trained``: a cell's hash names its weights); a plan whose weights are
+untrained is refused here. With the local executor each
 cell is claimed on the store while it is computed, so several drivers on one store split a grid.
 """
 
@@ -28,13 +29,11 @@ import torch
 from tqdm import tqdm
 
 from bitscale.harness.cellwork import CellOutcome, resolve_plugins
-from bitscale.harness.config import Experiment
-from bitscale.harness.errors import BitscaleError
 from bitscale.harness.evaluation.fid import protocol_fingerprint
 from bitscale.harness.executors import CellJob, Executor
-from bitscale.harness.planner import Cell, Plan, plan_grid
-from bitscale.harness.plugins import PluginSet
-from bitscale.harness.precision import Precision
+from bitscale.harness.planner import Cell, Plan
+from bitscale.harness.plugin_loader import PluginSet
+from bitscale.precision import Precision
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.result_store import utcnow
 
@@ -58,54 +57,6 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def plan_trained(plan: Plan, exp: Experiment, plugins: PluginSet, source: str, progress: bool = True) -> Plan:
-    """``plan`` (``plan_grid(exp, ...)``) with final hashes: the tiny-zoo weights its cells need and the
-    cache lacks are trained, then the grid is planned again.
-
-    A cell's hash names the weights it is measured on (their files' hash), which exist only
-    once trained; shipped weights need no training, so with them ``plan`` is returned as it is.
-    """
-    if plan.untrained and pretrain_missing(plan.untrained, plugins, progress):
-        plan = plan_grid(exp, plugins, source)
-    if plan.untrained:
-        raise BitscaleError(f"{source}: {plan.untrained[0].label}: its model's weights could not be trained "
-                            "(see the errors above)")
-    return plan
-
-
-def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = True) -> bool:
-    """Train the tiny-zoo models ``cells`` need and the cache lacks, in one process per core, before any cell.
-
-    Serial training inside ``build`` would leave every core but one idle for minutes. Families
-    that cannot say what they lack (no ``training_units``) still train inside ``build``.
-    Returns True when something was trained.
-    """
-    from bitscale.zoo.parallel import TrainingFailed, train_units, usable_cores
-    from bitscale.zoo.units import units_for
-
-    wanted: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}  # (family, options) -> (options, sizes)
-    for cell in cells:
-        family = plugins.models.get(cell.family)
-        if getattr(family, "trainable", False) and hasattr(family, "training_units"):
-            key = (cell.family, repr(sorted(cell.model_options.items())))
-            sizes = wanted.setdefault(key, (cell.model_options, []))[1]
-            if cell.size not in sizes:
-                sizes.append(cell.size)
-    units = []
-    for (name, _), (options, sizes) in wanted.items():
-        family = plugins.models.get(name)
-        units += units_for(family, sizes, family.Options.model_validate(options))
-    if not units:
-        return False
-    tqdm.write(f"training {len(units)} missing tiny-zoo artifact(s) first", file=sys.stdout)
-    try:
-        train_units(units, usable_cores(), progress, log=lambda line: tqdm.write(f"  {line}", file=sys.stdout))
-    except TrainingFailed as exc:
-        # Not fatal: the cells of these models train them again in ``build`` and fail with the traceback.
-        tqdm.write(f"bitscale: warning: tiny-zoo training failed: {exc}", file=sys.stderr)
-    return True
 
 
 def _run_row(cell: Cell, experiment: str, outcome: CellOutcome) -> dict[str, Any]:
@@ -189,7 +140,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     """
     if plan.untrained:
         raise ValueError(f"{plan.untrained[0].label}: its weights are not trained yet; "
-                         "train them (plan_trained) and plan again before running")
+                         "train them (bitscale.zoo.pretrain.plan_trained) and plan again before running")
     summary = RunSummary()
     store.include(experiment, (c.hash for c in plan.cells))  # shared cells count for this experiment too
     done = store.done_hashes(include_failed=not retry_failed)
@@ -197,7 +148,6 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     summary.skipped_done = len(plan.cells) - len(todo)
     if not todo:
         return summary
-    pretrain_missing(todo, plugins, progress)
     if executor is None:
         from bitscale.harness.executors.local import LocalExecutor
 

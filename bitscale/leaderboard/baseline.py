@@ -186,7 +186,7 @@ def export_baseline(results: Results, experiment: str | None = None, sigma: floa
 
 def shipped_artifacts() -> dict[str, str]:
     """{artifact: sha256} of the shipped weights in use ({} when weights trained here are in use)."""
-    from bitscale.zoo import shipped
+    from bitscale.harness.artifacts import shipped
 
     if shipped.source() != "shipped":
         return {}

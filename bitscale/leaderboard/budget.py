@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from bitscale.harness.errors import ConfigError
+from bitscale.leaderboard.metrics import best_label, lower_is_better
 from bitscale.leaderboard.results import cell_stats
+from bitscale.leaderboard.stats import mean_ci
 
 AXES = {"mt": "total model bits", "ct": "total compute bits"}
 GROUP = ["source", "family", "protocol_key"]
@@ -69,8 +71,11 @@ class Budget:
         return ok
 
 
-def best_within(df: pd.DataFrame, budget: Budget, effective: bool = False) -> pd.DataFrame:
-    """Per (source, family, protocol, method): the lowest-FID (size, precision) within ``budget``.
+def best_within(df: pd.DataFrame, budget: Budget, effective: bool = False, metric: str = "fid") -> pd.DataFrame:
+    """Per (source, family, protocol, method): the best-scoring (size, precision) within ``budget``.
+
+    "Best" follows ``metric``'s direction (``metrics.lower_is_better``); the score column keeps
+    the name ``fid`` for the FID default and is named after the metric otherwise.
 
     A method with no cell inside the budget gets a row saying so, with its smallest cell.
     """
@@ -90,35 +95,44 @@ def best_within(df: pd.DataFrame, budget: Budget, effective: bool = False) -> pd
                          "note": f"nothing within the budget; smallest is {small['size']} {small['precision']} "
                                  f"(model_bits {small[mt]:.3g}, compute_bits {small[ct]:.3g})"})
             continue
-        best = fit.loc[fit["mean"].idxmin()]
+        best = fit.loc[best_label(fit["mean"], metric)]
         rows.append({**base, "size": best["size"], "precision": best["precision"], "fid": best["mean"],
                      "std": best["std"], "seeds": int(best["seeds"]), "model_bits": best[mt],
                      "compute_bits": best[ct], "candidates": len(fit), "note": ""})
     out = pd.DataFrame(rows)
+    # every measured answer with its 95% CI over seeds (NaN with one seed)
+    lo, hi = mean_ci(out["fid"].to_numpy(float), out["std"].to_numpy(float), out["seeds"].to_numpy(float))
+    out.insert(out.columns.get_loc("std") + 1, "ci_lo", lo)
+    out.insert(out.columns.get_loc("ci_lo") + 1, "ci_hi", hi)
     out.insert(0, "budget", budget.label)
-    return out.sort_values([*GROUP, "fid"], na_position="last", kind="stable").reset_index(drop=True)
+    out = out.sort_values([*GROUP, "fid"], ascending=[True] * len(GROUP) + [lower_is_better(metric)],
+                          na_position="last", kind="stable")
+    return out.reset_index(drop=True).rename(columns={"fid": metric} if metric != "fid" else {})
 
 
-def pareto(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -> pd.DataFrame:
-    """Every cell with ``on_front``: no other cell of its group has fewer-or-equal bits and lower FID."""
+def pareto(df: pd.DataFrame, axis: str = "mt", effective: bool = False, metric: str = "fid") -> pd.DataFrame:
+    """Every cell with ``on_front``: no other cell of its group has fewer-or-equal bits and a better score."""
     cells = cell_stats(df)
     if cells.empty:
         return cells.assign(on_front=[])
     col = axis_column(axis, effective)
+    lower = lower_is_better(metric)
     parts = []
     for _, grp in cells.groupby(GROUP, sort=True):
-        g = grp.sort_values([col, "mean"], kind="stable")
-        best_so_far = np.minimum.accumulate(g["mean"].to_numpy())
+        # In "lower is better" units: a higher-is-better score is negated, so one rule serves both.
+        sign = 1.0 if lower else -1.0
+        g = grp.assign(_score=sign * grp["mean"]).sort_values([col, "_score"], kind="stable")
+        best_so_far = np.minimum.accumulate(g["_score"].to_numpy())
         prev = np.concatenate([[np.inf], best_so_far[:-1]])
-        parts.append(g.assign(on_front=g["mean"].to_numpy() < prev, bits=g[col]))
+        parts.append(g.assign(on_front=g["_score"].to_numpy() < prev, bits=g[col]).drop(columns="_score"))
     out = pd.concat(parts)
     out["axis"] = col
     return out.reset_index(drop=True)
 
 
-def pareto_front(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -> pd.DataFrame:
+def pareto_front(df: pd.DataFrame, axis: str = "mt", effective: bool = False, metric: str = "fid") -> pd.DataFrame:
     """Only the cells on the front, in increasing bits: the answer to "what is worth its bits"."""
-    p = pareto(df, axis, effective)
+    p = pareto(df, axis, effective, metric)
     if p.empty:
         return p
     cols = [*GROUP, "size", "method_label", "precision", "bits", "mean", "std", "seeds"]

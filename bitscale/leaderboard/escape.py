@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 
 _LATEX = {
@@ -32,9 +31,3 @@ def markdown_escape(text: str) -> str:
 def h(text: object) -> str:
     """HTML-escape any value for element content and quoted attributes."""
     return html.escape(str(text), quote=True)
-
-
-def script_json(value: object) -> str:
-    """JSON that is safe inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
-    return (json.dumps(value, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))

@@ -24,6 +24,8 @@ import pandas as pd
 
 from bitscale.leaderboard.budget import axis_column
 from bitscale.leaderboard.results import analysis_rows, parse_precision
+from bitscale.leaderboard.metrics import best_label, lower_is_better
+from bitscale.leaderboard.stats import intervals_overlap, mean_ci, t_quantile
 
 GROUP = ["source", "family", "protocol_key"]
 CONFIDENCE = 0.95
@@ -79,21 +81,7 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, floa
     return b0, b1, float(np.sqrt(s2 * (1 / n + xm**2 / sxx))), float(np.sqrt(s2 / sxx)), r2
 
 
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (importing scipy.stats
-# costs seconds, more than every fit together).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-_Z975 = 1.959963984540054
-
-
-def _t_quantile(dof: int) -> float:
-    """The 97.5% quantile of Student's t (the 95% two-sided CI multiplier)."""
-    if dof < 1:
-        return float("nan")
-    if dof <= len(_T975):
-        return _T975[dof - 1]
-    z = _Z975  # Cornish-Fisher expansion: accurate to 1e-4 beyond 30 dof
-    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+_t_quantile = t_quantile  # older name, used by the fits below
 
 
 def _bootstrap(x: np.ndarray, values: list[np.ndarray], n_boot: int, rng: np.random.Generator
@@ -230,20 +218,37 @@ def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -
             sst = ((y - y.mean()) ** 2).sum()
             r2 = 1 - (resid**2).sum() / sst if sst > 0 else 1.0
             se = np.full(3, np.nan)
+            se_diff = np.nan
             if dof > 0:
                 cov = (resid**2).sum() / dof * np.linalg.pinv(X.T @ X)
                 se = np.sqrt(np.clip(np.diag(cov), 0, None))
+                # a and c are estimated together: the CI of a - c needs their covariance
+                se_diff = float(np.sqrt(max(cov[1, 1] + cov[2, 2] - 2 * cov[1, 2], 0.0)))
             t = _t_quantile(dof) if dof > 0 else np.nan
+            diff = beta[1] - beta[2]
+            diff_ci = (diff - t * se_diff, diff + t * se_diff)
             out.append({"source": key[0], "family": key[1], "protocol": key[2], "method": method,
                         "axis": axis_column(axis, effective),
                         "k": float(np.exp(beta[0])), "a": beta[1], "a_lo": beta[1] - t * se[1],
                         "a_hi": beta[1] + t * se[1], "c": beta[2], "c_lo": beta[2] - t * se[2],
-                        "c_hi": beta[2] + t * se[2], "a_minus_c": beta[1] - beta[2], "r2": r2, "points": len(pts),
-                        "reading": _reading(beta[1] - beta[2])})
+                        "c_hi": beta[2] + t * se[2], "a_minus_c": diff, "a_minus_c_lo": diff_ci[0],
+                        "a_minus_c_hi": diff_ci[1], "r2": r2, "points": len(pts),
+                        "reading": reading(diff, diff_ci)})
     return pd.DataFrame(out)
 
 
-def _reading(a_minus_c: float) -> str:
+def reading(a_minus_c: float, ci: tuple[float, float]) -> str:
+    """The one-line reading of a bivariate fit, only when a - c is resolved.
+
+    The sign of a - c decides "lower precision on a larger model" against "higher precision on a
+    smaller model"; when its 95% CI spans zero (or there is none: as many points as
+    coefficients) the data do not say which, and the reading says exactly that.
+    """
+    lo, hi = ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "not resolved (no CI for a - c: too few points)"
+    if lo <= 0 <= hi:
+        return f"not resolved (a - c = {a_minus_c:.3g}, 95% CI [{lo:.3g}, {hi:.3g}] spans zero)"
     if a_minus_c > 0:
         return "at fixed total bits, lower precision on a larger model is better"
     return "at fixed total bits, higher precision on a smaller model is better"
@@ -256,14 +261,41 @@ def _full_fits(fits: list[PowerLawFit]) -> dict[tuple[str, str, str], PowerLawFi
     return {(f.source, f.family, f.protocol): f for f in fits if parse_precision(f.precision).is_full}
 
 
-def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
-    """Per (source, family, protocol, method): the precision whose fitted curve is lowest at ``budget``.
+def _prediction_ci(f: PowerLawFit, x: float) -> tuple[float, float]:
+    """95% interval of the fitted curve at ``x`` from the fit's bootstrap (NaN without one)."""
+    if not f.boot_alpha.size:
+        return (np.nan, np.nan)
+    logy = f.boot_logk - f.boot_alpha * np.log(x)
+    q = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
+    lo, hi = np.exp(np.percentile(logy, q))
+    return float(lo), float(hi)
 
-    Candidates are the method's own precisions plus the W16A16 reference. Fits measured
-    around ``budget`` win over extrapolated ones; ``extrapolated`` says when none was, and
-    the ranking marks extrapolated predictions with ``*``.
+
+def _cell_text(row: pd.Series) -> str:
+    ci = f" [{row['ci_lo']:.3g}, {row['ci_hi']:.3g}]" if np.isfinite(row["ci_lo"]) else ""
+    return f"{row['size']} {row['precision']} {row['mean']:.4g}{ci}"
+
+
+def optimal_precision(fits: list[PowerLawFit], budget: float, cells: pd.DataFrame | None = None,
+                      inside: pd.Series | None = None, metric: str = "fid") -> pd.DataFrame:
+    """Per (source, family, protocol, method): the best precision within ``budget`` bits.
+
+    Candidates are the method's own precisions plus the W16A16 reference. The answer never
+    contradicts the measured cells it summarises: when ``cells`` (``results.cell_stats`` rows)
+    has cells inside the budget (``inside``, a mask over ``cells``; default: the fit axis <=
+    ``budget``), the best of them decides (``basis = measured``), and the fitted curves at
+    exactly ``budget`` bits are reported beside it (``fit_precision``, ``fit_predicted`` with its
+    bootstrap CI) with a note when they would say otherwise. Only when nothing was measured
+    inside the budget does the fit decide (``basis = fit, extrapolated``). ``resolved`` says
+    whether the measured best's 95% CI clears the best cell of every other precision.
     """
+    lower = lower_is_better(metric)
+    sign = 1.0 if lower else -1.0
     full = _full_fits(fits)
+    if cells is not None and len(cells):
+        cells = cells.assign(_full=cells["precision"].map(lambda p: parse_precision(p).is_full))
+        lo, hi = mean_ci(cells["mean"].to_numpy(float), cells["std"].to_numpy(float), cells["seeds"].to_numpy(float))
+        cells = cells.assign(ci_lo=lo, ci_hi=hi)
     rows = []
     groups: dict[tuple, list[PowerLawFit]] = {}
     for f in fits:
@@ -273,17 +305,55 @@ def optimal_precision(fits: list[PowerLawFit], budget: float) -> pd.DataFrame:
         ref = full.get((source, family, protocol))
         cands = cands + ([ref] if ref is not None else [])
         preds = [(float(c.predict(budget)), c) for c in cands]
-        inside = [p for p in preds if p[1].x_min <= budget <= p[1].x_max]
-        fid, best = min(inside or preds, key=lambda p: p[0])
-        rows.append({"source": source, "family": family, "protocol": protocol, "method": method,
-                     "budget_bits": budget, "axis": best.axis, "best_precision": best.precision,
-                     "predicted_fid": fid, "extrapolated": not inside,
-                     "ranking": ", ".join(f"{c.precision} {p:.3g}{'' if c.x_min <= budget <= c.x_max else '*'}"
-                                          for p, c in sorted(preds, key=lambda p: p[0]))})
-    return pd.DataFrame(rows)
+        within = [p for p in preds if p[1].x_min <= budget <= p[1].x_max]
+        fid, best = min(within or preds, key=lambda p: sign * p[0])
+        fit_lo, fit_hi = _prediction_ci(best, budget)
+        row = {"source": source, "family": family, "protocol": protocol, "method": method,
+               "budget_bits": budget, "axis": best.axis, "best_precision": best.precision,
+               "basis": "fit, interpolated" if within else "fit, extrapolated",
+               "measured_best": "", "resolved": None, "fit_precision": best.precision, "predicted_fid": fid,
+               "predicted_lo": fit_lo, "predicted_hi": fit_hi, "extrapolated": not within,
+               "ranking": ", ".join(f"{c.precision} {p:.3g}{'' if c.x_min <= budget <= c.x_max else '*'}"
+                                    for p, c in sorted(preds, key=lambda p: sign * p[0])),
+               "note": ""}
+        measured = _measured_inside(cells, inside, best.axis, budget, source, family, protocol, method)
+        if measured is not None and len(measured):
+            top = measured.loc[best_label(measured["mean"], metric)]
+            row.update(best_precision=top["precision"], basis="measured", measured_best=_cell_text(top))
+            others = measured[measured["precision"] != top["precision"]]
+            if len(others):
+                rival = others.loc[best_label(others["mean"], metric)]
+                if np.isfinite(top["ci_lo"]) and np.isfinite(rival["ci_lo"]):
+                    row["resolved"] = not bool(intervals_overlap(top["ci_lo"], top["ci_hi"], rival["ci_lo"],
+                                                                 rival["ci_hi"]))
+                row["note"] = f"runner-up: {_cell_text(rival)}"
+            if best.precision != top["precision"]:
+                row["note"] = "; ".join(filter(None, [
+                    f"the fitted curves at exactly {budget:.3g} bits favour {best.precision} "
+                    f"({fid:.3g}{'' if within else ', extrapolated'}: a size not measured); "
+                    f"no measured {best.precision} cell within the budget beats {top['size']} {top['precision']}",
+                    row["note"]]))
+        elif cells is not None:
+            row["note"] = "nothing measured within the budget: the answer is read off the fitted curves"
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if metric != "fid" and len(out):
+        out = out.rename(columns={"predicted_fid": f"predicted_{metric}"})
+    return out
 
 
-def shift_vs_full(fits: list[PowerLawFit], points: int = 50) -> pd.DataFrame:
+def _measured_inside(cells: pd.DataFrame | None, inside: pd.Series | None, axis: str, budget: float, source: str,
+                     family: str, protocol: str, method: str) -> pd.DataFrame | None:
+    """The method's and the W16A16 reference's cells of one group that fit the budget."""
+    if cells is None or not len(cells):
+        return None
+    mask = inside.reindex(cells.index, fill_value=False) if inside is not None else cells[axis] <= budget
+    sel = cells[mask & (cells["source"] == source) & (cells["family"] == family)
+                & (cells["protocol_key"] == protocol) & ((cells["method_label"] == method) | cells["_full"])]
+    return sel
+
+
+def shift_vs_full(fits: list[PowerLawFit], points: int = 50, metric: str = "fid") -> pd.DataFrame:
     """Does each quantized curve sit "down-left" of the W16A16 curve (lower FID at equal bits)?
 
     ``shift_pct`` is the mean FID change at equal bits, in percent, over the bits range both
@@ -311,10 +381,16 @@ def shift_vs_full(fits: list[PowerLawFit], points: int = 50) -> pd.DataFrame:
             d = (f.boot_logk[:n] - f.boot_alpha[:n] * mean_lx) - (ref.boot_logk[:n] - ref.boot_alpha[:n] * mean_lx)
             ci = tuple(100 * (np.exp(np.percentile(d, [2.5, 97.5])) - 1))
         pct = 100 * (np.exp(diff) - 1)
+        # "down-left" (the paper's words) is better only for a lower-is-better metric
+        better, worse = ("down-left", "up-right") if lower_is_better(metric) else ("higher at equal bits (better)",
+                                                                                   "lower at equal bits (worse)")
         if np.isfinite(ci[0]):
-            verdict = "down-left" if ci[1] < 0 else ("up-right" if ci[0] > 0 else "no significant shift")
+            verdict = better if ci[1] < 0 else (worse if ci[0] > 0 else "no significant shift")
+            if not lower_is_better(metric):
+                verdict = worse if ci[1] < 0 else (better if ci[0] > 0 else "no significant shift")
         else:
-            verdict = ("down-left" if pct < 0 else "up-right") + " (no CI)"
+            lower_score = pct < 0
+            verdict = (better if lower_score == lower_is_better(metric) else worse) + " (no CI)"
         rows.append({"source": f.source, "family": f.family, "protocol": f.protocol, "method": f.method,
                      "precision": f.precision, "axis": f.axis, "shift_pct": pct, "shift_lo": ci[0],
                      "shift_hi": ci[1], "verdict": verdict, "bits_lo": lo, "bits_hi": hi,

@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from bitscale.leaderboard.baseline import Baseline, cell_key, changed_artifacts, measured_cells
+from bitscale.leaderboard.metrics import LOWER_IS_BETTER, lower_is_better  # noqa: F401  (re-exported)
 from bitscale.leaderboard.results import Results
-
-LOWER_IS_BETTER = {"fid": True, "kid": True, "isc": False}
 
 
 @dataclass
@@ -81,7 +80,7 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
     changed = changed_artifacts(baseline, artifacts or {})
     weights_note = (f"the shipped weights changed since the baseline ({', '.join(changed)}): scores are not "
                     "comparable; export a new baseline") if changed else ""
-    lower = LOWER_IS_BETTER.get(baseline.metric, True)
+    lower = lower_is_better(baseline.metric)
     ok = measured_cells(results)
     # key -> {seed: score}; plain dicts, because a pandas group per cell costs a millisecond
     # each and a baseline has thousands of cells (prepare() already kept one run per seed).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bitscale.leaderboard.escape import h
-from bitscale.leaderboard.render import note_numbers, table_rows, title
+from bitscale.leaderboard.table_text import footnotes, note_numbers, table_rows, title
 from bitscale.leaderboard.table import LeaderboardTable, best_mask
 
 
@@ -28,11 +28,12 @@ def html_table(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
             sort = "" if missing else f"{value:.6g}"
             cls = ' class="missing"' if missing else ""
             tds.append(f'<td{cls} data-sort="{sort}" title="{h(hint or "")}">{content}</td>')
-        body.append(f"<tr><td>{h(prec)}</td><td>{h(method)}</td>{''.join(tds)}</tr>")
+        proto = t.row_protocols.get((prec, method), "")
+        body.append(f'<tr><td>{h(prec)}</td><td title="{h(proto)}">{h(method)}</td>{"".join(tds)}</tr>')
     foot = ""
-    if notes:
-        items = "".join(f"<li>[{h(m)}] {h(r)}</li>" for m, r in notes)
-        foot = f'\n<ul class="notes">{items}</ul>'
+    items = [f"[{m}] {r}" for m, r in notes] + footnotes(t)
+    if items:
+        foot = '\n<ul class="notes">' + "".join(f"<li>{h(x)}</li>" for x in items) + "</ul>"
     return (f'<table class="lb sortable" id="table-{h(t.key)}" data-family="{h(t.family)}" '
             f'data-source="{h(t.source)}">\n<caption>{h(title(t, with_deltas))}</caption>\n'
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>" + foot)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bitscale.leaderboard.escape import h
 from bitscale.leaderboard.html_tables import html_table
+from bitscale.leaderboard.metrics import direction_words, display_name
 from bitscale.leaderboard.plots import Plot, data_uri
 from bitscale.leaderboard.report import Report
 
@@ -193,6 +194,23 @@ def _fits_section(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _fig1_section(report: Report) -> str:
+    """The paper's Fig. 1 readings per family: equal bits beside equal size, and budgets."""
+    if report.fig1 is None:
+        return "<p>Not computed.</p>"
+    parts = ["<p class=meta>Below-left of W16A16 at equal total model (MT) or compute (CT) bits is the paper's "
+             "claim for language-style models; the change at equal size beside it says how much of that shift is "
+             "only the bits divided by 16/w. Intervals are 95%; a reading whose interval spans zero is "
+             "\"not resolved\".</p>"]
+    for name, df, caption in (("fig1", report.fig1, "Quantized vs W16A16: equal bits and equal size"),
+                              ("fig1-budgets", report.fig1_budgets, "Best measured cell within each budget")):
+        df = df.copy() if df is not None else None
+        if df is not None and not df.empty:
+            df["protocol"] = df["protocol"].str[:8]
+        parts.append(frame_table(df, name, caption))
+    return "\n".join(parts)
+
+
 def _budget_section(report: Report) -> str:
     parts = []
     for axis, front in report.fronts.items():
@@ -229,7 +247,8 @@ def _runs_section(report: Report) -> str:
         return "<p>No runs.</p>"
     df = runs.reindex(columns=RUN_COLUMNS).sort_values(["source", "family", "size", "method_label", "precision",
                                                           "seed"], kind="stable")
-    return frame_table(df, "runs", f"Every run ({len(df)}), with provenance", RUN_HEADERS)
+    headers = [display_name(report.results.metric) if c == "FID" else c for c in RUN_HEADERS]
+    return frame_table(df, "runs", f"Every run ({len(df)}), with provenance", headers)
 
 
 def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bool | str = False,
@@ -245,12 +264,14 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
         ("leaderboard", "Leaderboard", _leaderboard_section(report, with_deltas)),
         ("plots", "Scaling-law plots", _plots_section(plots)),
         ("fits", "Scaling-law fits", _fits_section(report)),
+        ("fig1", "Fig. 1: does quantization pay at equal bits?", _fig1_section(report)),
         ("budgets", "Budgets and Pareto fronts", _budget_section(report)),
         ("protocols", "Protocols", _protocols_section(report)),
         ("runs", "Runs and provenance", _runs_section(report)),
     ]
     if analyses is not None:
-        sections.insert(4, ("analyses", "Analyses (Fig. 2-4)", analyses))
+        after = [sid for sid, _, _ in sections].index("budgets") + 1
+        sections.insert(after, ("analyses", "Analyses (Fig. 2-4)", analyses))
     nav = "".join(f'<a href="#{sid}">{h(name)}</a>' for sid, name, _ in sections)
     body = "\n".join(f'<h2 id="{sid}">{h(name)}</h2>\n{html}' for sid, name, html in sections)
     return f"""<!DOCTYPE html>
@@ -261,8 +282,9 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
 <body>
 <h1>{h(title)}</h1>
 <p class=meta>Generated {h(now)} by bitscale {h(bitscale.__version__)} from {h(report.results.store_url)}: {h(summary)}.
-FID, lower is better. Published rows (<span class=tag>paper</span>) are shown beside measured ones and never
-share a column or a fitted curve with them; scores of different protocols never share a column.</p>
+{h(display_name(report.results.metric))}, {h(direction_words(report.results.metric))}.
+Published rows (<span class=tag>paper</span>) are shown beside measured ones and never share a column
+or a fitted curve with them; scores of different protocols never share a column.</p>
 <nav>{nav}</nav>
 {body}
 <script>{SCRIPT}</script>

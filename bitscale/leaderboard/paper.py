@@ -20,13 +20,12 @@ Choices, and why:
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from bitscale.harness.precision import Precision, compute_bits, model_bits
+from bitscale.hashing import json_digest
+from bitscale.precision import Precision, compute_bits, model_bits
 
 PAPER = "Ding, Cao, Cao, Chen: Dissecting Bit-Level Scaling Laws in Quantizing Vision Generative Models"
 PAPER_ID = "dissecting-bit-level-scaling-laws"
@@ -70,9 +69,7 @@ def paper_rows() -> list[dict[str, str]]:
 
 def protocol() -> tuple[str, dict[str, Any]]:
     """(fingerprint, details) of the paper's evaluation protocol."""
-    # Same recipe as harness.evaluation.fid.protocol_fingerprint, which is not imported here
-    # because it pulls in torch and torch-fidelity just to hash a dict.
-    digest = hashlib.sha256(json.dumps(PROTOCOL, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = json_digest(PROTOCOL, 16)  # harness.evaluation.fid.protocol_fingerprint's recipe, without torch
     return digest, dict(PROTOCOL)
 
 
@@ -80,7 +77,7 @@ def paper_cell_hash(table: str, precision: str, method: str, size: str) -> str:
     """Stable hash of one published cell (what makes the import idempotent)."""
     key = {"source": "paper", "paper": PAPER_ID, "table": str(table), "precision": precision,
            "method": method, "size": size}
-    return "paper-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return "paper-" + json_digest(key, 20)  # all strings: default=str never applies
 
 
 def paper_records() -> list[dict[str, Any]]:

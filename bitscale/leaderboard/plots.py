@@ -27,6 +27,7 @@ import pandas as pd
 
 from bitscale.leaderboard.budget import axis_column, pareto
 from bitscale.leaderboard.fit import PowerLawFit
+from bitscale.leaderboard.metrics import display_name
 from bitscale.leaderboard.results import cell_stats, parse_precision
 from bitscale.leaderboard.table import precision_order
 
@@ -65,6 +66,26 @@ class Plot:
 def _colors(labels: list[str]) -> dict[str, str]:
     return {lab: ("black" if lab in ("W16A16", "fp16") else _PALETTE[i % len(_PALETTE)])
             for i, lab in enumerate(sorted(labels, key=lambda s: precision_order(s) if _is_prec(s) else (1, s)))}
+
+
+#: Marker per line (by precision order); weight-activation precisions get hollow markers on a
+#: dotted line, so W8A8 never looks like W8A16 even where the two lines coincide.
+_MARKERS = ["o", "^", "v", "D", "P", "X", "*", "<", ">", "h"]
+#: Two lines coincide (to the eye, on a log axis) when every point agrees within this relative difference ...
+COINCIDENT_RTOL = 0.03
+#: ... and the later one is then drawn this factor to the right (a few percent of a decade).
+COINCIDENT_SHIFT = 1.04
+
+
+def _markers(precisions: list[str]) -> dict[str, str]:
+    ordered = sorted((p for p in precisions if _is_prec(p)), key=precision_order)
+    return {p: _MARKERS[i % len(_MARKERS)] for i, p in enumerate(ordered)}
+
+
+def _style(precision: str, markers: dict[str, str]) -> dict:
+    weight_only = parse_precision(precision).weight_only if _is_prec(precision) else True
+    return {"marker": markers.get(precision, "o"), "linestyle": "-" if weight_only else ":",
+            "hollow": not weight_only}
 
 
 def _is_prec(s: str) -> bool:
@@ -112,11 +133,14 @@ class PlotSet:
     """All plots of a prepared results frame, sharing one aggregation and one set of fits."""
 
     def __init__(self, runs: pd.DataFrame, fits: dict[str, list[PowerLawFit]] | None = None,
-                 effective: bool = False) -> None:
+                 effective: bool = False, metric: str = "fid") -> None:
+        self.metric = metric
+        self._drawn: dict[object, list[tuple]] = {}
+        self._notes: dict[str, float] = {}
         self.cells = cell_stats(runs)
         self.fits = fits or {}
         self.effective = effective
-        self._pareto = {axis: pareto(runs, axis, effective) for axis in ("mt", "ct")} if len(self.cells) else {}
+        self._pareto = {axis: pareto(runs, axis, effective, metric) for axis in ("mt", "ct")} if len(self.cells) else {}
         self._plots: list[Plot] = []
         self._extents: dict[int, list[float]] = {}
         self._errors: dict[object, list[tuple]] = {}
@@ -165,14 +189,39 @@ class PlotSet:
         # Grid lines set when the axes are made: calling ax.grid() afterwards re-styles every
         # tick of every axes, which was a sizeable part of the drawing time.
         self._extents, self._errors = {}, {}  # per figure: ids of freed axes get reused
+        self._drawn, self._notes = {}, {}
         with matplotlib.rc_context(_RC):
             fig = self._draw(plot)
+            self._coincidence_note(fig)
         for ax, segments in self._errors.items():
             if segments:
                 xs, lo, hi, colors = zip(*segments)
                 ax.vlines(xs, lo, hi, colors=colors, lw=0.8)  # every error bar of an axes at once
         self._errors = {}
         return fig
+
+    def _coincidence_note(self, fig) -> None:
+        """A line under the figure naming every pair of lines drawn apart because they coincide."""
+        if not self._notes:
+            return
+        text = "; ".join(f"{what} (within {COINCIDENT_RTOL:.0%}; drawn ×{shift:.3g} to the right)"
+                         for what, shift in self._notes.items())
+        text += "; solid/filled: weight-only, dotted/hollow: weight-activation"
+        # Make room under everything: the figure grows by one text line and every artist placed in
+        # figure fractions (axes, x label, legend) keeps its distance from the top.
+        h, extra = fig.get_figheight(), 0.22
+        grow = h / (h + extra)
+        fig.set_figheight(h + extra)
+        sp = fig.subplotpars
+        fig.subplots_adjust(bottom=1 - (1 - sp.bottom) * grow, top=1 - (1 - sp.top) * grow)
+        label = getattr(fig, "_supxlabel", None)
+        if label is not None:
+            label.set_y(1 - (1 - label.get_position()[1]) * grow)
+        for legend in fig.legends:
+            anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+            legend.set_bbox_to_anchor((anchor.x0, 1 - (1 - anchor.y0) * grow), transform=fig.transFigure)
+        fig.text(0.01, 0.01, _text("note: " + text), fontsize=6.5, ha="left", va="bottom", color="#444",
+                 gid="coincidence-note", wrap=True)
 
     def _draw(self, plot: Plot):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -206,23 +255,41 @@ class PlotSet:
         return fig
 
     def _line(self, ax, pts: pd.DataFrame, col: str, label: str, color: str, fit: PowerLawFit | None,
-              marker: str = "o") -> None:
+              marker: str = "o", linestyle: str = "-", hollow: bool = False) -> None:
         x = pts[col].to_numpy(float)
         order = np.argsort(x)
         x, y = x[order], pts["mean"].to_numpy(float)[order]
         err = np.nan_to_num(pts["std"].to_numpy(float)[order])
+        # Lines that coincide with one already drawn (W8A8 on W8A16 at equal MT when A8 costs
+        # nothing) would vanish under it: shift them right by a few percent and say so.
+        shift = self._coincidence(ax, label, x, y)
+        x = x * shift
         self._extend(ax, x, y)
-        ax.plot(x, y, marker + "-", ms=4, lw=1.2, color=color, label=_text(label))
+        ax.plot(x, y, marker=marker, linestyle=linestyle, ms=4.5, lw=1.2, color=color, label=_text(label),
+                markerfacecolor="none" if hollow else color, markeredgewidth=1.1)
         # seed std as vertical bars, drawn per axes in one collection by draw()
         self._errors.setdefault(ax, []).extend((xi, yi - e, yi + e, color) for xi, yi, e in zip(x, y, err) if e > 0)
         if fit is not None:
             xs = np.geomspace(x.min(), x.max(), 20)
-            ax.plot(xs, fit.predict(xs), "--", lw=0.9, color=color, alpha=0.8)
+            ax.plot(xs, fit.predict(xs / shift), "--", lw=0.9, color=color, alpha=0.8)
+
+    def _coincidence(self, ax, label: str, x: np.ndarray, y: np.ndarray) -> float:
+        """The horizontal factor to draw a line at: 1, or a shift when it hides under earlier lines."""
+        drawn = self._drawn.setdefault(ax, [])
+        twins = [lab for lab, x0, y0 in drawn if len(x0) == len(x) and np.allclose(x0, x, rtol=1e-9)
+                 and np.allclose(y0, y, rtol=COINCIDENT_RTOL)]
+        drawn.append((label, x, y))
+        if not twins:
+            return 1.0
+        shift = COINCIDENT_SHIFT ** len(twins)
+        self._notes.setdefault(f"{label} coincides with {', '.join(twins)}", shift)
+        return shift
 
     def _scaling(self, fig, axes, sel: pd.DataFrame, plot: Plot) -> None:
         ref = sel[sel["method_label"] == "fp16"]
         quantized = sel[sel["method_label"].isin(plot.methods)]
         colors = _colors([*quantized["precision"].unique(), "W16A16"])  # one colour per precision in every panel
+        markers = _markers(list(quantized["precision"].unique()))
         col = axis_column(plot.axis, self.effective)
         fits = self._fit_index(plot.axis)
         flat = list(axes.flat)
@@ -233,7 +300,7 @@ class PlotSet:
             mine = quantized[quantized["method_label"] == method]
             for prec in sorted(mine["precision"].unique(), key=precision_order):
                 f = fits.get((plot.source, plot.family, plot.protocol, method, prec))
-                self._line(ax, mine[mine["precision"] == prec], col, prec, colors[prec], f)
+                self._line(ax, mine[mine["precision"] == prec], col, prec, colors[prec], f, **_style(prec, markers))
             ax.set_title(_text(method), fontsize=9)
         self._limits(flat[:len(plot.methods)])
         for ax in flat[len(plot.methods):]:
@@ -248,7 +315,7 @@ class PlotSet:
         eff = "effective " if self.effective else ""
         fig.supxlabel(f"{eff}total {_AXIS_WORD[plot.axis]} bits ({'N·w' if plot.axis == 'mt' else 'N·w·a'})",
                       fontsize=9)
-        fig.supylabel("FID (dashed: fitted power law)", fontsize=9)
+        fig.supylabel(f"{display_name(self.metric)} (dashed: fitted power law)", fontsize=9)
 
     def _methods(self, ax, sel: pd.DataFrame, plot: Plot) -> None:
         col = axis_column("mt", self.effective)
@@ -261,7 +328,8 @@ class PlotSet:
         methods = sorted(at["method_label"].unique())
         for i, m in enumerate(methods):
             f = fits.get((plot.source, plot.family, plot.protocol, m, plot.precision))
-            self._line(ax, at[at["method_label"] == m], col, m, _PALETTE[i % len(_PALETTE)], f)
+            self._line(ax, at[at["method_label"] == m], col, m, _PALETTE[i % len(_PALETTE)], f,
+                       marker=_MARKERS[i % len(_MARKERS)])
         self._axes(ax, "mt")
 
     def _pareto_axes(self, axes, plot: Plot) -> None:
@@ -318,7 +386,7 @@ class PlotSet:
         if labels:
             eff = "effective " if self.effective else ""
             ax.set_xlabel(f"{eff}total {_AXIS_WORD[axis]} bits ({'N·w' if axis == 'mt' else 'N·w·a'})")
-            ax.set_ylabel("FID")
+            ax.set_ylabel(display_name(self.metric))
         if legend and ax.get_legend_handles_labels()[0]:  # once per figure: text is the slow part
             ax.legend(fontsize=7, frameon=False)
 

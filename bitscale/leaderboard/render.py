@@ -1,4 +1,5 @@
-"""Text renderings of leaderboard tables: GitHub markdown, LaTeX, plain text, CSV, JSON, HTML.
+"""Leaderboard tables and titled frames in every format (the one format dispatch): GitHub markdown,
+LaTeX, plain text, CSV, JSON, HTML.
 
 An empty cell is never silent: it shows a dash with a note marker, and the note under the
 table says why (failed, measured only under another protocol, not run, not published).
@@ -12,93 +13,13 @@ import pandas as pd
 from tabulate import tabulate
 
 from bitscale.leaderboard.escape import latex_escape, markdown_escape
-from bitscale.leaderboard.results import parse_precision
-from bitscale.leaderboard.table import LeaderboardTable, best_mask, deltas
+from bitscale.leaderboard.html_tables import html_table
+from bitscale.leaderboard.metrics import direction_words
+from bitscale.leaderboard.table import LeaderboardTable
+from bitscale.leaderboard.table_text import delta_frame, escape_text, footnotes, note_numbers, table_rows, title
 
 FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 _TABLEFMT = {"github": "github", "latex": "latex_raw", "plain": "simple"}
-
-
-def _escape(text: str, fmt: str) -> str:
-    if fmt == "latex":
-        return latex_escape(text)
-    if fmt == "github":
-        return markdown_escape(text)
-    return text
-
-
-def _cell(value: float, std: float, printed: object, fmt: str, bold: bool, delta: float | None,
-          note: str | None) -> str:
-    if value != value:  # NaN: an empty cell, with the mark of its reason
-        dash = "--" if fmt == "latex" else "—"
-        if note is None:
-            return dash
-        return f"{dash}$^{{{note}}}$" if fmt == "latex" else f"{dash} [{note}]"
-    text = printed if isinstance(printed, str) and printed else f"{value:.2f}"  # published: as printed
-    if std == std:
-        text += f" $\\pm$ {std:.2f}" if fmt == "latex" else f" ± {std:.2f}"
-    if delta is not None and delta == delta:
-        text += f" ({delta:+.2f})"
-    if bold:
-        text = f"**{text}**" if fmt == "github" else (f"\\textbf{{{text}}}" if fmt == "latex" else text)
-    return text
-
-
-def note_numbers(table: LeaderboardTable) -> tuple[dict[tuple[str, str, str], str], list[tuple[str, str]]]:
-    """Number the distinct reasons of a table's empty cells: (cell -> mark, [(mark, reason)])."""
-    marks: dict[str, str] = {}
-    by_cell = {}
-    for cell, reason in table.missing.items():
-        if reason not in marks:
-            marks[reason] = str(len(marks) + 1)
-        by_cell[cell] = marks[reason]
-    return by_cell, [(m, r) for r, m in marks.items()]
-
-
-def delta_frame(table: LeaderboardTable, with_deltas: bool | str) -> pd.DataFrame | None:
-    """Deltas requested by ``with_deltas``: True = vs W16A16, a method name = vs that method."""
-    if not with_deltas:
-        return None
-    return deltas(table, None if with_deltas is True else str(with_deltas))
-
-
-def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = False,
-               repeat_precision: bool = False) -> list[list[str]]:
-    """Body rows ``[#bits, method, *sizes]`` as strings in ``fmt``."""
-    # Plain arrays, not .loc: a 10,000-run store renders thousands of cells per format.
-    mean, std = table.frame.to_numpy(float), table.std.to_numpy(float)
-    best = best_mask(table).to_numpy()
-    d = delta_frame(table, with_deltas)
-    delta = None if d is None else d.to_numpy(float)
-    text = None if table.text is None else table.text.to_numpy(object)
-    cols = list(table.frame.columns)
-    marks, _ = note_numbers(table)
-    against = None if with_deltas is True else with_deltas
-    rows, last = [], None
-    for i, (prec, method) in enumerate(table.frame.index):
-        is_reference = parse_precision(prec).is_full if against is None else method == against
-        cells = [
-            _cell(mean[i, j], std[i, j], None if text is None else text[i, j], fmt, bool(best[i, j]),
-                  None if delta is None or is_reference else delta[i, j], marks.get((prec, method, c)))
-            for j, c in enumerate(cols)
-        ]
-        shown = prec if (prec != last or repeat_precision) else ""
-        rows.append([_escape(shown, fmt), _escape(method, fmt), *cells])
-        last = prec
-    return rows
-
-
-def title(t: LeaderboardTable, with_deltas: bool | str = False) -> str:
-    """One line describing what a table shows (family, source, averaging, protocol)."""
-    proto = f", protocol {t.protocol[:8]}" if t.protocol else ""
-    if t.source == "paper":
-        head = f"{t.family} ({t.title_note or 'published'}): {t.metric.upper()} as published"
-        return f"{head} (lower is better{proto})"
-    seeds = f", mean ± std over {t.seeds} seeds" if t.seeds > 1 else ""
-    ref = ""
-    if with_deltas:
-        ref = f"; in parentheses: delta vs {'W16A16' if with_deltas is True else with_deltas}"
-    return f"{t.family}: {t.metric.upper()} (lower is better{seeds}{proto}{ref})"
 
 
 def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: bool | str = False) -> str:
@@ -112,22 +33,22 @@ def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: boo
     if fmt == "json":
         return json.dumps(long_frame(tables, with_deltas).to_dict(orient="records"), indent=2, default=str) + "\n"
     if fmt == "html":
-        from bitscale.leaderboard.html_tables import html_table
-
         return "\n".join(html_table(t, with_deltas) for t in tables)
     out = []
     for t in tables:
-        headers = ["#bits", "Method", *(_escape(str(c), fmt) for c in t.frame.columns)]
+        headers = ["#bits", "Method", *(escape_text(str(c), fmt) for c in t.frame.columns)]
         body = tabulate(table_rows(t, fmt, with_deltas), headers=headers, tablefmt=_TABLEFMT[fmt],
                         disable_numparse=True)
         _, notes = note_numbers(t)
         head = title(t, with_deltas)
+        extra = footnotes(t)
         if fmt == "latex":
-            foot = "".join(f"% [{m}] {r}\n" for m, r in notes)
+            foot = "".join(f"% [{m}] {r}\n" for m, r in notes) + "".join(f"% {latex_escape(x)}\n" for x in extra)
             out.append(f"% {latex_escape(head)}\n{body}\n{foot}")
         else:
-            foot = "".join(f"[{m}] {_escape(r, fmt)}\n" for m, r in notes)
-            out.append(f"{_escape(head, fmt)}\n\n{body}\n" + (f"\n{foot}" if foot else ""))
+            foot = "".join(f"[{m}] {escape_text(r, fmt)}\n" for m, r in notes)
+            foot += "".join(f"{'* ' if fmt == 'github' else ''}{escape_text(x, fmt)}\n" for x in extra)
+            out.append(f"{escape_text(head, fmt)}\n\n{body}\n" + (f"\n{foot}" if foot else ""))
     return "\n".join(out)
 
 
@@ -140,6 +61,11 @@ def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) 
         mean = t.frame.stack(future_stack=True).reindex(idx)
         std = t.std.stack(future_stack=True).reindex(idx)
         df = pd.DataFrame({"mean": mean.to_numpy(), "std": std.to_numpy()}, index=idx).reset_index()
+        if t.ci_lo is not None and t.ci_hi is not None and t.overlaps_full is not None:
+            df["ci_lo"] = t.ci_lo.stack(future_stack=True).reindex(idx).to_numpy()
+            df["ci_hi"] = t.ci_hi.stack(future_stack=True).reindex(idx).to_numpy()
+            df["ci_overlaps_fp"] = t.overlaps_full.stack(future_stack=True).reindex(idx).to_numpy(bool)
+        df["row_protocol"] = [t.row_protocols.get((p, m), "") for p, m, _ in idx]
         d = delta_frame(t, with_deltas)
         if d is not None:
             df["delta"] = d.stack(future_stack=True).reindex(idx).to_numpy()
@@ -151,5 +77,21 @@ def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) 
         df.insert(1, "source", t.source)
         df.insert(2, "table", t.title_note)
         df["metric"], df["protocol"], df["seeds"] = t.metric, t.protocol, t.seeds
+        df["direction"] = direction_words(t.metric)
         parts.append(df)
     return pd.concat(parts, ignore_index=True)
+
+
+def render_frame(df: pd.DataFrame | None, fmt: str, title: str) -> str:
+    """A titled data frame (budget answers, Pareto fronts, fits) in ``fmt``, as ``render`` writes tables."""
+    if df is None or df.empty:
+        return f"{title}: nothing to show.\n"
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps({"title": title, "rows": df.to_dict(orient="records")}, indent=2, default=str) + "\n"
+    esc = latex_escape if fmt == "latex" else (markdown_escape if fmt == "github" else str)
+    shown = df.map(lambda v: esc(f"{v:.4g}" if isinstance(v, float) else str(v)))
+    body = tabulate(shown.values.tolist(), headers=[esc(str(c)) for c in df.columns], tablefmt=_TABLEFMT[fmt],
+                    disable_numparse=True)
+    return f"% {latex_escape(title)}\n{body}\n" if fmt == "latex" else f"{esc(title)}\n\n{body}\n"

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bitscale.leaderboard.budget import Budget, best_within, pareto_front
+from bitscale.leaderboard.fig1 import best_within_budgets, equal_bits_and_size
 from bitscale.leaderboard.fit import PowerLawFit, fit_axes, fit_bivariate, optimal_precision, shift_vs_full
-from bitscale.leaderboard.results import Results
+from bitscale.leaderboard.results import Results, cell_stats
 from bitscale.leaderboard.table import LeaderboardTable, build_tables
 
 
@@ -33,6 +34,8 @@ class Report:
     fronts: dict[str, pd.DataFrame]  # axis column -> Pareto front cells
     budgets: list[BudgetAnswer]
     effective: bool = False
+    fig1: pd.DataFrame | None = None  # per family/method/precision: equal-bits shift beside equal-size change
+    fig1_budgets: pd.DataFrame | None = None  # per family/method: best measured cell within each budget
 
 
 def filter_results(results: Results, families: list[str] | None = None, sources: list[str] | None = None
@@ -47,22 +50,30 @@ def filter_results(results: Results, families: list[str] | None = None, sources:
 
 
 def build_report(results: Results, *, size_order: dict[str, list[str]] | None = None,
-                 budgets: list[Budget] | tuple[Budget, ...] = (), effective: bool = False, n_boot: int = 1000
-                 ) -> Report:
-    """Tables, fits (MT and CT), bivariate fits, down-left shifts, Pareto fronts, budget answers."""
-    runs = results.runs
-    tables = build_tables(runs, results.metric, size_order, protocols=results.protocols, prepared=runs)
+                 budgets: list[Budget] | tuple[Budget, ...] = (), effective: bool = False, n_boot: int = 1000,
+                 fig1: bool = False) -> Report:
+    """Tables, fits (MT and CT), bivariate fits, down-left shifts, Pareto fronts, budget answers;
+    with ``fig1``, the paper's Fig. 1 readings per family (``leaderboard.fig1``)."""
+    runs, metric = results.runs, results.metric
+    tables = build_tables(runs, metric, size_order, protocols=results.protocols, prepared=runs)
     suffix = "_eff" if effective else ""
     fits = fit_axes(runs, ("mt", "ct"), effective, n_boot)
     bivariate = pd.concat([fit_bivariate(runs, axis, effective) for axis in ("mt", "ct")], ignore_index=True)
-    shifts = pd.concat([shift_vs_full(f) for f in fits.values()], ignore_index=True)
-    fronts = {f"{axis}{suffix}": pareto_front(runs, axis, effective) for axis in ("mt", "ct")}
+    shifts = pd.concat([shift_vs_full(f, metric=metric) for f in fits.values()], ignore_index=True)
+    fronts = {f"{axis}{suffix}": pareto_front(runs, axis, effective, metric) for axis in ("mt", "ct")}
+    cells = cell_stats(runs) if budgets else None
     answers = []
     for b in budgets:
-        ans = BudgetAnswer(b, best_within(runs, b, effective))
+        ans = BudgetAnswer(b, best_within(runs, b, effective, metric))
+        # The measured cells inside the whole budget (every limit) decide; the fits are read beside them.
+        inside = b.fits(cells, effective) if cells is not None and len(cells) else None
         if b.model_bits is not None:
-            ans.optimal.append(optimal_precision(fits[f"mt{suffix}"], b.model_bits))
+            ans.optimal.append(optimal_precision(fits[f"mt{suffix}"], b.model_bits, cells, inside, metric))
         if b.compute_bits is not None:
-            ans.optimal.append(optimal_precision(fits[f"ct{suffix}"], b.compute_bits))
+            ans.optimal.append(optimal_precision(fits[f"ct{suffix}"], b.compute_bits, cells, inside, metric))
         answers.append(ans)
-    return Report(results, tables, fits, bivariate, shifts, fronts, answers, effective)
+    report = Report(results, tables, fits, bivariate, shifts, fronts, answers, effective)
+    if fig1:
+        report.fig1 = equal_bits_and_size(runs, shifts, metric, effective, n_boot)
+        report.fig1_budgets = best_within_budgets(runs, list(budgets) or None, metric, effective)
+    return report

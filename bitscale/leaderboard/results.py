@@ -14,7 +14,6 @@ Every view (tables, budgets, fits, plots, the HTML page, the CI gate) starts fro
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bitscale.harness.precision import Precision
+from bitscale.hashing import json_digest
+from bitscale.precision import Precision
 
 if TYPE_CHECKING:
     from bitscale.harness.store import ResultStore
@@ -40,7 +40,7 @@ def comparison_key(details: dict[str, Any] | None) -> str:
     if not details:
         return ""
     core = {k: v for k, v in details.items() if k not in PER_SEED_FIELDS}
-    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_digest(core, 12)
 
 
 def comparable_protocols(protocols: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bitscale.leaderboard.metrics import lower_is_better
+from bitscale.leaderboard.row_protocol import row_protocol
+from bitscale.leaderboard.stats import intervals_overlap, mean_ci
 from bitscale.leaderboard.results import comparable_protocols, method_label, parse_precision, prepare
 from bitscale.leaderboard.results import size_order as ordered_sizes
 
@@ -37,6 +40,13 @@ class LeaderboardTable:
     missing: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (precision, method, size) -> why
     runs: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)  # cell -> contributing hashes
     protocol_details: dict[str, Any] | None = None
+    # 95% t-interval of each cell's mean over seeds (NaN with one seed), and whether a quantized
+    # cell's interval overlaps the W16A16 cell's of the same size (False when either has none).
+    ci_lo: pd.DataFrame | None = None
+    ci_hi: pd.DataFrame | None = None
+    overlaps_full: pd.DataFrame | None = None
+    # (precision, method) -> "activations: ...; sampling: ..." (see ``row_protocol``)
+    row_protocols: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -112,9 +122,37 @@ def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, 
                              title_note=_paper_note(table_name), text=text,
                              protocol_details=details.get(protocol))
         t.runs = {k: list(v) for k, v in grp.groupby(["precision", "method_label", "size"])["cell_hash"]}
+        count = agg["count"].unstack("size").reindex(index=mean.index, columns=sizes)
+        _attach_intervals(t, count)
+        t.row_protocols = _row_protocols(grp, t.protocol_details, source)
         t.missing = _missing_reasons(t, df, source, family, protocol, table_name)
         tables.append(t)
     return tables
+
+
+def _attach_intervals(t: LeaderboardTable, count: pd.DataFrame) -> None:
+    """95% CI of every cell's mean, and for quantized cells whether it overlaps the W16A16 cell's."""
+    lo, hi = mean_ci(t.frame.to_numpy(float), t.std.to_numpy(float), count.to_numpy(float))
+    t.ci_lo = pd.DataFrame(lo, index=t.frame.index, columns=t.frame.columns)
+    t.ci_hi = pd.DataFrame(hi, index=t.frame.index, columns=t.frame.columns)
+    overlap = np.zeros(lo.shape, dtype=bool)
+    full = [i for i, (p, _) in enumerate(t.frame.index) if parse_precision(p).is_full]
+    if full:
+        f = full[0]
+        overlap = intervals_overlap(lo, hi, lo[f], hi[f])
+        overlap[full] = False  # the reference itself is not "indistinguishable from" itself
+    t.overlaps_full = pd.DataFrame(overlap, index=t.frame.index, columns=t.frame.columns)
+
+
+def _row_protocols(grp: pd.DataFrame, details: dict[str, Any] | None, source: str) -> dict[tuple[str, str], str]:
+    """Each row's activation scheme and sampling coupling (several variants joined with " | ")."""
+    options = grp["quantizer_options"] if "quantizer_options" in grp.columns else pd.Series(None, index=grp.index)
+    seen: dict[tuple[str, str], list[str]] = {}
+    for prec, method, opts in zip(grp["precision"], grp["method_label"], options):
+        text = row_protocol(prec, opts if isinstance(opts, dict) else None, details, source)
+        if text not in seen.setdefault((prec, method), []):
+            seen[(prec, method)].append(text)
+    return {k: " | ".join(v) for k, v in seen.items()}
 
 
 def natural_key(label: str) -> tuple:
@@ -186,8 +224,12 @@ def _blocks(index: pd.Index) -> dict[str, list[int]]:
     return out
 
 
-def best_mask(table: LeaderboardTable, lower_is_better: bool = True) -> pd.DataFrame:
-    """True where a cell is the best of its precision block (only blocks with several methods)."""
+def best_mask(table: LeaderboardTable) -> pd.DataFrame:
+    """True where a cell is the best of its precision block (only blocks with several methods).
+
+    "Best" follows the table's metric (``metrics.lower_is_better``): the highest IS, the lowest FID.
+    """
+    lower = lower_is_better(table.metric)
     f = table.frame
     vals = f.to_numpy(float)
     mask = np.zeros(vals.shape, dtype=bool)
@@ -196,7 +238,7 @@ def best_mask(table: LeaderboardTable, lower_is_better: bool = True) -> pd.DataF
             continue
         block = vals[rows]
         with np.errstate(all="ignore"):
-            best = np.nanmin(block, axis=0) if lower_is_better else np.nanmax(block, axis=0)
+            best = np.nanmin(block, axis=0) if lower else np.nanmax(block, axis=0)
         mask[rows] = block == best  # NaN never equals: empty columns stay unmarked
     return pd.DataFrame(mask, index=f.index, columns=f.columns)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitscale.harness.contracts import GenerativeModel
+from bitscale.quant.model import QuantModel
 
 InputHook = Callable[[str, Tensor], None]
 
@@ -45,7 +45,7 @@ def input_hooks(layers: dict[str, nn.Module], fn: InputHook) -> Any:
             h.remove()
 
 
-def run_calibration(model: GenerativeModel, calibration: Iterable[Any]) -> None:
+def run_calibration(model: QuantModel, calibration: Iterable[Any]) -> None:
     """Run every calibration batch through ``forward_batch`` without gradients."""
     with torch.no_grad():
         for batch in calibration:
@@ -77,7 +77,7 @@ class _SharedInput:
 
 
 def collect_hessians(
-    model: GenerativeModel, layers: dict[str, nn.Module], calibration: Iterable[Any], share: bool = True
+    model: QuantModel, layers: dict[str, nn.Module], calibration: Iterable[Any], share: bool = True
 ) -> dict[str, Tensor]:
     """``H = 2/N X^T X`` (float32, ``(in, in)``) per layer, accumulated batch by batch.
 
@@ -117,7 +117,7 @@ def collect_hessians(
 
 
 def input_channel_absmax(
-    model: GenerativeModel, layers: dict[str, nn.Module], calibration: Iterable[Any]
+    model: QuantModel, layers: dict[str, nn.Module], calibration: Iterable[Any]
 ) -> dict[str, Tensor]:
     """Per-input-channel ``max |x|`` of each layer over all calibration tokens."""
     amax: dict[str, Tensor] = {}
@@ -149,7 +149,7 @@ def _is_affine_norm(m: nn.Module) -> bool:
     return isinstance(w, nn.Parameter) and w.dim() == 1 and ("norm" in kind) and not isinstance(m, nn.modules.batchnorm._BatchNorm)
 
 
-def trace_input_groups(model: GenerativeModel, layers: dict[str, nn.Module], batch: Any) -> list[InputGroup]:
+def trace_input_groups(model: QuantModel, layers: dict[str, nn.Module], batch: Any) -> list[InputGroup]:
     """Run one batch and group layers by shared input; note an affine norm that produced it.
 
     The producer is only recorded when the layer input *is* the norm's output tensor (no
@@ -205,7 +205,7 @@ class LayerIO:
 
 
 def capture_layer_inputs(
-    model: GenerativeModel,
+    model: QuantModel,
     layers: dict[str, nn.Module],
     calibration: Iterable[Any],
     max_rows: int,

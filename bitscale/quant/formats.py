@@ -29,6 +29,22 @@ Floating-point ExMy grids (always symmetric: the sign bit is in the format)
   (max 57344; the top exponent is inf/NaN), and fp6/fp4 are MX element formats with no special
   values (every code is a number: fp6_e3m2 max 28, fp6_e2m3 max 7.5, fp4_e2m1 max 6).
 
+Block-scaled ("microscaling") formats (``fmt.kind == "mx"``; ``fmt.block`` gives the layout)
+  Consecutive blocks of ``size`` values along the last (input-channel) dimension share a scale:
+  OCP MX v1.0 (MXFP8 E4M3/E5M2, MXFP6 E3M2/E2M3, MXFP4 E2M1, MXINT8; 32 values per block):
+      X = 2^(floor(log2(max|block|)) - emax_elem)   (an E8M0 power of two, exponent clamped to +-127)
+      x_hat = X * round_elem(x / X)                 (saturating at the element's max, as the spec's
+                                                     "clamp to max normal" conversion)
+    with emax_elem the exponent of the element's largest normal (E4M3 8, E5M2 15, E3M2 4,
+    E2M3 2, E2M1 2, MXINT8 0: 2's complement with 6 fraction bits, values k/64 in [-2, 127/64]).
+  NVFP4 (E2M1 values, 16 per block, an FP8 E4M3 block scale and an fp32 scale per tensor):
+      S = max|W| / (448 * 6),  s_b = e4m3(clamp(max|block| / 6 / S, 2^-6, 448)),
+      x_hat = s_b S round_e2m1(x / (s_b S))
+    (NVIDIA's two-level recipe; torchao's ``nvfp4_quantize`` gives the same codes). Activations take S per token row instead of per tensor, so a
+    token's result never depends on the rest of the batch.
+  Storage: element bits per value + 8 bits per block scale (+ 32 per tensor for NVFP4); the
+  block layout is part of the format, so options like ``group_size`` do not apply.
+
 Granularity
   weights (2-D ``(out, in)``): ``"tensor"``, ``"channel"`` (one scale per output row) or
   ``"group"`` (``group_size`` consecutive input columns per row; a ragged last group is
@@ -45,7 +61,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bitscale.harness.precision import FP_FORMATS, NumberFormat
+from bitscale.precision import FP_FORMATS, NumberFormat
 
 Granularity = Literal["tensor", "channel", "group", "token"]
 
@@ -85,9 +101,11 @@ class QuantSpec:
             object.__setattr__(self, "fmt", NumberFormat.parse(self.fmt))
         if self.fmt.kind == "full":
             raise ValueError("QuantSpec needs a quantized format (int2..int8 or fp ExMy), not fp16")
+        if self.fmt.kind == "mx":
+            self._check_block()
         if self.symmetric is None:
-            object.__setattr__(self, "symmetric", self.fmt.kind == "fp")
-        if self.fmt.kind == "fp" and not self.symmetric:
+            object.__setattr__(self, "symmetric", self.fmt.kind in ("fp", "mx"))
+        if self.fmt.kind in ("fp", "mx") and not self.symmetric:
             raise ValueError(f"{self.fmt} is a sign-magnitude format: asymmetric (zero-point) fp is not defined")
         if self.restricted and not (self.fmt.kind == "int" and self.symmetric):
             raise ValueError(f"the restricted range applies to symmetric int only, not {self.fmt} "
@@ -100,9 +118,25 @@ class QuantSpec:
         elif self.group_size is not None:
             raise ValueError(f"group_size is only meaningful with granularity 'group', not {self.granularity!r}")
 
+    def _check_block(self) -> None:
+        size = self.fmt.block.size
+        ok = self.granularity == "token" or (self.granularity == "group" and self.group_size == size)
+        if not ok:
+            raise ValueError(f"{self.fmt} shares one scale per {size} values along the input channels: use "
+                             f"granularity 'group' with group_size {size} (weights) or 'token' (activations), "
+                             f"not {self.granularity!r}" + (f" {self.group_size}" if self.group_size else ""))
+
+    @classmethod
+    def block(cls, fmt: NumberFormat | str, activation: bool = False) -> QuantSpec:
+        """The spec of a block-scaled format: its own blocks (weights) or dynamic per token (activations)."""
+        f = NumberFormat.parse(fmt) if isinstance(fmt, str) else fmt
+        if f.block is None:
+            raise ValueError(f"{f} is not a block-scaled format")
+        return cls(f, "token", symmetric=True) if activation else cls(f, "group", f.block.size, symmetric=True)
+
     @property
     def kind(self) -> str:
-        """``"int"`` or ``"fp"``."""
+        """``"int"``, ``"fp"`` or ``"mx"`` (block-scaled)."""
         return self.fmt.kind
 
     @property
@@ -206,6 +240,9 @@ def _round_to_fp_binade(xf: Tensor, name: str, top: float) -> Tensor:
 
 def choose_qparams(xmin: Tensor, xmax: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     """Scale (and zero-point for asymmetric int) from per-group ``xmin``/``xmax``; differentiable."""
+    if spec.kind == "mx":
+        amax = torch.maximum(xmin.abs(), xmax.abs())
+        return block_scales(amax.detach(), spec.fmt, amax.detach().amax()), None
     if spec.kind == "fp":
         amax = torch.maximum(xmin.abs(), xmax.abs())
         return (amax / fp_max(spec.fmt)).clamp(min=_MIN_SCALE), None
@@ -223,6 +260,8 @@ def choose_qparams(xmin: Tensor, xmax: Tensor, spec: QuantSpec) -> tuple[Tensor,
 
 def fake_quant(x: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec) -> Tensor:
     """Quantize-dequantize ``x`` with broadcastable ``scale``/``zero``; STE gradient to x and scale."""
+    if spec.kind == "mx":
+        return round_block_element(x / scale, spec.fmt) * scale
     if spec.kind == "fp":
         return round_to_fp(x / scale, spec.fmt) * scale
     qmin, qmax = spec_int_range(spec)
@@ -270,15 +309,10 @@ def weight_minmax(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor]:
 def weight_qparams(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     """Min-max scale/zero of a weight, shaped ``(rows, groups)`` (``(1, 1)`` for per-tensor)."""
     g = _group_view(w.float(), spec)
+    if spec.kind == "mx":
+        return block_scales(g.abs().amax(dim=-1), spec.fmt, g.abs().amax()), None
     scale, zero = choose_qparams(g.amin(dim=-1), g.amax(dim=-1), spec)
     return scale, zero
-
-
-def expand_group_params(p: Tensor, spec: QuantSpec, in_features: int) -> Tensor:
-    """Per-group params ``(rows, groups)`` -> per-column ``(rows, in_features)`` (for column-wise use)."""
-    if spec.granularity == "group" and p.shape[1] > 1:
-        return p.repeat_interleave(spec.group_size, dim=1)[:, :in_features]
-    return p.expand(p.shape[0], in_features)
 
 
 def fake_quant_weight(
@@ -286,7 +320,10 @@ def fake_quant_weight(
 ) -> Tensor:
     """Fake-quantize a ``(out, in)`` weight; min-max qparams unless ``scale``/``zero`` are given."""
     g = _group_view(w, spec)
-    if scale is None:
+    if scale is None and spec.kind == "mx":
+        ga = g.detach().float().abs()
+        scale, zero = block_scales(ga.amax(dim=-1), spec.fmt, ga.amax()), None
+    elif scale is None:
         gf = g.float()
         scale, zero = choose_qparams(gf.amin(dim=-1), gf.amax(dim=-1), spec)
     z = zero.unsqueeze(-1) if zero is not None else None
@@ -315,6 +352,10 @@ def fake_quant_activation(
     Computed in float32 whatever the input dtype (a bf16 division would shift the grid).
     """
     xf = x.float()
+    if spec.kind == "mx":
+        if scale is not None:
+            raise ValueError(f"{spec.fmt} activations are quantized dynamically per block (no static scale)")
+        return fake_quant_block(xf, spec.fmt, per_row_tensor_scale=True).to(x.dtype)
     if scale is None:
         scale, zero = choose_qparams(*activation_minmax(xf, spec), spec)
     return fake_quant(xf, scale, zero, spec).to(x.dtype)
@@ -336,7 +377,13 @@ def num_groups(shape: tuple[int, int], spec: QuantSpec) -> int:
 
 
 def weight_storage_bits(shape: tuple[int, int], spec: QuantSpec, scale_bits: int = SCALE_BITS) -> int:
-    """Exact bits to store a ``shape`` weight: codes + fp16 scales + b-bit zero-points (asym int)."""
+    """Exact bits to store a ``shape`` weight: codes + fp16 scales + b-bit zero-points (asym int).
+
+    Block-scaled formats: element bits + 8 per block scale (E8M0 / E4M3) + NVFP4's fp32 tensor scale.
+    """
+    blk = spec.fmt.block
+    if blk is not None:
+        return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * blk.scale_bits + blk.tensor_scale_bits
     per_group = scale_bits + (spec.bits if spec.has_zero_point else 0)
     return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * per_group
 
@@ -361,6 +408,52 @@ def vq_storage_bits(
     return vectors * index_bits + num_codebooks * codebook_size * dim * entry_bits + scale_count * scale_bits
 
 
-def bits_per_weight(total_bits: int, numel: int) -> float:
-    """Effective bits per weight (``total_bits / numel``)."""
-    return total_bits / numel
+# --------------------------------------------------------------------------- block-scaled (MX, NVFP4)
+
+#: Exponent of the largest normal of each MX element format (``emax_elem`` in the OCP MX spec).
+_ELEMENT_EMAX = {"fp8_e4m3": 8, "fp8_e5m2": 15, "fp6_e3m2": 4, "fp6_e2m3": 2, "fp4_e2m1": 2, "int8": 0}
+_E8M0_MIN, _E8M0_MAX = -127, 127
+_NVFP4_TENSOR_DIVISOR = 448.0 * 6.0  # e4m3 max * e2m1 max
+_E4M3_SMALLEST_NORMAL = 2.0**-6
+
+
+def round_block_element(x: Tensor, fmt: NumberFormat, ste: bool = True) -> Tensor:
+    """Round ``x`` (already divided by its block scale) to the element grid of ``fmt``, saturating."""
+    elem = fmt.block.element
+    if elem == "int8":  # MXINT8: 2's complement, 6 fraction bits
+        q = (torch.round(x.float() * 64).clamp(-128, 127) / 64).to(x.dtype)
+        return x + (q - x).detach() if ste else q
+    return round_to_fp(x, elem, ste=ste)
+
+
+def block_scales(block_amax: Tensor, fmt: NumberFormat, tensor_amax: Tensor) -> Tensor:
+    """The scale of each block from its ``max|x|`` (``tensor_amax`` is NVFP4's second level; broadcast)."""
+    blk = fmt.block
+    amax = block_amax.float()
+    if blk.scale == "e8m0":
+        _, exp2 = torch.frexp(amax)  # amax = f 2^exp2, f in [0.5, 1): floor(log2 amax) = exp2 - 1
+        e = torch.where(amax > 0, exp2 - 1 - _ELEMENT_EMAX[blk.element], torch.full_like(exp2, _E8M0_MIN))
+        return torch.exp2(e.clamp(_E8M0_MIN, _E8M0_MAX).float())
+    # NVFP4: fp32 tensor scale, then each block's scale rounded to FP8 E4M3, kept within
+    # [smallest normal 2^-6, 448] (as NVIDIA's recipe and torchao: a block scale is never 0)
+    ts = (tensor_amax.float() / _NVFP4_TENSOR_DIVISOR).clamp(min=_MIN_SCALE)
+    sb = round_to_fp((amax / fp_max(blk.element) / ts).clamp(min=_E4M3_SMALLEST_NORMAL), "fp8_e4m3", ste=False)
+    return sb * ts
+
+
+def fake_quant_block(x: Tensor, fmt: NumberFormat, per_row_tensor_scale: bool = False) -> Tensor:
+    """Fake-quantize ``x`` ``(..., C)`` in blocks along the last dim (zero-padded), STE gradient.
+
+    NVFP4's tensor scale is over all of ``x``, or per row (token) with ``per_row_tensor_scale``.
+    """
+    size = fmt.block.size
+    c = x.shape[-1]
+    pad = (-c) % size
+    xf = x.float()
+    g = torch.nn.functional.pad(xf, (0, pad)) if pad else xf
+    g = g.reshape(*x.shape[:-1], -1, size)
+    amax = g.detach().abs().amax(dim=-1, keepdim=True)
+    tensor_amax = amax.amax(dim=-2, keepdim=True) if per_row_tensor_scale else amax.amax()
+    scale = block_scales(amax, fmt, tensor_amax)
+    q = (round_block_element(g / scale, fmt) * scale).reshape(*x.shape[:-1], -1)[..., :c]
+    return q.to(x.dtype)

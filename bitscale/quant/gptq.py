@@ -82,7 +82,8 @@ def gptq_quantize(
     w[:, dead] = 0.0
 
     grouped = spec.granularity == "group" and spec.group_size < cols
-    static = not grouped or act_order or static_groups
+    # block-scaled formats fix their block scales from the original weight (as static groups)
+    static = not grouped or act_order or static_groups or spec.kind == "mx"
     perm = None
     if act_order:
         perm = torch.argsort(torch.diagonal(h), descending=True)

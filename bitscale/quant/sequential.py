@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitscale.harness.contracts import GenerativeModel
+from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import collect_hessians
 from bitscale.quant.swap import set_submodule
 
@@ -25,7 +25,7 @@ from bitscale.quant.swap import set_submodule
 LayerFn = Callable[[str, nn.Linear, Tensor], nn.Module]
 
 
-def model_bytes(model: GenerativeModel) -> int:
+def model_bytes(model: QuantModel) -> int:
     """Bytes of ``model.module``'s parameters and buffers."""
     tensors = list(model.module.parameters()) + list(model.module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
@@ -52,7 +52,7 @@ def hessian_chunks(layers: dict[str, nn.Linear], budget_bytes: int) -> list[list
 
 
 def quantize_sequentially(
-    model: GenerativeModel,
+    model: QuantModel,
     calibration: list[Any],
     layer_fn: LayerFn,
     budget_bytes: int,

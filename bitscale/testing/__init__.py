@@ -2,7 +2,7 @@
 
 In your own package's tests::
 
-    from bitscale.testing.contracts import QuantizerContract
+    from bitscale.testing.contract_checks import QuantizerContract
 
     class TestMyQuantizer(QuantizerContract):
         quantizer_cls = MyQuantizer

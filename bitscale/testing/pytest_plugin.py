@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitscale.harness import plugins as plugin_loading
+from bitscale.harness import plugin_loader as plugin_loading
 
 
 @pytest.fixture

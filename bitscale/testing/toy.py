@@ -77,7 +77,9 @@ class ToyModel(GenerativeModel):
         tokens = torch.zeros(b, GRID * GRID, dtype=torch.long, device=labels.device)
         for i in range(GRID * GRID):  # no KV cache: the toy favours simplicity over speed
             probs = self.module(labels, tokens)[:, i].float().softmax(-1)
-            tokens[:, i] = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(labels.device)
+            # draw where the generator lives: the harness passes one on the model's device
+            draw = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+            tokens[:, i] = draw.squeeze(1).to(labels.device)
         img = self.patterns[tokens].view(b, GRID, GRID, PATCH, PATCH).permute(0, 1, 3, 2, 4)
         img = img.reshape(b, 1, GRID * PATCH, GRID * PATCH).expand(-1, 3, -1, -1)
         return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

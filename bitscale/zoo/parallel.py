@@ -21,8 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from bitscale.zoo.progress import progress_bars
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.progress import progress_bars
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.units import TrainingUnit
 
 

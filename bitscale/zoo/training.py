@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from bitscale.zoo.progress import progress_bar
+from bitscale.harness.progress import progress_bar
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ class TrainingUnit:
     def train(self) -> dict[str, Any]:
         """Train (or reuse) the artifact; return its manifest, with ``loaded: True`` when another process
         trained it meanwhile (this one waited on its lock and found it done)."""
-        from bitscale.zoo import cache
+        from bitscale.harness.artifacts import cache
 
         if self.size is None:
             manifest = dict(self.family.train_shared(self.options))

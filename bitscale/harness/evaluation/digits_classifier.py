@@ -15,8 +15,8 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from bitscale.data import digits
-from bitscale.zoo import cache
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.artifacts import cache
+from bitscale.harness.threads import single_thread
 
 EXTRACTOR_NAME = "bitscale-digits"
 ARTIFACT = "eval/digits-classifier"

@@ -12,13 +12,13 @@ A class-stratified estimator needs both sets' labels; until the protocol passes 
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
 
+from bitscale.hashing import json_digest
 from bitscale.harness.evaluation.references import Reference
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 
 METRICS = ("fid", "isc")  # KID: see the module docstring
 
@@ -91,6 +91,4 @@ def score(images: torch.Tensor, ref: Reference, seed: int = 0) -> dict[str, floa
 
 def protocol_fingerprint(details: dict) -> str:
     """Stable short hash of a protocol's details (reference, extractor, samples, sampler, seed)."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(details, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(details, 16)

@@ -18,10 +18,10 @@ from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel, ModelFamily, PluginOptions
 from bitscale.plugins.models.options import check_size, coerce_options
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 from bitscale.zoo.images import save_grid_png
 from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 

@@ -11,11 +11,12 @@ from torch import Tensor, nn
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import (
-    INT_AND_FP,
+from bitscale.plugins.quantizers.recipe import (
+    INT_FP_MX,
+    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -51,13 +52,13 @@ class GPTQ(Quantizer):
     """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
 
     name: ClassVar[str] = "gptq"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = GPTQOptions
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
 
     def unsupported_reason(self, precision: Precision) -> str | None:
-        reason = super().unsupported_reason(precision)
+        reason = super().unsupported_reason(precision) or block_format_reason(precision, self.options)
         if reason is None and precision.weights.kind == "full":
             return "GPTQ quantizes weights; with W16 there is nothing for it to do (use rtn)"
         return reason

@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.gptvq import codebook_overhead, gptvq_quantize
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
+from bitscale.plugins.quantizers.recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
 
 

@@ -10,11 +10,11 @@ from pydantic import Field
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.omniquant import OmniGroup, optimize_group
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     INT_AND_FP,
     QuantOptions,
     act_quantizer,

@@ -34,11 +34,11 @@ from torch import Tensor, nn
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.formats import QuantSpec, weight_minmax
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import (
+from bitscale.plugins.quantizers.recipe import (
     INT_AND_FP,
     QuantOptions,
     activation_spec,

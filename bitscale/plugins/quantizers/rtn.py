@@ -9,10 +9,11 @@ import torch
 
 from bitscale import hookimpl
 from bitscale.harness.contracts import DistillLoss, GenerativeModel, PluginOptions, Quantizer, QuantReport
-from bitscale.harness.precision import Precision
+from bitscale.precision import Precision
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.recipe import (
-    INT_AND_FP,
+from bitscale.plugins.quantizers.recipe import (
+    INT_FP_MX,
+    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -35,10 +36,13 @@ class RTN(Quantizer):
     except for static per-tensor activation ranges."""
 
     name: ClassVar[str] = "rtn"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
+    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
+    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     Options: ClassVar[type[PluginOptions]] = RTNOptions
     description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
+
+    def unsupported_reason(self, precision: Precision) -> str | None:
+        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def quantize(
         self,

@@ -1,7 +1,7 @@
 import torch
 
-from bitscale.harness.precision import Precision
-from bitscale.testing.contracts import QuantizerContract
+from bitscale.precision import Precision
+from bitscale.testing.contract_checks import QuantizerContract
 from bitscale.testing.toy import ToyModel
 from bitscale_quantizer_example import Pow2Quantizer
 

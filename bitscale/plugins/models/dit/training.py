@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bitscale.plugins.models.dit.diffusion import Diffusion
 from bitscale.plugins.models.dit.dit import DiT, DiTConfig
 from bitscale.plugins.models.dit.vae import build_vae
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
 
 #: Diffusion losses are noisy: the final loss averages up to this many last steps.

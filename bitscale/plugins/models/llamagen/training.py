@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bitscale.plugins.models.llamagen.gpt import GPT, GPTConfig
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
 
 #: The final loss averages up to this many last steps: one batch's loss is too noisy to compare runs with.

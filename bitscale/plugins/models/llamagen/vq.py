@@ -40,10 +40,6 @@ class VQConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VQConfig:
-        return cls(**{**d, "ch_mult": tuple(d["ch_mult"])})
-
 
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels, eps=1e-6, affine=True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from bitscale.plugins.models.par.gpt import PARGPT, PARConfig
 from bitscale.plugins.models.par.order import to_par_order
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
 
 _TAIL = 20

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bitscale.plugins.models.rar.gpt import RAR, RARConfig
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import LossLog, TrainResult, optimizer_step, tail_mean, warmup_linear_decay
 
 _TAIL = 20

@@ -13,6 +13,7 @@ import contextlib
 from typing import TYPE_CHECKING, Literal
 
 import torch
+from torch import nn
 
 from bitscale.harness.phases import GenerationPhases
 from bitscale.plugins.models.var.sampling import sample_top_k_top_p
@@ -20,8 +21,7 @@ from bitscale.plugins.models.var.sampling import sample_top_k_top_p
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bitscale.plugins.models.var.quantizer import VectorQuantizer2
-    from bitscale.plugins.models.var.transformer import VAR
+    from bitscale.plugins.models.var.codebook import VectorQuantizer2
 
 
 class VarSteps(GenerationPhases):
@@ -35,7 +35,8 @@ class VarSteps(GenerationPhases):
 
     space: Literal["discrete", "continuous"] = "discrete"
 
-    def __init__(self, var: VAR, label_B: torch.Tensor, quantizer: VectorQuantizer2,
+    # ``var`` is a ``transformer.VAR``, typed as a module: transformer imports this file, not the reverse.
+    def __init__(self, var: nn.Module, label_B: torch.Tensor, quantizer: VectorQuantizer2,
                  generator: torch.Generator | None, cfg: float = 1.5, top_k: int = 0, top_p: float = 0.0,
                  use_kv_cache: bool = True, decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.var, self.quantizer, self.generator = var, quantizer, generator

@@ -2,7 +2,7 @@
 
 One VQ-VAE (artifact ``var-tiny/vqvae``) is shared by every size; each transformer
 (``var-tiny/d2``, ...) is trained on its tokens. Everything is deterministic (fixed seed), cached
-through ``bitscale.zoo.cache`` under a file lock, and retrained when the cached manifest no
+through ``bitscale.harness.artifacts.cache`` under a file lock, and retrained when the cached manifest no
 longer matches the configuration, the recipe or the data.
 """
 
@@ -22,9 +22,9 @@ from bitscale.plugins.models.var.model import VarModel
 from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
-from bitscale.zoo import cache
+from bitscale.harness.artifacts import cache
 from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
-from bitscale.zoo.threads import single_thread
+from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bitscale.plugins.models.var.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
-from bitscale.plugins.models.var.quantizer import VectorQuantizer2
+from bitscale.plugins.models.var.codebook import VectorQuantizer2
 from bitscale.plugins.models.var.generation import VarSteps
 from bitscale.plugins.models.var.vqvae import PATCH_NUMS_256
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bitscale.plugins.models.var.quantizer import VectorQuantizer2, VQOutput
+from bitscale.plugins.models.var.codebook import VectorQuantizer2, VQOutput
 from bitscale.plugins.models.var.vae_blocks import Decoder, Encoder
 
 #: Scales of the released 256px models (L = 680 tokens).

@@ -1,0 +1,122 @@
+"""Gain-projected scaling (PTQ4ARVG's GPS): per-channel smoothing factors from the quantization loss.
+
+Expanding the output error of ``(X / s)(W s)^T`` to second order in the activation and weight
+quantization errors and setting its derivative in ``s_i`` to zero gives, per input channel i,
+
+    s_i = s* (sum X_i^2 * sum_o dW_{o,i}^2 / (sum dX_i^2 * sum_o Q(W)_{o,i}^2))^(1/4)
+
+with the anchor ``s* = sqrt(range_X[a]) / sqrt(range_W[a])`` (SmoothQuant's alpha = 0.5 on
+ranges) at the channel ``a`` of widest activation range, which keeps ``s_a = s*``; ``s_i = 1``
+where the numerator or the denominator is 0. ``dX`` is the error of quantizing every channel on
+the anchor channel's grid (the grid a per-tensor quantizer would use), ``dW`` that of the
+layer's own weight grid, both before scaling, as the official code computes them. Activations
+are first shifted to be symmetric per channel (``delta = (max + min) / 2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bitscale.quant.model import QuantModel
+from bitscale.quant.capture import input_hooks, run_calibration
+from bitscale.quant.formats import QuantSpec, choose_qparams, fake_quant, fake_quant_weight
+
+
+@dataclass
+class ChannelStats:
+    """Per-input-channel statistics of one input group (float32, on the CPU)."""
+
+    xmin: Tensor
+    xmax: Tensor
+    sum_x2: Tensor | None = None  # of the shifted input
+    sum_dx2: Tensor | None = None  # quantization error on the anchor's grid
+    tokens_axis: bool = True  # the input had a token axis (..., L, C), not just (B, C)
+    length: int = 0  # tokens per call seen in calibration (the sequence length T)
+
+    @property
+    def shift(self) -> Tensor:
+        return (self.xmax + self.xmin) / 2
+
+    @property
+    def range(self) -> Tensor:
+        return self.xmax - self.xmin
+
+    @property
+    def anchor(self) -> int:
+        return int(torch.argmax(self.range))
+
+
+def anchor_qparams(stats: ChannelStats, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
+    """Per-tensor grid of the (shifted) anchor channel: the grid every channel is rounded on for dX."""
+    a = stats.anchor
+    half = stats.range[a] / 2
+    return choose_qparams(-half, half, QuantSpec(spec.fmt, "tensor", symmetric=spec.symmetric,
+                                                 restricted=spec.restricted))
+
+
+def collect_channel_stats(model: QuantModel, layers: dict[str, nn.Module], calibration: Iterable[Any],
+                          act_spec: QuantSpec | None) -> dict[str, ChannelStats]:
+    """Two calibration passes over the named layers: min/max, then sums of x^2 and dx^2 (if ``act_spec``)."""
+    batches = list(calibration)
+    stats: dict[str, ChannelStats] = {}
+
+    def minmax(name: str, x: Tensor) -> None:
+        rows = x.detach().reshape(-1, x.shape[-1]).float()
+        lo, hi = rows.amin(dim=0).cpu(), rows.amax(dim=0).cpu()
+        st = stats.get(name)
+        if st is None:
+            stats[name] = ChannelStats(lo, hi, tokens_axis=x.dim() >= 3, length=int(x.shape[-2]) if x.dim() >= 3 else 0)
+        else:
+            st.xmin, st.xmax = torch.minimum(st.xmin, lo), torch.maximum(st.xmax, hi)
+            if x.dim() >= 3:
+                st.length = max(st.length, int(x.shape[-2]))
+
+    with input_hooks(layers, minmax):
+        run_calibration(model, batches)
+    if act_spec is None:
+        return stats
+    grids = {n: anchor_qparams(st, act_spec) for n, st in stats.items()}
+
+    def sums(name: str, x: Tensor) -> None:
+        st = stats[name]
+        rows = x.detach().reshape(-1, x.shape[-1]).float() - st.shift.to(x.device)
+        scale, zero = grids[name]
+        err = rows - fake_quant(rows, scale.to(x.device), None if zero is None else zero.to(x.device), act_spec)
+        x2, dx2 = rows.pow(2).sum(dim=0).cpu(), err.pow(2).sum(dim=0).cpu()
+        st.sum_x2 = x2 if st.sum_x2 is None else st.sum_x2 + x2
+        st.sum_dx2 = dx2 if st.sum_dx2 is None else st.sum_dx2 + dx2
+
+    with input_hooks(layers, sums):
+        run_calibration(model, batches)
+    return stats
+
+
+def gps_factors(stats: ChannelStats, weights: list[Tensor], w_spec: QuantSpec) -> Tensor:
+    """GPS smoothing factors for layers sharing one input (see the module docstring); float32."""
+    w = torch.cat([x.detach().float().cpu() for x in weights], dim=0)
+    a = stats.anchor
+    w_range = w.amax(dim=0) - w.amin(dim=0)
+    s_star = (stats.range[a].clamp(min=0).sqrt() / w_range[a].sqrt()) if w_range[a] > 0 else torch.tensor(1.0)
+    if not torch.isfinite(s_star) or s_star <= 0:
+        s_star = torch.tensor(1.0)
+    qw = fake_quant_weight(w, w_spec)
+    num = stats.sum_x2 * (w - qw).pow(2).sum(dim=0)
+    den = stats.sum_dx2 * qw.pow(2).sum(dim=0)
+    ok = (den > 0) & (num > 0)
+    s = torch.where(ok, s_star * (num / torch.where(ok, den, torch.ones_like(den))).pow(0.25), torch.ones_like(num))
+    s[a] = s_star
+    return s.clamp(min=1e-5, max=1e5)
+
+
+def smoothquant_factors(stats: ChannelStats, weights: list[Tensor], alpha: float = 0.5) -> Tensor:
+    """SmoothQuant's ``max|X_j|^alpha / max|W_:,j|^(1-alpha)`` on the shifted input (GPS switched off)."""
+    w = torch.cat([x.detach().float().cpu() for x in weights], dim=0)
+    a = stats.range / 2
+    wa = w.abs().amax(dim=0)
+    s = a.clamp(min=1e-5).pow(alpha) / wa.clamp(min=1e-5).pow(1 - alpha)
+    return torch.where((a > 0) & (wa > 0), s, torch.ones_like(s)).clamp(min=1e-5, max=1e5)

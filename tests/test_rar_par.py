@@ -269,7 +269,7 @@ def test_par_released_loads_official_files_strictly(tmp_path, monkeypatch) -> No
 def test_qat_with_logit_losses_beats_rtn_on_the_tiny_families(family: str, loss_name: str) -> None:
     import copy
 
-    from bitscale.harness.plugins import get_plugins
+    from bitscale.harness.plugin_loader import get_plugins
     from bitscale.precision import Precision
     from bitscale.plugins.quantizers.qat import QAT, QATOptions
     from bitscale.plugins.quantizers.rtn import RTN

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitscale.cli import analyze, baseline, check, leaderboard, paper, plot, plugins, rescore, run, zoo
+from bitscale.cli import analyze, baseline, check, leaderboard, paper, plan_power, plot, plugins, rescore, run, zoo
 from bitscale.harness.errors import BitscaleError
 
-COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plugins, zoo, analyze)
+COMMANDS = (run, rescore, leaderboard, plot, paper, baseline, check, plan_power, plugins, zoo, analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:

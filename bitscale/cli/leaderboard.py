@@ -10,6 +10,7 @@ Examples::
     bitscale leaderboard --pareto mt --fits               # Pareto front, scaling-law fits
     bitscale leaderboard --fig1 --experiment fig1-language-vs-diffusion   # the paper's Fig. 1 readings
     bitscale leaderboard --format html --out page.html    # everything on one static page
+    bitscale leaderboard --paired                         # ΔFID vs W16A16 per cell, with its 95% CI
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pareto", action="append", choices=("mt", "ct"), default=[],
                    help="print the Pareto front of FID against total model (mt) or compute (ct) bits")
     p.add_argument("--fits", action="store_true", help="print the scaling-law fits and down-left shifts")
+    p.add_argument("--paired", action="store_true",
+                   help="print each quantized cell's ΔFID vs its W16A16 twin (same seeds and noise) with its 95%% CI "
+                        "and distance to full precision; cells whose CI contains 0 say 'CI overlaps FP'")
     p.add_argument("--fig1", action="store_true",
                    help="the paper's Fig. 1 per family: below-left of W16A16 at equal MT/CT (with CIs) beside the "
                         "change at equal size, and the best precision within each budget (default: each W16A16 "
@@ -109,6 +113,11 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
         out.append(_frame_text(report.bivariate, args.format, "Bivariate fits FID = k·N^-a·P^-c"))
         out.append(_frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = "
                                                             "down-left)"))
+    if args.paired:
+        from bitscale.leaderboard.paired import paired_table
+
+        out.append(_frame_text(paired_table(report.results.runs), args.format,
+                               "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)"))
     return out
 
 

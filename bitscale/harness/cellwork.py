@@ -19,6 +19,7 @@ import platform
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from bitscale.harness.contracts import GenerativeModel, ModelFamily, QuantReport
 from bitscale.harness.errors import BitscaleError
-from bitscale.harness.planner import PROTOCOL_VERSION, Cell
+from bitscale.harness.planner import PROTOCOL_VERSION, Cell, fp_twin
 from bitscale.harness.plugin_loader import PluginSet
 from bitscale.precision import Precision
 from bitscale.harness.sampling import num_chunks, sample_chunks
@@ -71,6 +72,11 @@ class CellOutcome:
     fatal: BitscaleError | None = None  # bad input: the driver stops the grid with this error
 
 
+#: The protocol's ``coupling`` of a model that declares none: all its randomness comes from the chunk's generator,
+#: so a quantized model and its twin share it as far as they consume it alike (DiT: the same initial noise).
+CHUNK_GENERATOR = "chunk-generator"
+
+
 @dataclass
 class SampleShard:
     """One shard's images of a cell, plus what scoring needs to know about the model."""
@@ -86,6 +92,7 @@ class SampleShard:
     host: str
     device: str
     started_at: datetime
+    coupling: str | None = None  # the model's ``coupling`` (or CHUNK_GENERATOR): part of the protocol
 
 
 def default_device() -> torch.device:
@@ -192,11 +199,61 @@ def _draw(cell: Cell, plugins: CellPlugins, cache: ModelCache, chunks: range | N
     timings["sample"] = time.perf_counter() - t
     return SampleShard(chunks, images, labels, model.dataset, dict(model.sampler), report, timings,
                        _weights_digest(model) if digest else "", socket.gethostname(), device_description(model.device),
-                       started)
+                       started, getattr(model, "coupling", None) or CHUNK_GENERATOR)
 
 
-def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None) -> tuple[dict, dict, str | None, float]:
-    from bitscale.harness.evaluation.fid import score
+#: What draws the images of a cell's W16A16 twin when its features are not cached: (twin cell) -> images, labels.
+TwinDraw = Callable[[Cell], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _twin_drawer(plugins: CellPlugins | None, cache: ModelCache | None) -> TwinDraw | None:
+    if plugins is None:
+        return None
+
+    def draw(twin: Cell) -> tuple[torch.Tensor, torch.Tensor]:
+        model, _, _ = quantized_model(twin, CellPlugins(plugins.family), cache or ModelCache(progress=False))
+        n, bs = twin.evaluation["num_samples"], twin.evaluation["batch_size"]
+        return sample_chunks(model, n, bs, twin.seed, range(num_chunks(n, bs)))
+
+    return draw
+
+
+def _paired_features_name(cell_hash: str, reference_hash: str) -> str:
+    return f"paired/{reference_hash}/{cell_hash}"
+
+
+def _save_paired_features(cell: Cell, ref: Any, feats: Any, labels: torch.Tensor) -> None:
+    """Keep a W16A16 cell's FID-layer features: its quantized cells are scored against them (paired metrics)."""
+    from bitscale.harness.artifacts import cache as files
+
+    name = _paired_features_name(cell.hash, ref.reference_hash)
+    with files.locked(name):
+        files.save_artifact(name, {"features": torch.as_tensor(feats), "labels": labels.cpu()},
+                            {"cell": cell.hash, "reference": ref.reference_hash, "count": len(labels)})
+
+
+def _twin_features(cell: Cell, ref: Any, draw: TwinDraw | None) -> tuple[Any, torch.Tensor] | None:
+    """(features, labels) of ``cell``'s W16A16 twin: cached by the twin's run, else drawn now (same seed, labels
+    and noise); None when neither is possible (a sharded cell finished without its plugins)."""
+    from bitscale.harness.evaluation.fid import score_with_features
+    from bitscale.harness.artifacts import cache as files
+
+    twin = fp_twin(cell)
+    found = files.load_artifact(_paired_features_name(twin.hash, ref.reference_hash))
+    if found is not None:
+        return found[0]["features"].double().numpy(), found[0]["labels"]
+    if draw is None:
+        return None
+    images, labels = draw(twin)
+    _, feats = score_with_features(images, ref, seed=twin.seed)
+    _save_paired_features(twin, ref, feats, labels)
+    return feats, labels
+
+
+def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None,
+           draw_twin: TwinDraw | None = None) -> tuple[dict, dict, str | None, float]:
+    from bitscale.harness.evaluation.fid import fid_reference, score_with_features
+    from bitscale.harness.evaluation.paired import paired_metrics
     from bitscale.harness.evaluation.references import reference_for
 
     digests = {s.weights_digest for s in shards}
@@ -209,11 +266,19 @@ def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None) -> t
     labels = torch.cat([s.labels for s in shards])
     t = time.perf_counter()
     ref = reference_for(shards[0].dataset)
-    metrics = score(images, ref, seed=cell.seed)
+    metrics, feats = score_with_features(images, ref, seed=cell.seed)
+    if Precision.parse(cell.precision).is_full:
+        _save_paired_features(cell, ref, feats, labels)
+    else:
+        twin = _twin_features(cell, ref, draw_twin)
+        if twin is not None:
+            if not torch.equal(twin[1], labels):
+                raise RuntimeError("the W16A16 twin drew other labels than this cell; paired metrics need the same")
+            metrics.update(paired_metrics(feats, twin[0], labels.numpy(), fid_reference(ref), seed=cell.seed))
     protocol = {
         "dataset": shards[0].dataset, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
         "num_samples": len(images), "labels": "balanced", "sampler": shards[0].sampler, "seed": cell.seed,
-        "protocol_version": PROTOCOL_VERSION,
+        "coupling": shards[0].coupling, "protocol_version": PROTOCOL_VERSION,
     }
     path = None
     if keep_samples is not None:
@@ -231,9 +296,10 @@ def _failed(cell: Cell, started: datetime, exc: BaseException, timings: dict[str
                        device=device_description(default_device()))
 
 
-def _finish(cell: Cell, shards: list[SampleShard], keep_samples: str | None, t0: float | None) -> CellOutcome:
+def _finish(cell: Cell, shards: list[SampleShard], keep_samples: str | None, t0: float | None,
+            draw_twin: TwinDraw | None = None) -> CellOutcome:
     """Score gathered shards. ``t0``: when the (unsharded) cell started; None sums the shards' compute."""
-    metrics, protocol, path, t_eval = _score(cell, shards, keep_samples)
+    metrics, protocol, path, t_eval = _score(cell, shards, keep_samples, draw_twin)
     timings: dict[str, float] = {}
     for s in shards:  # compute summed over shards: what the cell cost, wherever it ran
         for k, v in s.timings.items():
@@ -251,7 +317,8 @@ def execute_cell(cell: Cell, plugins: CellPlugins, cache: ModelCache, keep_sampl
     """Run one whole cell; never raises for a plugin's fault (see the module docstring)."""
     started, t0 = utcnow(), time.perf_counter()
     try:
-        return _finish(cell, [_draw(cell, plugins, cache, None, digest=False)], keep_samples, t0)
+        return _finish(cell, [_draw(cell, plugins, cache, None, digest=False)], keep_samples, t0,
+                       _twin_drawer(plugins, cache))
     except BitscaleError as exc:
         return CellOutcome(cell.hash, "failed", started, fatal=exc)
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - a failing plugin fails its cell only
@@ -269,14 +336,16 @@ def draw_shard(cell: Cell, plugins: CellPlugins, cache: ModelCache, chunks: rang
         return _failed(cell, started, exc, {"total": time.perf_counter() - t0})
 
 
-def finish_cell(cell: Cell, parts: list[SampleShard | CellOutcome], keep_samples: str | None = None) -> CellOutcome:
-    """Gather the shards of a cell and score them once; the first failed shard fails the cell."""
+def finish_cell(cell: Cell, parts: list[SampleShard | CellOutcome], keep_samples: str | None = None,
+                plugins: CellPlugins | None = None, cache: ModelCache | None = None) -> CellOutcome:
+    """Gather the shards of a cell and score them once; the first failed shard fails the cell.
+    With ``plugins`` a quantized cell whose W16A16 twin's features are not cached here draws the twin."""
     started, t0 = utcnow(), time.perf_counter()
     for part in parts:
         if isinstance(part, CellOutcome):
             return part
     try:
-        return _finish(cell, parts, keep_samples, None)  # type: ignore[arg-type]
+        return _finish(cell, parts, keep_samples, None, _twin_drawer(plugins, cache))  # type: ignore[arg-type]
     except BitscaleError as exc:
         return CellOutcome(cell.hash, "failed", started, fatal=exc)
     except (Exception, MemoryError) as exc:  # noqa: BLE001

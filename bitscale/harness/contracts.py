@@ -42,6 +42,12 @@ class GenerativeModel(ABC):
     style: ClassVar[Literal["language", "diffusion"]]
     #: Module-name patterns (fnmatch) that ``quant_layers`` leaves out: heads and embeddings.
     unquantized: ClassVar[tuple[str, ...]] = ()
+    #: How two models sampled with the same labels and seed share randomness. None: ``sample`` draws
+    #: from ``generator`` only (diffusion: the same initial noise per chunk). ``noise.COUPLING``:
+    #: ``sample(labels, generator, noise=TokenNoise)`` draws every token from the coupled Gumbel noise
+    #: (``bitscale.harness.noise``), so a quantized model and its W16A16 twin pick the same tokens
+    #: wherever their distributions agree. Part of every score's protocol.
+    coupling: ClassVar[str | None] = None
 
     module: nn.Module
     #: Evaluation data set id (``"digits16"``, ``"imagenet256"``): picks reference set and extractor.

@@ -21,7 +21,9 @@ from bitscale.precision import Precision, compute_bits, model_bits
 
 # Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own
 # stream seeded by (cell seed, chunk index), so a cell can be sampled in shards (bitscale.harness.sampling).
-PROTOCOL_VERSION = 2
+# 3: token models draw every token from coupled Gumbel noise keyed by (seed, sample index, position)
+# (bitscale.harness.noise), and quantized cells are scored against their W16A16 twin (paired metrics).
+PROTOCOL_VERSION = 3
 FULL_PRECISION_METHOD = "fp16"
 
 
@@ -185,6 +187,17 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
     # A model or size listed twice plans the same cell twice: run it once.
     unique = list({c.hash: c for c in cells}.values())
     return Plan(unique, skipped)
+
+
+def fp_twin(cell: Cell) -> Cell:
+    """The W16A16 cell that ``cell`` is paired with: same model, options, size, seed and evaluation settings,
+    no quantizer or loss. (The W16A16 cell a grid plans for that size and seed, hash for hash.)"""
+    from dataclasses import replace
+
+    versions = {k: v for k, v in cell.versions.items() if k not in ("quantizer", "loss")}
+    twin = replace(cell, method=FULL_PRECISION_METHOD, loss=None, precision=Precision.parse("W16A16").label,
+                   quantizer_options={}, loss_options={}, versions=versions, hash="")
+    return _with_hash(twin)
 
 
 def _with_hash(cell: Cell) -> Cell:

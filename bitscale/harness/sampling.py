@@ -9,6 +9,11 @@ chunks into shards (``--sample-shards N``) on any executor yields byte-identical
 Chunk 0 keeps the cell's own seed: a cell that fits in one batch draws exactly what it drew when
 a cell was one sequential stream (before protocol version 2). Later chunks start fresh streams,
 since a generator cannot be advanced past what an earlier batch consumed without running it.
+
+Token models that declare a ``coupling`` (protocol version 3) get ``TokenNoise`` for their chunk:
+one key per sample, a hash of (cell seed, global sample index), from which every token's Gumbel
+noise is computed. Two models sampled with the same seed then share the noise of every token of
+every sample, whatever the batch size: the coupling behind paired evaluation (``evaluation.paired``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import hashlib
 
 import torch
+
+from bitscale.harness.noise import TokenNoise, sample_keys
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
@@ -58,7 +65,12 @@ def sample_chunks(model, num_samples: int, batch_size: int, seed: int,
         for k in chunks:
             part = labels[k * batch_size : (k + 1) * batch_size]
             gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, k))
-            out = model.sample(part.to(model.device), gen)
+            if getattr(model, "coupling", None):
+                start = k * batch_size
+                noise = TokenNoise(sample_keys(seed, torch.arange(start, start + len(part))))
+                out = model.sample(part.to(model.device), gen, noise=noise)
+            else:
+                out = model.sample(part.to(model.device), gen)
             if out.dtype != torch.uint8 or out.dim() != 4 or out.shape[1] != 3:
                 raise TypeError(f"sample() must return uint8 (B, 3, H, W), got {out.dtype} {tuple(out.shape)}")
             images.append(out.cpu())

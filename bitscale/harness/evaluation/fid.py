@@ -70,6 +70,11 @@ def reference_features(ref: Reference, layer: str) -> tuple[dict[str, np.ndarray
 
 def score(images: torch.Tensor, ref: Reference, seed: int = 0) -> dict[str, float]:
     """FID and Inception Score of uint8 ``images`` (N, 3, H, W) against ``ref`` (no KID: module docstring)."""
+    return score_with_features(images, ref, seed)[0]
+
+
+def score_with_features(images: torch.Tensor, ref: Reference, seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
+    """``score`` plus the FID-layer features of ``images`` (float64 (N, d)): what paired evaluation compares."""
     from torch_fidelity.metric_fid import fid_statistics_to_metric
     from torch_fidelity.metric_isc import isc_featuresdict_to_metric
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
@@ -86,7 +91,18 @@ def score(images: torch.Tensor, ref: Reference, seed: int = 0) -> dict[str, floa
     for k, v in out.items():
         if not np.isfinite(v):
             raise FloatingPointError(f"{k} is not finite ({v}); the samples are degenerate")
-    return out
+    return out, feats[fid_layer].double().numpy()
+
+
+def fid_reference(ref: Reference):
+    """A ``paired.Frechet`` against ``ref``'s FID-layer statistics (the same numbers ``score`` uses)."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    from bitscale.harness.evaluation.paired import Frechet
+
+    layer = FEATURE_EXTRACTORS_REGISTRY[ref.feature_extractor].get_default_feature_layer_for_metric("fid")
+    stats, _ = reference_features(ref, layer)
+    return Frechet(stats["mu"], stats["sigma"])
 
 
 def protocol_fingerprint(details: dict) -> str:

@@ -61,7 +61,7 @@ def _shard_task(job: CellJob, threads: int, chunks: range):
 
 def _finish_task(job: CellJob, threads: int, *parts) -> CellOutcome:
     torch.set_num_threads(threads)
-    return finish_cell(job.cell, list(parts), job.keep_samples)
+    return finish_cell(job.cell, list(parts), job.keep_samples, job.plugins, _worker_cache(threads))
 
 
 # ------------------------------------------------------------------ driver side

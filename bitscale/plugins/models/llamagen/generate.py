@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.sampling import filter_logits, guide, sample_logits
 from bitscale.plugins.models.llamagen.steps import LlamaGenSteps
@@ -29,15 +30,17 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    noise: TokenNoise | None = None,
 ) -> torch.Tensor:
     """Generate ``(B, block_size)`` image tokens for class ``labels`` ``(B,)``.
 
     Guidance is applied only when ``cfg > 1`` (as officially; ``cfg == 1`` is the conditional
     model). ``use_cache=False`` recomputes the whole prefix at every step (for benchmarks and
-    checks; same tokens up to float rounding).
+    checks; same tokens up to float rounding). ``noise``: draw token ``i`` from the coupled noise at
+    position ``i`` instead of from ``generator``.
     """
     if use_cache:
-        steps = LlamaGenSteps(model, labels, cfg, temperature, top_k, top_p, generator)
+        steps = LlamaGenSteps(model, labels, cfg, temperature, top_k, top_p, generator, noise=noise)
         with steps:
             for i in range(steps.num_steps):
                 steps.put(i, steps.draw(steps.extract(i)))
@@ -49,5 +52,6 @@ def generate(
     for i in range(n_tokens):
         prefix = seq[:, :i].repeat(2, 1) if guided else seq[:, :i]
         logits = model(prefix, cond)
-        seq[:, i : i + 1] = sample_logits(guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator)
+        seq[:, i : i + 1] = sample_logits(guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator,
+                                          noise, i)
     return seq

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
+from bitscale.harness.noise import COUPLING, TokenNoise
 from bitscale.plugins.models.llamagen.generate import generate
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.steps import LlamaGenSteps
@@ -33,6 +34,7 @@ class LlamaGenModel(GenerativeModel):
 
     style: ClassVar[Literal["language", "diffusion"]] = "language"
     unquantized: ClassVar[tuple[str, ...]] = ("output", "tok_embeddings", "cls_embedding", "cls_embedding.*")
+    coupling: ClassVar[str] = COUPLING
     # LlamaGen's SwiGLU has two input projections, w1 (gate) and w3; w1 stands for the paper's fc1.
     activation_layers: ClassVar[dict[str, str]] = {
         "fc1": "layers.{block}.feed_forward.w1", "qkv": "layers.{block}.attention.wqkv",
@@ -94,17 +96,20 @@ class LlamaGenModel(GenerativeModel):
         labels = batch["labels"].to(self.device)
         return self.module(tokens[:, :-1], labels)
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
-        """Image tokens ``(B, L)`` for ``labels`` with this model's sampler settings."""
+    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
+                        noise: TokenNoise | None = None) -> torch.Tensor:
+        """Image tokens ``(B, L)`` for ``labels`` with this model's sampler settings (from ``noise`` when given)."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
-        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, **kwargs)
+        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)
 
-    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator) -> LlamaGenSteps:
+    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator,
+                          noise: TokenNoise | None = None) -> LlamaGenSteps:
         """Token-by-token generation with this model's sampler (``sample`` draws the same tokens)."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         return LlamaGenSteps(self.module, labels.to(self.device), generator=device_generator(generator, self.device),
-                             codebook=self.tokenizer.quantize.codebook().detach(), decode=self._decode, **kwargs)
+                             codebook=self.tokenizer.quantize.codebook().detach(), decode=self._decode, noise=noise,
+                             **kwargs)
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         images = self.tokenizer.decode_code(tokens)
@@ -114,6 +119,6 @@ class LlamaGenModel(GenerativeModel):
         return to_uint8(images).cpu()
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU."""
-        return self._decode(self.generate_tokens(labels, generator))
+    def sample(self, labels: torch.Tensor, generator: torch.Generator, noise: TokenNoise | None = None) -> torch.Tensor:
+        """One image per label: ``uint8`` ``(B, 3, H, W)`` on CPU; tokens from the coupled ``noise`` when given."""
+        return self._decode(self.generate_tokens(labels, generator, noise=noise))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bitscale.harness.noise import TokenNoise
+
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Set logits outside the top-k and outside the top-p nucleus to ``-inf`` (returns a new tensor).
@@ -29,11 +31,17 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 
 def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` int64."""
+                  generator: torch.Generator | None = None, noise: TokenNoise | None = None,
+                  position: int = 0) -> torch.Tensor:
+    """Sample one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` int64.
+
+    With ``noise`` the token is ``argmax(filtered logits / temperature + g)`` for the coupled Gumbel noise
+    ``g`` of each sample at ``position`` (same distribution; see ``bitscale.harness.noise``)."""
     logits = logits / max(temperature, 1e-5)
     if top_k > 0 or top_p < 1.0:
         logits = filter_logits(logits, top_k, top_p)
+    if noise is not None:
+        return noise.draw(logits[:, None, :], torch.tensor([position]))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator)
 

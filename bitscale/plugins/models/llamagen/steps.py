@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.harness.phases import GenerationPhases
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.sampling import guide, sample_logits
@@ -32,8 +33,10 @@ class LlamaGenSteps(GenerationPhases):
 
     def __init__(self, model: GPT, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, generator: torch.Generator | None = None, codebook: torch.Tensor | None = None,
-                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 noise: TokenNoise | None = None) -> None:
         self.model, self.generator, self.codebook, self._decode = model, generator, codebook, decode
+        self.noise, self._step = noise, 0  # coupled noise: token ``step`` draws at position ``step``
         self.cfg, self.temperature, self.top_k, self.top_p = cfg, temperature, top_k, top_p
         self.num_steps = model.config.block_size
         self.guided = cfg > 1.0
@@ -43,6 +46,7 @@ class LlamaGenSteps(GenerationPhases):
         model.setup_caches(self.cond.shape[0], self.t0 + self.num_steps)
 
     def extract(self, step: int) -> torch.Tensor:
+        self._step = step
         dev = self.seq.device
         if step == 0:
             logits = self.model.decode_step(torch.arange(self.t0, device=dev), labels=self.cond)
@@ -53,8 +57,8 @@ class LlamaGenSteps(GenerationPhases):
         return guide(logits[:, -1], self.cfg, self.guided)
 
     def draw(self, logits: torch.Tensor) -> torch.Tensor:
-        """One token per row ``(B, 1)`` drawn from guided ``logits`` ``(B, V)``."""
-        return sample_logits(logits, self.temperature, self.top_k, self.top_p, self.generator)
+        """One token per row ``(B, 1)`` drawn from guided ``logits`` ``(B, V)`` (of the last ``extract``ed step)."""
+        return sample_logits(logits, self.temperature, self.top_k, self.top_p, self.generator, self.noise, self._step)
 
     def put(self, step: int, token: torch.Tensor) -> None:
         """Make ``token`` ``(B, 1)`` image token ``step``."""

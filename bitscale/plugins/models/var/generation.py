@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.harness.phases import GenerationPhases
 from bitscale.plugins.models.var.sampling import sample_top_k_top_p
 
@@ -38,8 +39,9 @@ class VarSteps(GenerationPhases):
     # ``var`` is a ``transformer.VAR``, typed as a module: transformer imports this file, not the reverse.
     def __init__(self, var: nn.Module, label_B: torch.Tensor, quantizer: VectorQuantizer2,
                  generator: torch.Generator | None, cfg: float = 1.5, top_k: int = 0, top_p: float = 0.0,
-                 use_kv_cache: bool = True, decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        self.var, self.quantizer, self.generator = var, quantizer, generator
+                 use_kv_cache: bool = True, decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 noise: TokenNoise | None = None) -> None:
+        self.var, self.quantizer, self.generator, self.noise = var, quantizer, generator, noise
         self.cfg, self.top_k, self.top_p, self.use_kv_cache = cfg, top_k, top_p, use_kv_cache
         self._decode = decode
         self.B = B = label_B.shape[0]
@@ -80,8 +82,11 @@ class VarSteps(GenerationPhases):
         return logits
 
     def draw(self, logits: torch.Tensor) -> torch.Tensor:
-        """Token indices ``(B, pn*pn)`` drawn from ``logits`` with top-k / top-p."""
-        return sample_top_k_top_p(logits, top_k=self.top_k, top_p=self.top_p, generator=self.generator)
+        """Token indices ``(B, pn*pn)`` drawn from ``logits`` (of the last ``extract``ed scale) with top-k / top-p;
+        with coupled ``noise`` each token draws at its position in the whole sequence."""
+        positions = torch.arange(self.cur_L - logits.shape[1], self.cur_L)
+        return sample_top_k_top_p(logits, top_k=self.top_k, top_p=self.top_p, generator=self.generator,
+                                  noise=self.noise, positions=positions)
 
     def reconstruct(self, step: int, features: torch.Tensor) -> torch.Tensor:
         return self.quantizer.embedding(self.draw(features))

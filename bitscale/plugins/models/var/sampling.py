@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from bitscale.harness.noise import TokenNoise
+
 
 def sample_top_k_top_p(
-    logits_BlV: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator | None
+    logits_BlV: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator | None,
+    noise: TokenNoise | None = None, positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample one index per row of ``logits_BlV`` (``B, l, V``); returns ``(B, l)`` int64.
 
     ``top_k <= 0`` and ``top_p <= 0`` disable the respective filter (official convention).
     Nucleus filtering drops the low-probability tokens whose *ascending* cumulative mass is at
-    most ``1 - top_p``, always keeping the most likely one. Draws come only from ``generator``.
+    most ``1 - top_p``, always keeping the most likely one. Draws come from ``noise`` at token
+    ``positions`` when given (coupled sampling: ``bitscale.harness.noise``), else from ``generator``.
     """
     B, l, V = logits_BlV.shape
     logits = logits_BlV.clone()
@@ -24,6 +28,8 @@ def sample_top_k_top_p(
         remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
         remove[..., -1:] = False
         logits.masked_fill_(remove.scatter(-1, sorted_idx, remove), -torch.inf)
+    if noise is not None:
+        return noise.draw(logits, positions)
     probs = logits.softmax(dim=-1).view(-1, V)
     if generator is not None and generator.device != probs.device:
         # torch.multinomial needs the generator on the tensor's device; the harness passes a

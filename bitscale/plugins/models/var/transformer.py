@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.var.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 from bitscale.plugins.models.var.codebook import VectorQuantizer2
 from bitscale.plugins.models.var.generation import VarSteps
@@ -182,15 +183,17 @@ class VAR(nn.Module):
         top_k: int = 0,
         top_p: float = 0.0,
         use_kv_cache: bool = True,
+        noise: TokenNoise | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Generate scale by scale (``generation.VarSteps``); return the final ``f_hat`` and the token indices
         per scale.
 
-        Tokens are drawn with top-k then top-p and ``torch.multinomial(generator=generator)``.
+        Tokens are drawn with top-k then top-p and ``torch.multinomial(generator=generator)``, or, with
+        ``noise``, by Gumbel-max from the coupled noise at each token's position in the whole sequence.
         ``use_kv_cache=False`` recomputes the whole prefix at every scale under the block-causal
         mask: the same result at a higher cost, kept for throughput comparisons.
         """
-        steps = VarSteps(self, label_B, quantizer, generator, cfg, top_k, top_p, use_kv_cache)
+        steps = VarSteps(self, label_B, quantizer, generator, cfg, top_k, top_p, use_kv_cache, noise=noise)
         tokens: list[torch.Tensor] = []
         with steps:
             for si in range(steps.num_steps):

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from bitscale.plugins.models.llamagen.sampling import guide, sample_logits
+from bitscale.harness.noise import TokenNoise
+from bitscale.plugins.models.llamagen.sampling import filter_logits, guide, sample_logits
 from bitscale.plugins.models.par.gpt import PARGPT
 
 
@@ -30,10 +31,12 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    noise: TokenNoise | None = None,
 ) -> torch.Tensor:
     """``(B, N)`` image tokens in PAR order for class ``labels`` ``(B,)``.
 
-    ``use_cache=False`` recomputes the whole prefix at every step (checks and benchmarks).
+    ``use_cache=False`` recomputes the whole prefix at every step (checks and benchmarks). ``noise``:
+    draw the token at PAR-order index ``i`` from the coupled noise of position ``i`` (paired evaluation).
     """
     conf = model.config
     n_tokens, k = conf.block_size, conf.ar_token_num
@@ -47,6 +50,12 @@ def generate(
         """Sample every position of ``logits`` ``(2B or B, S, V)``: ``(B, S)``."""
         logits = guide(logits, cfg, guided)
         s = logits.shape[1]
+        if noise is not None:
+            first = seq.shape[1]
+            tempered = logits / max(temperature, 1e-5)
+            if top_k > 0 or top_p < 1.0:
+                tempered = filter_logits(tempered.reshape(b * s, -1), top_k, top_p).view(b, s, -1)
+            return noise.draw(tempered, torch.arange(first, first + s))
         return sample_logits(logits.reshape(b * s, -1), temperature, top_k, top_p, generator).view(b, s)
 
     def twice(x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from bitscale.harness.contracts import GenerativeModel
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.generators import device_generator
 from bitscale.plugins.models.llamagen.model import SAMPLER_KEYS, LlamaGenModel
 from bitscale.plugins.models.par.generate import generate
@@ -32,9 +33,10 @@ class PARModel(LlamaGenModel):
         tokens = to_par_order(batch["tokens"].to(self.device), *self._order())
         return self.module(tokens[:, :-1], batch["labels"].to(self.device))
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
+    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
+                        noise: TokenNoise | None = None) -> torch.Tensor:
         """Image tokens ``(B, N)`` in raster order, sampled with PAR's parallel decoding."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
-        seq = generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, **kwargs)
+        seq = generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)
         return to_raster_order(seq, *self._order())

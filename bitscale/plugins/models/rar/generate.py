@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.llamagen.sampling import filter_logits
 from bitscale.plugins.models.rar.gpt import RAR
 
@@ -31,11 +32,16 @@ def guidance_scale(step: int, steps: int, scale: float, power: float) -> torch.T
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
-                generator: torch.Generator | None) -> torch.Tensor:
-    """Official order: ``logits / temperature``, softmax, multinomial (optional top-k/top-p before softmax)."""
+                generator: torch.Generator | None, noise: TokenNoise | None = None, position: int = 0) -> torch.Tensor:
+    """Official order: ``logits / temperature``, softmax, multinomial (optional top-k/top-p before softmax).
+
+    With ``noise`` (paired evaluation) the token is drawn from the coupled Gumbel noise of ``position``
+    instead: the same distribution (``bitscale.harness.noise``)."""
     logits = logits / temperature
     if top_k > 0 or top_p < 1.0:
         logits = filter_logits(logits, top_k, top_p)
+    if noise is not None:
+        return noise.draw(logits[:, None, :], torch.tensor([position]))
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
 
 
@@ -50,10 +56,12 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    noise: TokenNoise | None = None,
 ) -> torch.Tensor:
     """``(B, N)`` image tokens in raster order for class ``labels`` ``(B,)``.
 
-    ``use_cache=False`` recomputes the whole prefix at every step (benchmarks and checks).
+    ``use_cache=False`` recomputes the whole prefix at every step (benchmarks and checks). ``noise``:
+    draw token ``s`` from the coupled noise at position ``s`` instead of from ``generator``.
     """
     n_tokens = model.config.image_seq_len
     guided = guidance != 0
@@ -65,7 +73,7 @@ def generate(
             c, u = logits.chunk(2, dim=0)
             w = guidance_scale(step, n_tokens, guidance, guidance_pow).to(logits.device)
             logits = u + (c - u) * w
-        return sample_next(logits, temperature, top_k, top_p, generator)
+        return sample_next(logits, temperature, top_k, top_p, generator, noise, step)
 
     try:
         for step in range(n_tokens):

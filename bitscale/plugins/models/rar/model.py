@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from bitscale.harness.contracts import GenerativeModel
+from bitscale.harness.noise import TokenNoise
 from bitscale.plugins.models.generators import device_generator
 from bitscale.plugins.models.llamagen.model import LlamaGenModel
 from bitscale.plugins.models.rar.generate import generate
@@ -35,7 +36,8 @@ class RARModel(LlamaGenModel):
     # LlamaGen's step-by-step generation does not apply to RAR's sampler: no phases (yet) for ``bitscale analyze``.
     generation_phases = GenerativeModel.generation_phases
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
+    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
+                        noise: TokenNoise | None = None) -> torch.Tensor:
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
-        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, **kwargs)
+        return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)

@@ -42,7 +42,7 @@ def reconstruct(model, images: torch.Tensor) -> torch.Tensor:
     """``images`` through the model's codec (each family keeps it under its own name)."""
     if hasattr(model, "tokenizer"):  # LlamaGen: VQ tokenizer
         return model.tokenizer.decode_code(model.tokenizer.encode_indices(images))
-    if hasattr(model, "latent_scale"):  # DiT: KL autoencoder, posterior mean
+    if hasattr(model, "latent_scale"):  # DiT, MAR (dit-tiny's autoencoder): KL autoencoder, posterior mean
         return model.vae.decode(model.vae.encode(images).latent_dist.mean).sample
     return model.vae.idx_to_img(model.vae.img_to_idx(images))  # VAR: multi-scale VQ-VAE
 

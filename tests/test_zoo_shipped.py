@@ -224,3 +224,27 @@ def test_zoo_list_shows_shipped_and_trained_here(empty_cache, capsys):
     assert main(["zoo", "list"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("var-tiny")]
     assert [r[1] for r in rows] == ["d2", "d4", "d6"] and all(r[-2:] == ["yes", "no"] for r in rows)
+
+
+def test_zoo_ship_names_ships_only_what_changed(empty_cache, shipped_copy, capsys):
+    # The cache holds llamagen-tiny as shipped, except d3w64 (retrained: other bytes). Shipping
+    # llamagen-tiny copies d3w64 alone; the other entries (and every other family's) keep theirs.
+    before = json.loads((shipped_copy / "catalog.json").read_text())["artifacts"]
+    names = [n for n in before if n.startswith("llamagen-tiny/")]
+    for name in names:
+        state = load_file(str(shipped_copy / f"{name}.safetensors"))
+        if name == "llamagen-tiny/d3w64":
+            state["norm.weight"] = state["norm.weight"] + 0.5
+        weights, meta = cache.artifact_paths(name)
+        save_file(state, str(weights))
+        meta.write_text(json.dumps(dict(before[name]["manifest"], sha256=shipped.file_sha256(weights))))
+    capsys.readouterr()
+    assert main(["zoo", "ship", "llamagen-tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped llamagen-tiny/d3w64" in out and "unchanged llamagen-tiny/vq" in out
+    after = json.loads((shipped_copy / "catalog.json").read_text())["artifacts"]
+    assert set(after) == set(before)
+    assert after["llamagen-tiny/d3w64"]["sha256"] != before["llamagen-tiny/d3w64"]["sha256"]
+    assert {n: e for n, e in after.items() if n != "llamagen-tiny/d3w64"} == \
+           {n: e for n, e in before.items() if n != "llamagen-tiny/d3w64"}
+    assert shipped.file_sha256(shipped_copy / "llamagen-tiny/d3w64.safetensors") == after["llamagen-tiny/d3w64"]["sha256"]

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.models.var",
     "bitscale.plugins.models.llamagen",
     "bitscale.plugins.models.dit",
+    "bitscale.plugins.models.mar",
     "bitscale.plugins.models.rar",
     "bitscale.plugins.models.par",
     "bitscale.plugins.quantizers.rtn",

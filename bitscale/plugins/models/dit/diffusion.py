@@ -19,6 +19,7 @@ shift 1 and fixed variance, which is why it is not used here).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -31,6 +32,16 @@ def linear_betas(num_steps: int = 1000) -> torch.Tensor:
     """The DDPM linear schedule scaled to ``num_steps`` (float64)."""
     scale = 1000 / num_steps
     return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
+
+
+def cosine_betas(num_steps: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
+    """IDDPM's cosine schedule (MAR's diffusion head): ``alpha_bar(t) = cos((t + 0.008) / 1.008 * pi / 2)^2``
+    discretised to ``num_steps`` betas, each capped at ``max_beta``; Python floats, like the original."""
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
+    return torch.tensor(betas, dtype=torch.float64)
 
 
 def space_timesteps(num_steps: int, count: int) -> list[int]:
@@ -49,8 +60,8 @@ def space_timesteps(num_steps: int, count: int) -> list[int]:
 class Diffusion:
     """A (possibly respaced) discrete diffusion process with learned-range variance."""
 
-    def __init__(self, steps: int | None = None, base_steps: int = 1000) -> None:
-        base = linear_betas(base_steps)
+    def __init__(self, steps: int | None = None, base_steps: int = 1000, schedule: str = "linear") -> None:
+        base = {"linear": linear_betas, "cosine": cosine_betas}[schedule](base_steps)
         base_cumprod = torch.cumprod(1 - base, 0)
         kept = list(range(base_steps)) if steps is None else space_timesteps(base_steps, steps)
         self.timestep_map = torch.tensor(kept, dtype=torch.long)

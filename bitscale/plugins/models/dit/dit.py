@@ -135,15 +135,16 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """timm ``Mlp``: ``fc2(gelu_tanh(fc1 x))``."""
+    """timm ``Mlp``: ``fc2(gelu(fc1 x))``; DiT uses the tanh GELU, timm's default (MAR) the exact one."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, approximate: str = "tanh") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class DiTBlock(nn.Module):

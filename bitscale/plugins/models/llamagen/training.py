@@ -5,7 +5,8 @@ Both loops run on one thread (see ``single_thread``) and draw every random numbe
 same weights. Losses follow the official
 recipes, simplified where the tiny digits do not need more: the tokenizer uses pixel MSE plus
 the codebook/commitment loss (no perceptual or GAN loss); the GPT uses next-token cross-entropy
-with 10% label dropout to the null class (for classifier-free guidance) and AdamW with
+with 10% label dropout to the null class (for classifier-free guidance), the config's token /
+residual / FFN dropout (the global RNG, seeded like the initialisation) and AdamW with
 betas (0.9, 0.95) and weight decay 0.05. ``label_lr_mult`` gives the class table a larger
 learning rate: in a few hundred steps the tiny GPTs otherwise learn digit shapes long before
 they learn to follow the label (measured: final loss 1.79 -> 1.60 for d3w64, 1.53 -> 1.44 for d4w128).

@@ -28,6 +28,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bitscale.plugins.models.llamagen",
     "bitscale.plugins.models.dit",
     "bitscale.plugins.models.mar",
+    "bitscale.plugins.models.rar",
+    "bitscale.plugins.models.par",
     "bitscale.plugins.quantizers.rtn",
     "bitscale.plugins.quantizers.gptq",
     "bitscale.plugins.quantizers.smoothquant",

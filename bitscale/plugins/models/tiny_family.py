@@ -48,6 +48,9 @@ class TwoStageTinyFamily(TrainableFamily):
     codec_record: ClassVar[dict[str, Any]]
     codec_steps: ClassVar[int]
     codec_steps_option: ClassVar[str]
+    #: Store the generator's floating-point weights in this dtype (None: as trained, float32). The model
+    #: computes in float32 either way, on the rounded weights; it halves a family's shipped bytes.
+    weights_dtype: ClassVar[torch.dtype | None] = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -100,9 +103,10 @@ class TwoStageTinyFamily(TrainableFamily):
             if not force and self._fresh(manifest, cfg, steps, codec_manifest) and cache.has_weights(name):
                 return manifest
             net, result = self._fit(size, cfg, steps, codec, codec_manifest)
+            state = stored_state(net, self.weights_dtype)
             manifest = manifest_for(self._record(cfg), result, SEED)
             manifest[self.codec_hash_key] = codec_manifest["weights_hash"]
-            manifest = cache.save_artifact(name, net.state_dict(), manifest)
+            manifest = cache.save_artifact(name, state, manifest)
             model = self._model(net, codec, codec_manifest, opts)
             images = model.sample(torch.arange(10).repeat(10), torch.Generator().manual_seed(SEED))
             save_grid_png(images, cache.artifact_paths(name)[0].with_suffix(".png"))
@@ -170,7 +174,8 @@ class TwoStageTinyFamily(TrainableFamily):
 
     def _record(self, cfg: Any) -> dict[str, Any]:
         """What a generator's manifest records as its config: the architecture and the recipe."""
-        return cfg.to_dict() | {"recipe": self.recipe}
+        extra = {} if self.weights_dtype is None else {"weights_dtype": str(self.weights_dtype).removeprefix("torch.")}
+        return cfg.to_dict() | {"recipe": self.recipe} | extra
 
     def _fresh(self, manifest: dict[str, Any] | None, cfg: Any, steps: int, codec_manifest: dict[str, Any]) -> bool:
         """Trained with this config and recipe, on the current codec."""
@@ -202,3 +207,14 @@ class TwoStageTinyFamily(TrainableFamily):
 
     def _options(self, options: PluginOptions | None) -> Any:
         return coerce_options(options, self.Options)
+
+
+def stored_state(net: nn.Module, dtype: torch.dtype | None) -> State:
+    """``net``'s state dict as stored: floating-point tensors in ``dtype`` (if given), and ``net`` loaded with
+    the rounded values, so that the sample grid and every later load see the stored weights."""
+    state = net.state_dict()
+    if dtype is None:
+        return state
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    net.load_state_dict(state)
+    return state

@@ -144,7 +144,9 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (bool, ``(S, S_keys)``, True = attend) replaces the causal mask (PAR's group mask)."""
         b, s, _ = x.shape
         q, k, v = self.wqkv(x).split(self.dim, dim=-1)
         q = apply_rope(q.view(b, s, self.n_head, self.head_dim), rope).transpose(1, 2)
@@ -152,13 +154,15 @@ class Attention(nn.Module):
         v = v.view(b, s, self.n_head, self.head_dim).transpose(1, 2)
         dropout = self.attn_dropout_p if self.training else 0.0
         if self.kv_cache is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=mask is None, attn_mask=mask, dropout_p=dropout)
         else:
             if pos is None:
                 raise ValueError("decoding with a KV cache needs the token positions")
             k, v = self.kv_cache.update(pos, k, v)
-            # One new token may see every cached one; a multi-token prefill needs the causal mask.
-            mask = None if s == 1 else pos[:, None] >= torch.arange(k.shape[2], device=pos.device)[None, :]
+            if mask is not None:
+                mask = mask[:, : k.shape[2]]
+            elif s > 1:  # one new token may see every cached one; a multi-token prefill needs the causal mask
+                mask = pos[:, None] >= torch.arange(k.shape[2], device=pos.device)[None, :]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         out = out.transpose(1, 2).reshape(b, s, self.dim)
         return self.resid_dropout(self.wo(out))
@@ -174,8 +178,9 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), rope, pos)
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, pos, mask)
         return h + self.feed_forward(self.ffn_norm(h))
 
 

@@ -9,12 +9,12 @@ script applies the inverse before decoding.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
 
-@lru_cache(maxsize=None)
+@cache
 def region_order(grid: int, regions: int) -> torch.Tensor:
     """``perm`` with ``par_tokens = raster_tokens[..., perm]`` (int64, length ``grid**2``)."""
     side = round(regions**0.5)

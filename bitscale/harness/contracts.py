@@ -277,6 +277,9 @@ class Quantizer(ABC, Generic[OptionsT]):
             return f"{self.name} quantizes weights; with W16 there is nothing for it to do (use rtn or smoothquant)"
         if self.needs_activation_quant and a.kind == "full":
             return f"{self.name} needs quantized activations (e.g. W8A8)"
+        if a.kind == "mx" and getattr(self.options, "act_granularity", "token") != "token":
+            # block-scaled activations (MX, NVFP4) are scaled per block at run time, never statically
+            return f"{a} activations are scaled per block at run time; use act_granularity: token"
         return None
 
     def quantize(

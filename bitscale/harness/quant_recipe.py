@@ -70,14 +70,6 @@ class QuantOptions(ActOptions):
             ) from None
 
 
-def block_format_reason(precision: Precision, options: ActOptions) -> str | None:
-    """Why ``options`` cannot run ``precision``'s block-scaled activations (for ``unsupported_reason``)."""
-    a = precision.activations
-    if a.kind == "mx" and options.act_granularity != "token":
-        return f"{a} activations are scaled per block at run time; use act_granularity: token"
-    return None
-
-
 def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
     """The weight ``QuantSpec`` for ``fmt`` (``None`` when weights stay in full precision)."""
     if fmt.kind == "full":

@@ -7,12 +7,11 @@ from typing import ClassVar
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     INT_FP_MX,
-    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -52,9 +51,6 @@ class GPTQ(Quantizer[GPTQOptions]):
     needs_weight_quant: ClassVar[bool] = True
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
-
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration = job.model, job.precision, job.calibration

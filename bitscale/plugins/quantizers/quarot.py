@@ -20,13 +20,12 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import GenerativeModel, Precision, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import trace_input_groups
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
 from bitscale.harness.quant_recipe import (
-    block_format_reason,
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
@@ -90,9 +89,6 @@ class QuaRot(Quantizer[QuaRotOptions]):
     weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     description: ClassVar[str] = "QuaRot: randomized Hadamard rotations (norms folded), then RTN/GPTQ weights"
-
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration, generator = job.model, job.precision, job.calibration, job.generator

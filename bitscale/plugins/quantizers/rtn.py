@@ -6,11 +6,10 @@ from typing import ClassVar
 
 import torch
 
-from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     INT_FP_MX,
-    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -36,9 +35,6 @@ class RTN(Quantizer[RTNOptions]):
     weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
-
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration = job.model, job.precision, job.calibration

@@ -17,11 +17,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     INT_FP_MX,
-    block_format_reason,
     QuantOptions,
     act_quantizer,
     calibrate_static_activations,
@@ -51,9 +50,6 @@ class SmoothQuant(Quantizer[SmoothQuantOptions]):
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     needs_activation_quant: ClassVar[bool] = True
     description: ClassVar[str] = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"
-
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration = job.model, job.precision, job.calibration

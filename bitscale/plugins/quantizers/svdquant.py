@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from bitscale import Precision, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
@@ -27,7 +27,6 @@ from bitscale.harness.quant_recipe import (
     INT_FP_MX,
     QuantOptions,
     act_quantizer,
-    block_format_reason,
     calibrate_static_activations,
     make_report,
     weight_spec,
@@ -66,9 +65,6 @@ class SVDQuant(Quantizer[SVDQuantOptions]):
     activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
     needs_weight_quant: ClassVar[bool] = True
     description: ClassVar[str] = "SVDQuant: smoothing, rank-r 16-bit SVD branch, quantized residual (W4A4 g64)"
-
-    def unsupported_reason(self, precision: Precision) -> str | None:
-        return super().unsupported_reason(precision) or block_format_reason(precision, self.options)
 
     def apply(self, job: QuantJob) -> QuantReport:
         model, precision, calibration = job.model, job.precision, job.calibration

@@ -82,18 +82,25 @@ def dgc_calibration(model: GenerativeModel, calibration: list[Any], pool: int,
     null = getattr(model, "num_classes", None)
     uncond = [with_labels(b, torch.full_like(labels_of(b), null)) for b in cond] if (
         null is not None and labels_of(cond[0]) is not None) else []
-    feats: list[Tensor] = []
+    calls: list[Tensor] = []
 
     def hook(_n: str, x: Tensor) -> None:
         f = x.detach()[:, 0] if x.dim() >= 3 else x.detach()
-        feats.append(f.reshape(f.shape[0], -1).float().cpu())
+        calls.append(f.reshape(f.shape[0], -1).float().cpu())
 
     sets: dict[str, Tensor] = {}
     with input_hooks({last_name: layers[last_name]}, hook), torch.no_grad():
         for name, batches in (("cond", cond), ("uncond", uncond)):
-            feats.clear()
+            feats = []
             for b in batches:
+                calls.clear()
                 model.forward_batch(b)
+                # one feature row per sample: the first call of the batch. A last layer that sees
+                # other rows (MAR's diffusion head: tokens x diffusion copies) has no per-sample
+                # feature, and DGC then keeps the calibration it was given.
+                if not calls or calls[0].shape[0] != batch_size(b):
+                    return list(calibration), {"dgc_skipped": 1.0}
+                feats.append(calls[0])
             if feats:
                 sets[name] = torch.cat(feats)
     n = sum(batch_size(b) for b in calibration)

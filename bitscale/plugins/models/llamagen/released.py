@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 
 from bitscale.harness.contracts import ModelFamily, PluginOptions
 from bitscale.harness.errors import BitscaleError, ConfigError
@@ -76,11 +77,7 @@ class LlamaGenFamily(ModelFamily):
         with torch.device("meta"):
             gpt, vq = GPT(cfg), VQModel(VQ_CONFIG)
         if device.type != "meta":
-            gpt_path, vq_path = self._paths(size, opts)
-            load_strict(gpt, _without_runtime_keys(load_state_dict_file(gpt_path)), gpt_path, assign=True)
-            load_strict(vq, load_state_dict_file(vq_path), vq_path, assign=True)
-            gpt.reset_buffers()
-            gpt, vq = gpt.float().eval().to(device), vq.float().eval().to(device)
+            gpt, vq = load_gpt_and_vq(gpt, vq, *self._paths(size, opts), device)
         return LlamaGenModel(gpt, vq, "imagenet256", sampler, output_size=EVAL_SIZE)
 
     def num_params(self, size: str, options: PluginOptions) -> int:
@@ -100,6 +97,16 @@ class LlamaGenFamily(ModelFamily):
             )
 
         return pick(opts.checkpoint, file, "checkpoint"), pick(opts.vq_checkpoint, VQ_FILE, "vq_checkpoint")
+
+
+def load_gpt_and_vq(gpt: nn.Module, vq: nn.Module, gpt_path: Path, vq_path: Path,
+                    device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """Fill a meta-built GPT (LlamaGen's or a subclass, e.g. PAR's) and the VQ-16 tokenizer strictly from
+    their released files; fp32, eval mode, on ``device``."""
+    load_strict(gpt, _without_runtime_keys(load_state_dict_file(gpt_path)), gpt_path, assign=True)
+    load_strict(vq, load_state_dict_file(vq_path), vq_path, assign=True)
+    gpt.reset_buffers()
+    return gpt.float().eval().to(device), vq.float().eval().to(device)
 
 
 def _without_runtime_keys(state: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import torch
 
 from bitscale.harness.contracts import ModelFamily, PluginOptions
 from bitscale.harness.errors import BitscaleError
-from bitscale.plugins.models.checkpoint import load_state_dict_file, load_strict, local_file
+from bitscale.plugins.models.checkpoint import local_file
 from bitscale.plugins.models.llamagen.options import LlamaGenSamplerOptions
-from bitscale.plugins.models.llamagen.released import VQ_CONFIG, VQ_FILE, _without_runtime_keys
+from bitscale.plugins.models.llamagen.released import VQ_CONFIG, VQ_FILE, load_gpt_and_vq
 from bitscale.plugins.models.llamagen.vq import VQModel
 from bitscale.plugins.models.options import check_size, coerce_options, sampler_from
 from bitscale.plugins.models.par.gpt import PARGPT, PARConfig
@@ -77,11 +77,7 @@ class PARFamily(ModelFamily):
         with torch.device("meta"):
             gpt, vq = PARGPT(par_config(size)), VQModel(VQ_CONFIG)
         if device.type != "meta":
-            gpt_path, vq_path = self._paths(size, opts)
-            load_strict(gpt, _without_runtime_keys(load_state_dict_file(gpt_path)), gpt_path, assign=True)
-            load_strict(vq, load_state_dict_file(vq_path), vq_path, assign=True)
-            gpt.reset_buffers()
-            gpt, vq = gpt.float().eval().to(device), vq.float().eval().to(device)
+            gpt, vq = load_gpt_and_vq(gpt, vq, *self._paths(size, opts), device)
         return PARModel(gpt, vq, "imagenet256", sampler, output_size=EVAL_SIZE)
 
     def num_params(self, size: str, options: PluginOptions) -> int:

@@ -167,3 +167,24 @@ def test_tiny_family_shares_dit_tiny_autoencoder() -> None:
     fam = MARTinyFamily()
     assert fam.artifacts("d1w64", fam.Options()) == ["dit-tiny/vae", "mar-tiny/d1w64"]
     assert [fam.num_params(s, None) for s in fam.sizes] == sorted(fam.num_params(s, None) for s in fam.sizes)
+
+
+def test_clip_x0_bounds_the_first_step_of_an_inexact_head() -> None:
+    # At t = 999 (alpha_bar 2.4e-9) a noise prediction off by 0.01 gives an x0 of ~200, and the first
+    # step's mean (0.031 x0 + 0.0016 x_t) lands at ~6, six times the data's std: a trained head never
+    # brings such tokens back (mar-tiny's blobs). Clamping x0 keeps that mean within 0.2 of zero.
+    process = HeadDiffusion(50)
+    x = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.full((256,), process.num_timesteps - 1)
+    out = torch.cat([x + 0.01, torch.zeros_like(x)], dim=1)  # x_t is the noise at t = 999, up to 5e-5 * x0
+    free, clipped = process.p_mean_variance(out, x, t), process.p_mean_variance(out, x, t, clip_x0=5.0)
+    assert float(free["pred_x0"].abs().min()) > 100 and float(free["mean"].abs().min()) > 5
+    assert float(clipped["pred_x0"].abs().max()) == 5.0 and float(clipped["mean"].abs().max()) < 0.2
+
+
+def test_shipped_tiny_samples_latents_at_the_data_scale() -> None:
+    fam = MARTinyFamily()
+    model = fam.build("d1w64", fam.Options(num_iter=4, sampling_steps=20), torch.device("cpu"))
+    assert model.sampler["clip_x0"] == 5.0
+    latents = model.sample_latents(torch.arange(10).repeat(2), torch.Generator().manual_seed(0))
+    assert 0.5 < float(latents.std()) < 2.0  # the training latents are scaled to std 1

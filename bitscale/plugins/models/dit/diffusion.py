@@ -99,14 +99,20 @@ class Diffusion:
         mean = self._at(self.posterior_mean_coef1, t, x_t) * x0 + self._at(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, self._at(self.posterior_log_variance_clipped, t, x_t)
 
-    def p_mean_variance(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Model output ``(B, 2C, ...)`` to the mean/log-variance of ``p(x_{t-1} | x_t)`` and x0."""
+    def p_mean_variance(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                        clip_x0: float | None = None) -> dict[str, torch.Tensor]:
+        """Model output ``(B, 2C, ...)`` to the mean/log-variance of ``p(x_{t-1} | x_t)`` and x0.
+
+        ``clip_x0`` clamps the predicted x0 to ``[-clip_x0, clip_x0]`` before the posterior (ADM's
+        ``clip_denoised`` with a range); ``None``, DiT's and MAR's official setting, leaves it."""
         eps, var_values = out.split(x_t.shape[1], dim=1)
         min_log = self._at(self.posterior_log_variance_clipped, t, x_t)
         max_log = self._at(torch.log(self.betas), t, x_t)
         frac = (var_values + 1) / 2  # [-1, 1] -> [min_var, max_var] in log space
         log_var = frac * max_log + (1 - frac) * min_log
         x0 = self.predict_x0(x_t, t, eps)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
         mean, _ = self.q_posterior(x0, x_t, t)
         return {"mean": mean, "log_variance": log_var, "pred_x0": x0, "eps": eps}
 

@@ -8,6 +8,11 @@ with IDDPM's cosine betas; what the official ``DiffLoss`` adds and this module r
   parity test holds sampled latents to the official ones);
 - sampling noise drawn at *every* step, the last one included (it is multiplied by zero there),
   and scaled by ``temperature``;
+- optionally (``clip_x0``, not official) the predicted x0 clamped to a range before the posterior:
+  at the first sampling step (t = 999, where the cosine schedule's capped last beta leaves
+  ``alpha_bar`` = 2.4e-9) x0 is the noise-prediction error times ``sqrt(1/alpha_bar - 1)`` = 2e4,
+  so a head that is not exact to 1e-4 there throws the token out of the data's range for good.
+  The released heads are (the official sampler does not clip); a CPU-trained tiny head is not;
 - CFG inside the head (``forward_with_cfg``): the batch is [cond; uncond] rows of ``z`` with the
   same ``x``; the guided noise replaces both halves, the variance comes from each half. Only the
   conditional half is kept, so this module runs the head on ``[x; x]`` and keeps the first half
@@ -55,8 +60,9 @@ class HeadDiffusion(Diffusion):
 
     @torch.no_grad()
     def sample(self, net: nn.Module, z: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
-               cfg: float = 1.0) -> torch.Tensor:
-        """Token latents ``(N, C)`` for conditions ``z``: ``(N, D)``, or ``(2N, D)`` = [cond; uncond] when ``cfg != 1``."""
+               cfg: float = 1.0, clip_x0: float | None = None) -> torch.Tensor:
+        """Token latents ``(N, C)`` for conditions ``z``: ``(N, D)``, or ``(2N, D)`` = [cond; uncond] when ``cfg != 1``;
+        ``clip_x0``: clamp the predicted x0 to ``[-clip_x0, clip_x0]`` at every step (None: official)."""
         guided = cfg != 1.0
         n, c = (z.shape[0] // 2 if guided else z.shape[0]), net.in_channels
         draw = 2 * n if guided else n
@@ -70,7 +76,7 @@ class HeadDiffusion(Diffusion):
                 out = torch.cat([uncond + cfg * (cond - uncond), out[:n, c:]], dim=1)
             else:
                 out = net(x, t_model, z)
-            p = self.p_mean_variance(out, x, t)
+            p = self.p_mean_variance(out, x, t, clip_x0)
             noise = torch.randn((draw, c), generator=generator, device=generator.device)[:n].to(z.device)
             x = p["mean"] + float(i != 0) * torch.exp(0.5 * p["log_variance"]) * noise * temperature
         return x

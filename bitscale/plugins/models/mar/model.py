@@ -34,7 +34,7 @@ class MARModel(GenerativeModel):
     decoder and the diffusion head and returns the head's predicted noise at the unknown
     positions, ``(B * masked, C)``.
 
-    ``sampler``: ``{"num_iter", "cfg", "cfg_schedule", "temperature", "sampling_steps"}``.
+    ``sampler``: ``{"num_iter", "cfg", "cfg_schedule", "temperature", "sampling_steps", "clip_x0"}``.
     """
 
     style: ClassVar[Literal["language", "diffusion"]] = "diffusion"
@@ -114,7 +114,7 @@ class MARModel(GenerativeModel):
         return sample_tokens(self.module, labels.to(self.device), gen, num_iter=int(s["num_iter"]),
                              cfg=float(s["cfg"]), cfg_schedule=s.get("cfg_schedule", "linear"),
                              temperature=float(s.get("temperature", 1.0)),
-                             sampling_steps=int(s.get("sampling_steps", 100)))
+                             sampling_steps=int(s.get("sampling_steps", 100)), clip_x0=s.get("clip_x0"))
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -18,6 +18,8 @@ class MARSamplerOptions(PluginOptions):
     cfg: float | None = None
     cfg_schedule: Literal["linear", "constant"] | None = None
     temperature: float | None = Field(None, gt=0)
+    #: Clamp the diffusion head's predicted x0 to [-clip_x0, clip_x0] (scaled latents); not official.
+    clip_x0: float | None = Field(None, gt=0)
 
 
 def sampler_settings(opts: Any, defaults: dict[str, Any]) -> dict[str, Any]:

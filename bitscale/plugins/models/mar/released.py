@@ -36,7 +36,8 @@ CHECKPOINT_FILE = "mar/{size}/checkpoint-last.pth"
 VAE_FILE = "vae/kl16.ckpt"
 OFFICIAL_NAMES = {"mar-b": "mar_base", "mar-l": "mar_large", "mar-h": "mar_huge"}
 OFFICIAL_CFG = {"mar-b": 2.9, "mar-l": 3.0, "mar-h": 3.2}
-OFFICIAL_SAMPLER = {"num_iter": 256, "sampling_steps": 100, "cfg_schedule": "linear", "temperature": 1.0}
+OFFICIAL_SAMPLER = {"num_iter": 256, "sampling_steps": 100, "cfg_schedule": "linear", "temperature": 1.0,
+                    "clip_x0": None}
 
 
 class MAROptions(MARSamplerOptions):

@@ -1,7 +1,7 @@
 """Deterministic training of the tiny MAR zoo on the latents of dit-tiny's autoencoder.
 
-The recipe is the official ``MAR.forward`` + ``DiffLoss``: per image a random order and a masking
-ratio from a truncated normal on [``mask_ratio_min``, 1] (mean 1, std 0.25); the encoder sees the
+The recipe is the official ``MAR.forward`` + ``DiffLoss``: per image a random order, per batch a
+masking ratio from a truncated normal on [``mask_ratio_min``, 1] (mean 1, std 0.25); the encoder sees the
 known tokens, the decoder predicts ``z`` everywhere; the diffusion head is trained on the masked
 tokens only, each repeated ``diffusion_batch_mul`` (4) times with its own timestep and noise
 (1000-step cosine process, noise MSE + VLB on the learned variance); 10% of the images get the

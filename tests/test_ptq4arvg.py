@@ -13,7 +13,7 @@ from bitscale.quant.dgc import dgc_select, labels_of, mahalanobis, merge_samples
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
 from bitscale.quant.stwq import TokenGroupActQuantizer, raster_groups, var_groups
-from bitscale.testing.quant_toys import LinearModel
+from bitscale.testing.quant_toys import LinearModel, TokenGroupLinearModel
 from bitscale.testing.toy import ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)
@@ -178,3 +178,15 @@ def test_stwq_position_counter_follows_sampling(family):
     imgs = model.sample(torch.arange(2), torch.Generator().manual_seed(0))
     assert imgs.dtype == torch.uint8
     assert all(q.position == 0 for q in stwq), [q.position for q in stwq]
+
+
+def test_token_group_layer_gets_var_groups():
+    """The benchmarks' VAR-structured synthetic layer: ptq4arvg picks VAR's token groups on it."""
+    model = TokenGroupLinearModel(64, 32, patch_nums=(1, 2, 3), outlier_channels=1, seed=0)
+    x = model.inputs(2, torch.Generator().manual_seed(0))
+    assert x.shape == (2, 14, 64)
+    assert model.token_gain.tolist() == pytest.approx([20.0] + [4.0] * 4 + [0.5] * 9)
+    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(model, Precision.parse("W4A4"),
+                                                  model.calibration_batches(2, torch.Generator().manual_seed(0)))
+    q = model.linear.act_quantizer
+    assert isinstance(q, TokenGroupActQuantizer) and q.groups == var_groups((1, 2, 3))

@@ -5,8 +5,9 @@
    feature has the largest Mahalanobis distance to its set (``bitscale.quant.dgc``).
 2. **Shift + GPS** (``gps``): per input group, a per-channel shift making activations symmetric
    (``delta = (max + min)/2``, compensated in the bias) and a smoothing factor from the
-   gain-projected formula (``bitscale.quant.gps``); with ``gps: false`` SmoothQuant's factor
-   (alpha 0.5), the official code's fallback. Both are folded into the producer of the input
+   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``bitscale.quant.gps``);
+   with ``gps: false`` SmoothQuant's factor alone, the official code's fallback. With STWQ on,
+   the positions it quantizes on their own (sink tokens) stay out of these statistics. Both are folded into the producer of the input
    where the model allows: an AdaLN projection (VAR ``ada_lin``, DiT ``adaLN_modulation``:
    ``(LN(x)(1+scale)+shift - delta)/s`` is again ``LN(x)(1+scale')+shift'``), or an affine norm
    (smoothing into its weight, the shift into its bias if it has one); otherwise they stay in

@@ -37,8 +37,9 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from tabulate import tabulate
@@ -87,9 +88,15 @@ def time_once(fn: Callable[[], object], block: torch.nn.Module, steps: int | Non
     return Timing(cpu, wall, counter[0])
 
 
-def compare(official: Callable[[], object], ours: Callable[[], object], off_block: torch.nn.Module,
-            our_block: torch.nn.Module, steps: int | None, repeats: int,
-            after: Callable[[], None] = lambda: None) -> tuple[Timing, Timing]:
+def compare(
+    official: Callable[[], object],
+    ours: Callable[[], object],
+    off_block: torch.nn.Module,
+    our_block: torch.nn.Module,
+    steps: int | None,
+    repeats: int,
+    after: Callable[[], None] = lambda: None,
+) -> tuple[Timing, Timing]:
     """Best-of-``repeats`` timings of both samplers, alternating which one runs first."""
     best: dict[str, Timing] = {}
     for r in range(repeats):
@@ -107,8 +114,15 @@ def compare(official: Callable[[], object], ours: Callable[[], object], off_bloc
 
 
 def row(label: str, timed: str, off: Timing, ours: Timing) -> list[object]:
-    return [label, timed, f"{off.cpu / BATCH:.2f}", f"{ours.cpu / BATCH:.2f}", f"{off.wall / BATCH:.2f}",
-            f"{ours.wall / BATCH:.2f}", f"{off.cpu / ours.cpu:.2f}x"]
+    return [
+        label,
+        timed,
+        f"{off.cpu / BATCH:.2f}",
+        f"{ours.cpu / BATCH:.2f}",
+        f"{off.wall / BATCH:.2f}",
+        f"{ours.wall / BATCH:.2f}",
+        f"{off.cpu / ours.cpu:.2f}x",
+    ]
 
 
 @torch.no_grad()
@@ -142,19 +156,29 @@ def mar_rows(repo: Path, iters: int, repeats: int) -> list[list[object]]:
     mar_mod, _ = mar_parity.import_official(repo)
     spec = RELEASED_MAR["mar-b"]
     s = OFFICIAL_SAMPLER | {"cfg": OFFICIAL_CFG["mar-b"]}
-    off = mar_mod.mar_base(diffloss_d=spec["diffloss_d"], diffloss_w=spec["diffloss_w"],
-                           num_sampling_steps=str(s["sampling_steps"])).eval()
+    off = mar_mod.mar_base(
+        diffloss_d=spec["diffloss_d"], diffloss_w=spec["diffloss_w"], num_sampling_steps=str(s["sampling_steps"])
+    ).eval()
     randomize(off, 0)
     ours = MAR(MARConfig(**spec)).eval()
     share_strict(ours, off, "official MAR-B")
     labels = torch.arange(BATCH) * 111 % 1000
-    print(f"MAR-B: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, first {iters} of "
-          f"{s['num_iter']} AR iterations, sampler {s}", flush=True)
+    print(
+        f"MAR-B: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, first {iters} of "
+        f"{s['num_iter']} AR iterations, sampler {s}",
+        flush=True,
+    )
 
     def official() -> None:
         torch.manual_seed(0)
-        off.sample_tokens(BATCH, num_iter=s["num_iter"], cfg=s["cfg"], cfg_schedule=s["cfg_schedule"],
-                          labels=labels, temperature=s["temperature"])
+        off.sample_tokens(
+            BATCH,
+            num_iter=s["num_iter"],
+            cfg=s["cfg"],
+            cfg_schedule=s["cfg_schedule"],
+            labels=labels,
+            temperature=s["temperature"],
+        )
 
     def bitscale() -> None:
         sample_tokens(ours, labels, torch.Generator().manual_seed(0), **s)
@@ -183,22 +207,30 @@ def rar_rows(repo: Path, steps: int | None, repeats: int) -> list[list[object]]:
     s = FID_SAMPLER["rar-b"]
     labels = torch.arange(BATCH) * 111 % 1000
     n = cfg.image_seq_len
-    print(f"RAR-B: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, "
-          f"{steps or n} of {n} steps, sampler {s}", flush=True)
+    print(
+        f"RAR-B: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, "
+        f"{steps or n} of {n} steps, sampler {s}",
+        flush=True,
+    )
     tokens: dict[str, torch.Tensor] = {}
 
     def official() -> None:
         torch.manual_seed(0)
-        tokens["official"] = off.generate(labels, guidance_scale=s["guidance"], randomize_temperature=s["temperature"],
-                                          guidance_scale_pow=s["guidance_pow"])
+        tokens["official"] = off.generate(
+            labels,
+            guidance_scale=s["guidance"],
+            randomize_temperature=s["temperature"],
+            guidance_scale_pow=s["guidance_pow"],
+        )
 
     def bitscale() -> None:
         gen = torch.Generator().manual_seed(0)
         torch.rand(labels.shape, generator=gen)  # the official label-dropout draws (see tools/parity_rar_par.py)
         tokens["bitscale"] = generate(ours, labels, generator=gen, **s)
 
-    t_off, t_ours = compare(official, bitscale, off.blocks[0], ours.blocks[0], steps, repeats,
-                            after=off.disable_kv_cache)
+    t_off, t_ours = compare(
+        official, bitscale, off.blocks[0], ours.blocks[0], steps, repeats, after=off.disable_kv_cache
+    )
     if len(tokens) == 2:
         same = int((tokens["official"] == tokens["bitscale"]).sum())
         print(f"    generated tokens equal: {same}/{tokens['official'].numel()}")
@@ -211,51 +243,68 @@ def rar_rows(repo: Path, steps: int | None, repeats: int) -> list[list[object]]:
 def par_rows(repo: Path, variants: list[str], steps: int | None, repeats: int) -> list[list[object]]:
     import parity_rar_par as parity
 
+    gpt_mod, gen_mod = parity._import_official(repo, ["autoregressive.models.gpt", "autoregressive.models.generate"])
+    rows = []
+    for variant in variants:
+        rows.append(par_row(parity, gpt_mod, gen_mod, int(variant.rstrip("x")), steps, repeats))
+        gc.collect()  # the models of this variant went out of scope: free them before building the next
+    return rows
+
+
+def par_row(
+    parity: ModuleType, gpt_mod: ModuleType, gen_mod: ModuleType, regions: int, steps: int | None, repeats: int
+) -> list[object]:
     from bitscale.plugins.models.par.generate import generate
     from bitscale.plugins.models.par.gpt import PARGPT
     from bitscale.plugins.models.par.released import RELEASED_PAR, par_config
 
-    gpt_mod, gen_mod = parity._import_official(repo, ["autoregressive.models.gpt", "autoregressive.models.generate"])
-    rows = []
-    for variant in variants:
-        regions = int(variant.rstrip("x"))
-        cfg = par_config("xl-4x")
-        if regions != cfg.ar_token_num:
-            from dataclasses import replace
+    cfg = replace(par_config("xl-4x"), ar_token_num=regions, spe_token_num=regions - 1)
+    off = parity.official_par(gpt_mod, cfg).eval()
+    randomize(off, 0)
+    ours = PARGPT(cfg).eval()
+    share_strict(ours, off, f"official PAR-XL-{regions}x")
+    s = {"cfg": RELEASED_PAR["xl-4x"]["cfg"], "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    labels = torch.arange(BATCH) * 111 % 1000
+    n, k = cfg.block_size, cfg.ar_token_num
+    total = 1 + (k - 1) + (n - k) // k  # prefill, sequential phase, parallel phase
+    print(
+        f"PAR-XL-{regions}x: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, "
+        f"{min(steps or total, total)} of {total} model steps, sampler {s}",
+        flush=True,
+    )
 
-            cfg = replace(cfg, ar_token_num=regions, spe_token_num=regions - 1)
-        off = parity.official_par(gpt_mod, cfg).eval()
-        randomize(off, 0)
-        ours = PARGPT(cfg).eval()
-        share_strict(ours, off, f"official PAR-XL-{variant}")
-        s = {"cfg": RELEASED_PAR["xl-4x"]["cfg"], "temperature": 1.0, "top_k": 0, "top_p": 1.0}
-        labels = torch.arange(BATCH) * 111 % 1000
-        n, k = cfg.block_size, cfg.ar_token_num
-        total = 1 + (k - 1) + (n - k) // k  # prefill, sequential phase, parallel phase
-        print(f"PAR-XL-{variant}: {sum(p.numel() for p in off.parameters()) / 1e6:.0f}M parameters, "
-              f"{min(steps or total, total)} of {total} model steps, sampler {s}", flush=True)
+    def official() -> None:
+        torch.manual_seed(0)
+        gen_mod.generate(
+            off,
+            labels,
+            n,
+            cfg_scale=s["cfg"],
+            temperature=s["temperature"],
+            top_k=s["top_k"],
+            top_p=s["top_p"],
+            sample_logits=True,
+            ar_token_num=k,
+            spe_token_num=k - 1,
+        )
 
-        def official() -> None:
-            torch.manual_seed(0)
-            gen_mod.generate(off, labels, n, cfg_scale=s["cfg"], temperature=s["temperature"],  # noqa: B023 - called at once
-                             top_k=s["top_k"], top_p=s["top_p"], sample_logits=True,  # noqa: B023 - called at once
-                             ar_token_num=k, spe_token_num=k - 1)  # noqa: B023 - called at once
+    def bitscale() -> None:
+        generate(ours, labels, generator=torch.Generator().manual_seed(0), **s)
 
-        def bitscale() -> None:
-            generate(ours, labels, generator=torch.Generator().manual_seed(0), **s)  # noqa: B023 - called at once
+    def drop_official_cache() -> None:
+        for layer in off.layers:  # the official cache stays attached after sampling (or after a Stop)
+            layer.attention.kv_cache = None
 
-        def drop_official_cache() -> None:
-            for layer in off.layers:  # noqa: B023 - called at once
-                layer.attention.kv_cache = None
-
-        t_off, t_ours = compare(official, bitscale, off.layers[0], ours.layers[0], steps, repeats,
-                                after=drop_official_cache)
-        rows.append(row(f"PAR-XL-{variant} (cfg 1.5){'' if regions == 4 else ', not released'}",
-                        f"{t_off.steps}/{total} steps ({min(n, k * max(0, t_off.steps - k) + min(t_off.steps, k))}"
-                        f"/{n} tokens)", t_off, t_ours))
-        del off, ours
-        gc.collect()
-    return rows
+    t_off, t_ours = compare(
+        official, bitscale, off.layers[0], ours.layers[0], steps, repeats, after=drop_official_cache
+    )
+    tokens = min(n, k * max(0, t_off.steps - k) + min(t_off.steps, k))
+    return row(
+        f"PAR-XL-{regions}x (cfg 1.5){'' if regions == 4 else ', not released'}",
+        f"{t_off.steps}/{total} steps ({tokens}/{n} tokens)",
+        t_off,
+        t_ours,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,14 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads, the same for both samplers")
     args = p.parse_args(argv)
     repos = {"--mar-repo": args.mar_repo, "--rar-repo": args.rar_repo, "--par-repo": args.par_repo}
-    if not any(repos.values()):
-        print("error: give at least one of --mar-repo, --rar-repo, --par-repo (local checkouts of the official code)",
-              file=sys.stderr)
-        return 2
+    if not any(
+        repos.values()
+    ):  # ``make bench`` runs every benchmark bare: nothing to compare without the official code
+        print("skipped: give --mar-repo, --rar-repo and/or --par-repo (local checkouts of the official code)")
+        return 0
     for flag, repo in repos.items():
         if repo is not None and not repo.is_dir():
-            print(f"error: {flag} {repo}: not a folder; pass a local checkout of the official repository",
-                  file=sys.stderr)
+            print(
+                f"error: {flag} {repo}: not a folder; pass a local checkout of the official repository", file=sys.stderr
+            )
             return 2
     variants = [v.strip() for v in args.par_variants.split(",") if v.strip()]
     if any(v not in ("4x", "16x") for v in variants):
@@ -294,9 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.par_repo:
         rows += par_rows(args.par_repo, variants, args.par_steps or None, args.repeats)
     print()
-    print(f"batch {BATCH}, {args.threads} thread(s), best of {args.repeats}; CPU-s and wall s per image of the part timed")
-    print(tabulate(rows, headers=["model", "timed", "official CPU-s/img", "bitscale CPU-s/img",
-                                  "official s/img", "bitscale s/img", "ratio (CPU)"]))
+    print(
+        f"batch {BATCH}, {args.threads} thread(s), best of {args.repeats}; CPU-s and wall s per image of the part timed"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "model",
+                "timed",
+                "official CPU-s/img",
+                "bitscale CPU-s/img",
+                "official s/img",
+                "bitscale s/img",
+                "ratio (CPU)",
+            ],
+        )
+    )
     return 0
 
 

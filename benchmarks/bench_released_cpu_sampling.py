@@ -15,11 +15,11 @@ released model's official FID settings (CFG doubles the batch to 16 rows in both
 - MAR-B: 256 AR iterations, 100 diffusion-head steps, cfg 2.9 (linear), temperature 1.0;
 - RAR-B: 256 tokens, guidance 16.0 (power 2.75), temperature 1.0, KV cache;
 - PAR-XL-4x: 576 tokens (384 px), cfg 1.5, KV cache; ``16x``: the same XL network with 16 regions
-  (not a released checkpoint: the released 16x model is PAR-3B, two copies of which do not fit
-  this machine's memory).
+  (not a released checkpoint: the released 16x model is PAR-3B, whose 12.4 GB of float32 weights,
+  built twice before the tensors are shared, plus KV caches, exceed this 23 GiB machine).
 
-A full sampling of MAR-B (~2 h per sampler here) or PAR-XL (~7 min) does not fit a shared 2-core
-CPU, so these are timed over a **fixed prefix of model steps**, the same for both samplers: a
+A full sampling of MAR-B (~2 h per sampler here) or PAR-XL (~5-20 CPU-minutes) does not fit a shared
+2-core CPU, so these are timed over a **fixed prefix of model steps**, the same for both samplers: a
 forward pre-hook on the first transformer block (``encoder_blocks.0`` for MAR, ``blocks.0`` for RAR,
 ``layers.0`` for PAR -- the same name in both implementations) stops the sampler when it is about
 to start step ``K + 1``, so exactly ``K`` whole steps are timed (for MAR, ``K`` AR iterations, each

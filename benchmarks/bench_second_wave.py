@@ -39,7 +39,7 @@ METHODS = {
 def _quantize(name: str, options: dict, shape: tuple[int, int], seed: int, precision: str):
     from bitscale.harness.plugin_loader import load_plugins
     from bitscale.precision import Precision
-    from bitscale.testing.quant_toys import LinearModel
+    from bitscale.testing.toy import LinearModel
 
     cls = load_plugins(entrypoints=False).quantizers.get(name)
     m = LinearModel(shape[1], shape[0], outlier_channels=max(1, shape[1] // 64), seed=seed)
@@ -51,7 +51,7 @@ def _quantize(name: str, options: dict, shape: tuple[int, int], seed: int, preci
 
 
 def output_errors(shape, seeds, precision="W4A4") -> dict[str, tuple[float, float, float]]:
-    from bitscale.testing.quant_toys import LinearModel
+    from bitscale.testing.toy import LinearModel
 
     out = {}
     for label, (name, opts) in METHODS.items():
@@ -71,7 +71,7 @@ def output_errors(shape, seeds, precision="W4A4") -> dict[str, tuple[float, floa
 
 def _child(name: str, options: str, rows: int, cols: int) -> None:
     torch.set_num_threads(1)
-    from bitscale.testing.quant_toys import LinearModel
+    from bitscale.testing.toy import LinearModel
 
     LinearModel(cols, rows, seed=0)  # import and allocate once so the baseline includes them
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

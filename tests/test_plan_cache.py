@@ -203,8 +203,14 @@ CLI = "import sys; from bitscale.cli import main; rc = main(sys.argv[1:]); print
 
 
 def _bitscale(args: list[str], env: dict[str, str]) -> tuple[str, bool]:
-    out = subprocess.run([sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True, check=True,
-                         cwd=env["BITSCALE_CACHE"]).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=env["BITSCALE_CACHE"],
+    ).stdout
     body, _, flag = out.rpartition("TORCH ")
     return body, flag.strip() == "True"
 

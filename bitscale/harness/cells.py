@@ -53,10 +53,18 @@ class Cell:
     def config(self) -> dict[str, Any]:
         """The resolved configuration that the hash covers (also stored with the run)."""
         return {
-            "family": self.family, "size": self.size, "method": self.method, "loss": self.loss,
-            "precision": self.precision, "seed": self.seed, "model_options": self.model_options,
-            "quantizer_options": self.quantizer_options, "loss_options": self.loss_options,
-            "versions": self.versions, "evaluation": self.evaluation, "protocol_version": PROTOCOL_VERSION,
+            "family": self.family,
+            "size": self.size,
+            "method": self.method,
+            "loss": self.loss,
+            "precision": self.precision,
+            "seed": self.seed,
+            "model_options": self.model_options,
+            "quantizer_options": self.quantizer_options,
+            "loss_options": self.loss_options,
+            "versions": self.versions,
+            "evaluation": self.evaluation,
+            "protocol_version": PROTOCOL_VERSION,
         }
 
 
@@ -84,8 +92,16 @@ def fp_twin(cell: Cell) -> Cell:
     """The W16A16 cell that ``cell`` is paired with: same model, options, size, seed and evaluation settings,
     no quantizer or loss. (The W16A16 cell a grid plans for that size and seed, hash for hash.)"""
     versions = {k: v for k, v in cell.versions.items() if k not in ("quantizer", "loss")}
-    twin = replace(cell, method=FULL_PRECISION_METHOD, loss=None, precision=Precision.parse("W16A16").label,
-                   quantizer_options={}, loss_options={}, versions=versions, hash="")
+    twin = replace(
+        cell,
+        method=FULL_PRECISION_METHOD,
+        loss=None,
+        precision=Precision.parse("W16A16").label,
+        quantizer_options={},
+        loss_options={},
+        versions=versions,
+        hash="",
+    )
     return with_hash(twin)
 
 
@@ -110,8 +126,9 @@ def shard_of(cells: list[Cell], index: int, count: int) -> list[Cell]:
     return [c for c in cells if int(c.hash, 16) % count == index - 1]
 
 
-def pending_cells(plan: Plan, store: Any, experiment: str = "", retry_failed: bool = False,
-                  force: bool = False) -> list[Cell]:
+def pending_cells(
+    plan: Plan, store: Any, experiment: str = "", retry_failed: bool = False, force: bool = False
+) -> list[Cell]:
     """The cells of ``plan`` that ``store`` (a ``ResultStore``) lacks, all of them with ``force``; notes first that
     ``experiment`` includes every cell of the plan (shared cells count for it too)."""
     store.include(experiment, (c.hash for c in plan.cells))

@@ -80,8 +80,14 @@ def _prune(kind: str) -> None:
         old.unlink(missing_ok=True)
 
 
-def cached(kind: str, key: Callable[[], Any], compute: Callable[[], T], dump: Callable[[T], Any],
-           restore: Callable[[Any], T], keep: Callable[[T], bool] = lambda _: True) -> tuple[T, bool]:
+def cached(
+    kind: str,
+    key: Callable[[], Any],
+    compute: Callable[[], T],
+    dump: Callable[[T], Any],
+    restore: Callable[[Any], T],
+    keep: Callable[[T], bool] = lambda _: True,
+) -> tuple[T, bool]:
     """(value, True) from the cache when an entry for ``key()`` exists, else (``compute()``, False), stored
     (as ``dump(value)``) if ``keep(value)`` and the key did not change while it was computed."""
     if not enabled():

@@ -93,12 +93,19 @@ def _restore(data: dict[str, Any]) -> PlannedGrid:
         if c.hash != cell_hash(c.config()):
             raise ValueError(f"stored plan: {c.label} does not match its hash")
     plan = Plan(cells, [(label, reason) for label, reason in data["skipped"]])
-    return PlannedGrid(plan, data["name"], data["source"], {k: list(v) for k, v in data["sizes"].items()},
-                       Provenance.from_data(data["provenance"]), cached=True)
+    return PlannedGrid(
+        plan,
+        data["name"],
+        data["source"],
+        {k: list(v) for k, v in data["sizes"].items()},
+        Provenance.from_data(data["provenance"]),
+        cached=True,
+    )
 
 
-def plan_experiment(path: str | None, *, use_cache: bool = True,
-                    on_plugins: Callable[[Any], None] = lambda plugins: None) -> PlannedGrid:
+def plan_experiment(
+    path: str | None, *, use_cache: bool = True, on_plugins: Callable[[Any], None] = lambda plugins: None
+) -> PlannedGrid:
     """The plan of the experiment at ``path`` (None: the quick grid), from the cache when its inputs are unchanged.
 
     When it plans, ``on_plugins`` is called with the loaded ``PluginSet`` first (to report plugins

@@ -63,8 +63,9 @@ def plugin_metadata() -> tuple[dict[str, Any], bool]:
     """(metadata, True if read from the cache): the loaded plugins', or the cached copy for this installation."""
     # A plugin that failed to load may work once something outside bitscale's view is fixed (a system
     # library, a driver): such metadata is not kept, every process loads the plugins again.
-    return metadata_cache.cached(KIND, fingerprint.installation_key, _loaded, dump=lambda v: v, restore=dict,
-                                 keep=lambda v: not v["errors"])
+    return metadata_cache.cached(
+        KIND, fingerprint.installation_key, _loaded, dump=lambda v: v, restore=dict, keep=lambda v: not v["errors"]
+    )
 
 
 def remember(key: dict[str, Any], ps: Any) -> None:

@@ -71,13 +71,17 @@ class Provenance:
     sources: dict[str, EditableSource]
 
     def to_data(self) -> dict[str, Any]:
-        return {"owners": self.owners,
-                "sources": {n: [s.dist, str(s.folder), s.changed.isoformat()] for n, s in self.sources.items()}}
+        return {
+            "owners": self.owners,
+            "sources": {n: [s.dist, str(s.folder), s.changed.isoformat()] for n, s in self.sources.items()},
+        }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Provenance:
-        sources = {n: EditableSource(n, dist, Path(folder), datetime.fromisoformat(changed))
-                   for n, (dist, folder, changed) in data["sources"].items()}
+        sources = {
+            n: EditableSource(n, dist, Path(folder), datetime.fromisoformat(changed))
+            for n, (dist, folder, changed) in data["sources"].items()
+        }
         return cls({k: dict(v) for k, v in data["owners"].items()}, sources)
 
 

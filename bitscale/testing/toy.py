@@ -47,8 +47,9 @@ class _Block(nn.Module):
 class ToyNet(nn.Module):
     """Class token, then the grid's tokens; logits for every position, teacher-forced."""
 
-    def __init__(self, vocab: int, dim: int, depth: int, heads: int, mlp_ratio: int, seq: int,
-                 num_classes: int) -> None:
+    def __init__(
+        self, vocab: int, dim: int, depth: int, heads: int, mlp_ratio: int, seq: int, num_classes: int
+    ) -> None:
         super().__init__()
         self.cls = nn.Embedding(num_classes, dim)
         self.tok = nn.Embedding(vocab, dim)
@@ -76,9 +77,22 @@ class ToyModel(GenerativeModel):
     style: ClassVar = "language"
     unquantized: ClassVar = ("head",)
 
-    def __init__(self, depth: int = 2, *, dim: int = 64, heads: int = 4, mlp_ratio: int = 4, vocab: int = 32,
-                 seq: int = 16, num_classes: int = 10, batch: int = 8, outlier_channels: int = 0,
-                 outlier_scale: float = 20.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        depth: int = 2,
+        *,
+        dim: int = 64,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        vocab: int = 32,
+        seq: int = 16,
+        num_classes: int = 10,
+        batch: int = 8,
+        outlier_channels: int = 0,
+        outlier_scale: float = 20.0,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = ToyNet(vocab, dim, depth, heads, mlp_ratio, seq, num_classes).eval()
@@ -98,8 +112,13 @@ class ToyModel(GenerativeModel):
         self.sampler = {"temperature": 1.0}
 
     def calibration_batches(self, n: int, generator: torch.Generator) -> list[Any]:
-        return [(torch.randint(0, self.num_classes, (self.batch,), generator=generator),
-                 torch.randint(0, self.vocab, (self.batch, self.seq), generator=generator)) for _ in range(n)]
+        return [
+            (
+                torch.randint(0, self.num_classes, (self.batch,), generator=generator),
+                torch.randint(0, self.vocab, (self.batch, self.seq), generator=generator),
+            )
+            for _ in range(n)
+        ]
 
     def forward_batch(self, batch: Any) -> Tensor:
         labels, tokens = batch
@@ -136,7 +155,6 @@ class ToyFamily(ModelFamily):
 
     def build(self, size: str, options: PluginOptions, device: torch.device) -> GenerativeModel:
         return ToyModel(depth=int(size[1:]), seed=options.seed, device=device)  # on "meta": parameter counts
-
 
 
 class LinearModel(GenerativeModel):

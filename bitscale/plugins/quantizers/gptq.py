@@ -10,8 +10,8 @@ from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
-    ScalarQuantizer,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,

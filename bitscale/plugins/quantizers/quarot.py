@@ -26,8 +26,8 @@ from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
 from bitscale.harness.quant_recipe import (
-    ScalarQuantizer,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,

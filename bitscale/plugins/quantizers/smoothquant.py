@@ -19,8 +19,8 @@ from pydantic import Field
 from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
-    ScalarQuantizer,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,

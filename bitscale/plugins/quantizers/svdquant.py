@@ -23,8 +23,8 @@ from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
 from bitscale.harness.quant_recipe import (
-    ScalarQuantizer,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,

@@ -6,7 +6,9 @@ Metric: relative MSE of the teacher-forced logits against full precision, on 4 h
 of 32 real digits (fixed), mean ± sd over calibration seeds (each seed draws its own 2 x 32
 calibration images and, with DGC, its own candidate pool). "off" for a part means: SmoothQuant
 alpha=0.5 factors instead of GPS (the shift is always on), static per-tensor activations instead
-of STWQ, the given calibration batches instead of DGC. Not an FID: a cheap, paired proxy.
+of STWQ, the given calibration batches instead of DGC. Rows are grouped by activation scheme
+(static: per tensor or per token group; dynamic: per token) so that no comparison mixes the two.
+Not an FID: a cheap, paired proxy.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ VARIANTS = {
     "+ GPS": {"gps": True, "stwq": False, "dgc": False},
     "+ STWQ": {"gps": False, "stwq": True, "dgc": False},
     "+ DGC": {"gps": False, "stwq": False, "dgc": True},
+    "GPS + STWQ": {"gps": True, "stwq": True, "dgc": False},
     "GPS + STWQ + DGC": {"gps": True, "stwq": True, "dgc": True},
+    # the same smoothing under dynamic per-token activations, to compare with per-token baselines
+    "shift + SmoothQuant, dynamic per token": {"gps": False, "stwq": False, "dgc": False, "act_granularity": "token"},
+    "shift + GPS, dynamic per token": {"gps": True, "stwq": False, "dgc": False, "act_granularity": "token"},
 }
 BASELINES = {"rtn (static per tensor)": ("rtn", {"act_granularity": "tensor"}),
-             "rtn (dynamic per token)": ("rtn", {}), "smoothquant (per token)": ("smoothquant", {})}
+             "smoothquant (static per tensor)": ("smoothquant", {"act_granularity": "tensor"}),
+             "rtn (dynamic per token)": ("rtn", {}), "smoothquant (dynamic per token)": ("smoothquant", {})}
 
 
 def main() -> None:

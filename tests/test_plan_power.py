@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import types
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,15 @@ def test_paired_metrics_leaderboard_and_plan_power_on_a_pilot(pilot, capsys):
     lines = paired.strip().splitlines()
     assert len(lines) == 3 and all(",2," in ln for ln in lines[1:])  # W4A16 and W3A16, 2 seeds each
     assert all(("CI overlaps FP" in ln) or ("worse" in ln) or ("better" in ln) for ln in lines[1:])
+
+    # The HTML page carries the same paired table, in its own section.
+    page = Path(url.removeprefix("sqlite:///")).with_suffix(".html")
+    assert main(["leaderboard", "--store", url, "--format", "html", "--out", str(page)]) == 0
+    capsys.readouterr()
+    html_text = page.read_text()
+    section = html_text[html_text.index('<h2 id="paired">'):]
+    section = section[:section.index("<h2 ", 5)]
+    assert section.count("<tr>") == 1 + 2 and "W4A16" in section and "W3A16" in section
 
     assert main(["plan-power", "--store", url, "--delta", "0.5", "--samples", "60,240", "--format", "csv"]) == 0
     out = capsys.readouterr().out

@@ -137,3 +137,31 @@ def test_the_local_run_path_never_imports_ray():
             "from bitscale.cli import build_parser; build_parser(); "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_block_spread_scores_disjoint_blocks_of_each_seed(register_plugin, bitscale_store, tmp_path, capsys):
+    from bitscale.harness.evaluation.fid import score
+    from bitscale.harness.evaluation.references import reference_for
+    from bitscale.harness.rescore import block_spread
+
+    register_plugin(_toy_plugin())
+    exp = _exp()
+    exp = exp.model_copy(update={"seeds": [0, 1], "precisions": ["W16A16"]})
+    run_plan(plan_grid(exp, get_plugins()), bitscale_store, get_plugins(), progress=False,
+             keep_samples=tmp_path / "k")
+    (spread,) = block_spread(bitscale_store, 20)
+    assert spread.label == "toy/d1 W16A16 fp16" and sorted(spread.seeds) == [0, 1]
+    assert len(spread.fids) == 4  # 2 seeds x 40 samples / 20
+    # Block 0 of seed 0 is scored exactly as its 20 images alone would be.
+    run0 = next(r for r in bitscale_store.runs() if r.seed == 0)
+    images, _ = read_samples(run0.samples)
+    assert spread.fids[0] == score(images[:20], reference_for("digits16"), seed=0)["fid"]
+    m = sum(spread.fids) / 4
+    sd = (sum((f - m) ** 2 for f in spread.fids) / 3) ** 0.5
+    assert spread.relative_sd == pytest.approx(sd / m)
+    assert main(["rescore", "--store", bitscale_store.url, "--blocks", "20"]) == 0
+    assert "toy/d1 W16A16 fp16" in capsys.readouterr().out
+    assert main(["rescore", "--store", bitscale_store.url, "--blocks", "15"]) == 2
+    assert "multiple of 10" in capsys.readouterr().err
+    assert main(["rescore", "--store", bitscale_store.url, "--blocks", "50"]) == 2
+    assert "fewer than --blocks 50" in capsys.readouterr().err

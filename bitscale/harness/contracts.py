@@ -122,6 +122,10 @@ class ModelFamily(ABC):
     #: GPUs one cell asks the Ray executor for (e.g. 0.5: two cells share a GPU); None: 1 when the
     #: cluster has GPUs, else 0. ``--gpus-per-cell`` overrides it.
     gpus_per_cell: ClassVar[float | None] = None
+    #: Samples per cell when an experiment does not set ``evaluation.num_samples``: the count at which
+    #: this family's W16A16 FID varies by at most 3% between seeds, measured (``bitscale rescore
+    #: --blocks``; docs/design.md, "Measurement protocol"). Families whose samples spread more need more.
+    default_num_samples: ClassVar[int] = 2000
 
     @abstractmethod
     def build(self, size: str, options: PluginOptions, device: torch.device) -> GenerativeModel:

@@ -66,6 +66,8 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
         family = fam_entry.obj
         fam_opts = _options(type(family), spec.options, f"models[{mi}].options", source)
         sizes = spec.sizes if spec.sizes is not None else list(family.sizes)
+        # The resolved count goes into the cell: its hash and its stored protocol say how many were drawn.
+        fam_evaluation = {**evaluation, "num_samples": evaluation["num_samples"] or family.default_num_samples}
         for si, size in enumerate(sizes):
             if size not in family.sizes:
                 raise ConfigError(f"{source}: models[{mi}].sizes[{si}]: {spec.family} has no size {size!r}; "
@@ -116,7 +118,7 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                             model_options=fam_opts.model_dump(mode="json"),
                             quantizer_options=q_opts.model_dump(mode="json") if q_opts is not None else {},
                             loss_options=l_opts.model_dump(mode="json") if l_opts is not None else {},
-                            num_params=n_params, versions=versions, evaluation=evaluation,
+                            num_params=n_params, versions=versions, evaluation=fam_evaluation,
                         )
                         cells.append(with_hash(cell))
     if not cells:

@@ -5,6 +5,12 @@ reads them back (checking the content hash), and scores them against a reference
 feature extractor: by default the run's own, which reproduces the stored FID exactly; or another
 (``extractor``: any torch-fidelity extractor, e.g. ``inception-v3-compat`` instead of the digits
 classifier), which gives the same samples' score under a new protocol.
+
+``block_spread`` answers "how precise is an n-sample FID?" from kept samples: it cuts each run's
+images into disjoint blocks of n (contiguous, so each block keeps the balanced labels when n is a
+multiple of 10) and reports, per cell without its seed, the spread of the block FIDs. Block 0 of
+a seed holds the same images an n-sample cell of that seed draws, so with 3 seeds of 4n samples
+the figure rests on 12 replicates instead of 3.
 """
 
 from __future__ import annotations
@@ -69,6 +75,16 @@ def _reference(dataset: str, extractor: str | None):
     return replace(ref, feature_extractor=extractor, extractor_kwargs=kwargs)
 
 
+def _run_reference(run: Run, own: dict[str, Any], extractor: str | None):
+    ref = _reference(own["dataset"], extractor)
+    if extractor is None and ref.reference_hash != own["reference"]:
+        raise BitscaleError(
+            f"run {run.cell_hash}: was scored against reference {own['reference']}, but this machine's is "
+            f"{ref.reference_hash} (another feature extractor: shipped vs trained-here weights?); set "
+            "BITSCALE_ZOO_WEIGHTS as the run had it, or pass --extractor to score under another protocol")
+    return ref
+
+
 def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None,
                  extractor: str | None = None) -> list[Rescored]:
     """Score the kept samples of the selected runs; BitscaleError when none has any."""
@@ -85,12 +101,7 @@ def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experime
         own = protocols.get(run.protocol_fingerprint or "")
         if own is None:
             raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
-        ref = _reference(own["dataset"], extractor)
-        if extractor is None and ref.reference_hash != own["reference"]:
-            raise BitscaleError(
-                f"run {run.cell_hash}: was scored against reference {own['reference']}, but this machine's is "
-                f"{ref.reference_hash} (another feature extractor: shipped vs trained-here weights?); set "
-                "BITSCALE_ZOO_WEIGHTS as the run had it, or pass --extractor to score under another protocol")
+        ref = _run_reference(run, own, extractor)
         images, _ = read_samples(run.samples)
         metrics = score(images, ref, seed=own["seed"])
         protocol = {**own, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
@@ -100,4 +111,56 @@ def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experime
     return out
 
 
-__all__ = ["Rescored", "kept_runs", "rescore_runs"]
+@dataclass
+class BlockSpread:
+    label: str  # the cell without its seed: family/size precision method
+    block_size: int
+    seeds: list[int]
+    fids: list[float]  # one per block, seed by seed
+
+    @property
+    def mean(self) -> float:
+        return sum(self.fids) / len(self.fids)
+
+    @property
+    def relative_sd(self) -> float:
+        """Sample standard deviation of the block FIDs over their mean (nan with one block)."""
+        n = len(self.fids)
+        if n < 2:
+            return float("nan")
+        m = self.mean
+        return (sum((f - m) ** 2 for f in self.fids) / (n - 1)) ** 0.5 / m
+
+
+def block_spread(store: ResultStore, block_size: int, *, cells: list[str] | None = None,
+                 experiment: str | None = None, extractor: str | None = None) -> list[BlockSpread]:
+    """FIDs of disjoint ``block_size``-sample blocks of each kept run, grouped by cell without seed."""
+    from bitscale.harness.evaluation.fid import score
+    from bitscale.harness.samples import read_samples
+
+    if block_size < 10 or block_size % 10:
+        raise BitscaleError(f"--blocks {block_size}: must be a positive multiple of 10 (blocks keep the balanced "
+                            "labels, one of each class per 10 samples)")
+    runs = kept_runs(store, cells, experiment)
+    if not runs:
+        raise BitscaleError(f"store {store.url}: no finished run with kept samples matches; run the grid with "
+                            "`bitscale run --keep-samples DIR` first")
+    protocols = store.protocols()
+    groups: dict[str, BlockSpread] = {}
+    for run in runs:
+        own = protocols.get(run.protocol_fingerprint or "")
+        if own is None:
+            raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
+        ref = _run_reference(run, own, extractor)
+        images, _ = read_samples(run.samples)
+        if len(images) < block_size:
+            raise BitscaleError(f"run {_label(run)} kept {len(images)} samples, fewer than --blocks {block_size}")
+        label = _label(run).rsplit(" seed=", 1)[0]
+        g = groups.setdefault(label, BlockSpread(label, block_size, [], []))
+        g.seeds.append(run.seed)
+        for start in range(0, len(images) - block_size + 1, block_size):
+            g.fids.append(score(images[start:start + block_size], ref, seed=own["seed"])["fid"])
+    return list(groups.values())
+
+
+__all__ = ["BlockSpread", "Rescored", "block_spread", "kept_runs", "rescore_runs"]

@@ -211,6 +211,22 @@ def _fig1_section(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _paired_section(report: Report) -> str:
+    """Each quantized cell against its own W16A16 twin (same seeds, same noise): ΔFID with its CI."""
+    from bitscale.leaderboard.paired import paired_table
+
+    df = paired_table(report.results.runs)
+    if df.empty:
+        return ("<p>No paired metrics: they are recorded by protocol version 3 and later, for quantized cells "
+                "whose W16A16 twin ran under the same protocol.</p>")
+    intro = ("<p class=meta>ΔFID = the cell's FID minus its W16A16 twin's, on the same seeds and the same sampling "
+             "noise, so the two share most of their sampling error; the 95% interval covers samples and seeds. "
+             "<code>fp_distance</code> is the mean feature distance of each image to its twin, relative to "
+             "unrelated samples of the same class (0: the same images, about 1: unrelated ones). This is the precise comparison of one cell with full precision; two independent FIDs are "
+             "several times noisier.</p>")
+    return intro + frame_table(df, "paired", "Paired ΔFID vs W16A16")
+
+
 def _budget_section(report: Report) -> str:
     parts = []
     for axis, front in report.fronts.items():
@@ -265,6 +281,7 @@ def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bo
         ("plots", "Scaling-law plots", _plots_section(plots)),
         ("fits", "Scaling-law fits", _fits_section(report)),
         ("fig1", "Fig. 1: does quantization pay at equal bits?", _fig1_section(report)),
+        ("paired", "Paired ΔFID vs full precision", _paired_section(report)),
         ("budgets", "Budgets and Pareto fronts", _budget_section(report)),
         ("protocols", "Protocols", _protocols_section(report)),
         ("runs", "Runs and provenance", _runs_section(report)),

@@ -29,7 +29,11 @@ def var_groups(patch_nums: tuple[int, ...]) -> list[tuple[int, int]]:
     return out
 
 
-def raster_groups(length: int, head: int = 2) -> list[tuple[int, int]]:
+#: Leading raster positions quantized one group each (the official RAR code's two sink tokens).
+RASTER_HEAD = 2
+
+
+def raster_groups(length: int, head: int = RASTER_HEAD) -> list[tuple[int, int]]:
     """The first ``head`` tokens one group each, then the rest (the official raster-model layout)."""
     head = min(head, length)
     return [(i, i + 1) for i in range(head)] + ([(head, length)] if length > head else [])

@@ -8,6 +8,7 @@
 - ``ToyFamily``: ``ToyModel`` as a model family (sizes ``d1``, ``d2``, ``d4``: the depth), for grids.
 - ``LinearModel``: one ``nn.Linear`` fed correlated Gaussian inputs, for per-layer error comparisons
   (GPTQ vs RTN vs a reference implementation); not a transformer, so not a second toy of the same kind.
+  ``TokenGroupLinearModel`` adds VAR's per-position token gains to its inputs (PTQ4ARVG's STWQ).
 """
 
 from __future__ import annotations
@@ -209,3 +210,36 @@ class LinearModel(GenerativeModel):
 
     def sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         return torch.zeros(labels.shape[0], 3, 8, 8, dtype=torch.uint8)
+
+
+class TokenGroupLinearModel(LinearModel):
+    """``LinearModel`` whose input also has VAR's token structure, what PTQ4ARVG's STWQ targets.
+
+    Positions follow VAR's scale levels (``patch_nums``: ``pn^2`` tokens per level, level 0 the
+    single first token). Besides the outlier *channels* of ``LinearModel``, every row at a
+    position is multiplied by a fixed per-position gain: ``sink_scale`` for the first ("sink")
+    token, and per level a gain falling geometrically from ``level_gain[0]`` to ``level_gain[1]``
+    (coarse levels larger). The gains are fixed across samples, as VAR's position-invariant
+    token statistics. A synthetic assumption to exercise token-group quantization, not a
+    measurement of VAR's activations. ``module.patch_nums`` tells ptq4arvg to use VAR's groups.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        patch_nums: tuple[int, ...] = (1, 2, 3, 4, 6, 8),
+        sink_scale: float = 20.0,
+        level_gain: tuple[float, float] = (4.0, 0.5),
+        **kwargs,
+    ) -> None:
+        seq = sum(p * p for p in patch_nums)
+        super().__init__(in_features, out_features, seq=seq, **kwargs)
+        self.module.patch_nums = tuple(patch_nums)
+        levels = len(patch_nums) - 1
+        gains = [level_gain[0] * (level_gain[1] / level_gain[0]) ** (i / max(1, levels - 1)) for i in range(levels)]
+        token_gain = [sink_scale] + [g for pn, g in zip(patch_nums[1:], gains) for _ in range(pn * pn)]
+        self.token_gain = torch.tensor(token_gain)
+
+    def inputs(self, n: int, generator: torch.Generator) -> Tensor:
+        return (super().inputs(n, generator) * self.token_gain.unsqueeze(-1)).to(self.dtype)

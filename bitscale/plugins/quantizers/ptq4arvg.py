@@ -5,8 +5,9 @@
    feature has the largest Mahalanobis distance to its set (``bitscale.quant.dgc``).
 2. **Shift + GPS** (``gps``): per input group, a per-channel shift making activations symmetric
    (``delta = (max + min)/2``, compensated in the bias) and a smoothing factor from the
-   gain-projected formula (``bitscale.quant.gps``); with ``gps: false`` SmoothQuant's factor
-   (alpha 0.5), the official code's fallback. Both are folded into the producer of the input
+   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``bitscale.quant.gps``);
+   with ``gps: false`` SmoothQuant's factor alone, the official code's fallback. With STWQ on,
+   the positions it quantizes on their own (sink tokens) stay out of these statistics. Both are folded into the producer of the input
    where the model allows: an AdaLN projection (VAR ``ada_lin``, DiT ``adaLN_modulation``:
    ``(LN(x)(1+scale)+shift - delta)/s`` is again ``LN(x)(1+scale')+shift'``), or an affine norm
    (smoothing into its weight, the shift into its bias if it has one); otherwise they stay in
@@ -39,7 +40,7 @@ from bitscale.harness.quant_recipe import (
     weight_spec,
 )
 from bitscale.quant.formats import QuantSpec
-from bitscale.quant.stwq import TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.quant.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
 from bitscale.quant.swap import set_submodule
 from bitscale.quant.transform import TransformLinear
 
@@ -160,16 +161,21 @@ def fold_into_norm(norm: nn.Module, s: Tensor, delta: Tensor) -> bool:
 
 
 def shift_and_scale(model: GenerativeModel, calibration: list[Any], wspec: QuantSpec, aspec: QuantSpec,
-                    gps: bool = True, fold: bool = True) -> tuple[list[InputGroup], dict[str, ChannelStats], dict[str, int], float]:
+                    gps: bool = True, fold: bool = True,
+                    skip_tokens: int = 0) -> tuple[list[InputGroup], dict[str, ChannelStats], dict[str, int], float]:
     """Install unquantized ``TransformLinear``s with PTQ4ARVG's shift and GPS (or SmoothQuant) scaling.
 
-    Returns the input groups, their channel statistics, how many were folded where, and the
-    relative change of the full-precision output on the first calibration batch.
+    ``skip_tokens``: leading positions left out of the statistics (the sink tokens STWQ quantizes
+    on their own). Returns the input groups, their channel statistics, how many were folded
+    where, and the relative change of the full-precision output on the first calibration batch.
     """
     layers = model.quant_layers()
     groups = trace_input_groups(model, layers, calibration[0])
     leaders = {g.members[0]: layers[g.members[0]] for g in groups}
-    stats = collect_channel_stats(model, leaders, calibration, aspec)
+    weights = {g.members[0]: [layers[n].weight for n in g.members] for g in groups}
+    # GPS expands the loss around the SmoothQuant point (the official code's order): pre-scale by it
+    init = (lambda name, st: smoothquant_factors(st, weights[name])) if gps else None
+    stats = collect_channel_stats(model, leaders, calibration, aspec if gps else None, init, skip_tokens)
     with torch.no_grad():
         reference = model.forward_batch(calibration[0]).float()
     modulation = modulation_readers(model.module) if fold else {}
@@ -216,12 +222,15 @@ class PTQ4ARVG(Quantizer[PTQ4ARVGOptions]):
             calibration, extra = dgc_calibration(job.model, calibration, opts.dgc_pool, job.generator)
         wspec = weight_spec(job.precision.weights, opts)
         aspec = activation_spec(job.precision.activations, opts.model_copy(update={"act_granularity": "token"}))
-        groups, stats, folded, change = shift_and_scale(job.model, calibration, wspec, aspec, opts.gps, opts.fold)
+        token_layout = "var" if hasattr(job.model.module, "patch_nums") else "raster"
+        # the positions STWQ gives a group of their own (VAR's first token, the raster layout's
+        # first two) stay out of the smoothing statistics, as in the official code
+        skip = (1 if token_layout == "var" else RASTER_HEAD) if opts.stwq else 0
+        groups, stats, folded, change = shift_and_scale(job.model, calibration, wspec, aspec, opts.gps, opts.fold, skip)
         if change > opts.fp_check_rtol:
             raise RuntimeError(f"ptq4arvg: shift and scaling changed the full-precision output by {change:.2e} "
                                f"(> {opts.fp_check_rtol}); a folded producer feeds more than its layers: set fold: false")
         member_of = {n: g.members[0] for g in groups for n in g.members}
-        token_layout = "var" if hasattr(job.model.module, "patch_nums") else "raster"
         for name, q in job.model.quant_layers().items():
             assert isinstance(q, TransformLinear)
             q.quantize_weight_(wspec)

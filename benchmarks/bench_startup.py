@@ -33,8 +33,8 @@ TARGETS = {
 #: The same two commands with the metadata cache off: what a first command after any change pays
 #: (it loads every plugin, and with them torch).
 UNCACHED = {
-    "bitscale plugins list": "plugins list, metadata cache off",
-    "bitscale run (quick grid, all stored)": "run (all stored), metadata cache off",
+    "bitscale plugins list": "plugins list, cache off",
+    "bitscale run (quick grid, all stored)": "run (all stored), cache off",
 }
 
 

@@ -13,8 +13,7 @@ from bitscale.quant.dgc import dgc_select, labels_of, mahalanobis, merge_samples
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
 from bitscale.quant.stwq import TokenGroupActQuantizer, raster_groups, var_groups
-from bitscale.testing.quant_toys import LinearModel, TokenGroupLinearModel
-from bitscale.testing.toy import ToyModel
+from bitscale.testing.toy import LinearModel, TokenGroupLinearModel, ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)
 TINY = sorted(e.name for e in PLUGINS.models if e.obj.trainable)

@@ -92,43 +92,41 @@ class QATOptions(QuantOptions):
 class QAT(Quantizer[QATOptions]):
     """Quantization-aware training distilled from the full-precision model (paper section 3.3)."""
 
-    name: ClassVar[str] = "qat"
-    trains: ClassVar[bool] = True
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    description: ClassVar[str] = (
+    name = "qat"
+    trains = True
+    weight_kinds = activation_kinds = INT_AND_FP
+    description = (
         "QAT with the FP model as teacher and a pluggable distillation loss (STE fake quant, AdamW, cosine)"
     )
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration, loss = job.model, job.precision, job.calibration, job.loss
         opts = self.options
-        if loss is None:
+        if job.loss is None:
             raise ValueError("qat trains with a distillation loss; pass one (e.g. forward-kl, topkld, mse)")
-        reason = loss.applies_to(model.style)
+        reason = job.loss.applies_to(job.model.style)
         if reason:
             raise ValueError(reason)
-        loss.prepare(model)
+        job.loss.prepare(job.model)
         generator = job.generator
-        batches = model.calibration_batches(opts.train_batches, generator) if opts.train_batches else list(calibration)
+        batches = job.model.calibration_batches(opts.train_batches, generator) if opts.train_batches else list(job.calibration)
         if not batches:
             raise ValueError("qat needs at least one training batch (got no calibration batches)")
 
-        teacher = TeacherOutputs(model, batches, opts.teacher_cache_mb, opts.share_teacher_cache)
-        wspec = build_student(model, precision, batches, opts)
-        with training_mode(model.module, trainable_groups(model.module, opts)) as groups:
-            history = train_student(model, loss, batches, teacher, groups, opts, generator)
-        _freeze(model.module)
+        teacher = TeacherOutputs(job.model, batches, opts.teacher_cache_mb, opts.share_teacher_cache)
+        wspec = build_student(job.model, job.precision, batches, opts)
+        with training_mode(job.model.module, trainable_groups(job.model.module, opts)) as groups:
+            history = train_student(job.model, job.loss, batches, teacher, groups, opts, generator)
+        _freeze(job.model.module)
         cached, reused = teacher.cached, teacher.reused
         teacher.release()
 
-        k = getattr(loss, "k", None)
+        k = getattr(job.loss, "k", None)
         notes = f"w={wspec}" if wspec else "weights fp16"
-        notes += f", loss={loss.name}" + (f" (K={k})" if k is not None else "")
+        notes += f", loss={job.loss.name}" + (f" (K={k})" if k is not None else "")
         notes += f", {opts.steps} steps, lr={opts.lr:g}{' x grid step' if opts.lr_unit == 'grid' else ''} {opts.schedule}"
         notes += ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
         return make_report(
-            model, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
+            job.model, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
             loss_last=_tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),
         )
 

@@ -5,7 +5,7 @@
     python benchmarks/bench_qat.py --dim 512 --depth 8 --batch 32 --seq 128
     python benchmarks/bench_qat.py --model var-tiny/d6   # a registered model (trained if missing)
 
-1. **Step time.** The same loop (``qat.train_student``: forward, distillation loss against
+1. **Step time.** The same loop (``qat.engine.train_student``: forward, distillation loss against
    cached teacher outputs, backward, gradient clipping, AdamW, schedule) runs on the
    full-precision model and on the QAT student, training the same parameters (the weights and
    biases of ``quant_layers()``). The ratio student / FP is the cost of fake quantization
@@ -36,15 +36,9 @@ from bitscale.harness.contracts import GenerativeModel
 from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
-from bitscale.plugins.quantizers.qat import (
-    QAT,
-    QATOptions,
-    TeacherOutputs,
-    build_student,
-    train_student,
-    trainable_groups,
-    training_mode,
-)
+from bitscale.plugins.quantizers.qat import QAT, QATOptions
+from bitscale.plugins.quantizers.qat.engine import build_student, train_student, trainable_groups, training_mode
+from bitscale.plugins.quantizers.qat.teacher import TeacherOutputs
 from bitscale.testing.toy import ToyModel
 
 

@@ -14,7 +14,7 @@ from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.testing.gptq_reference import gptq_obs
-from bitscale.quant.gptvq import gptvq_quantize
+from bitscale.plugins.quantizers.gptvq.kernel import gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.smoothquant import smooth_model
 from bitscale.testing.toy import LinearModel, ToyModel

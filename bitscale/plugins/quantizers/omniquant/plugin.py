@@ -9,7 +9,7 @@ from pydantic import Field
 from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.omniquant import OmniGroup, optimize_group
+from bitscale.plugins.quantizers.omniquant.kernel import OmniGroup, optimize_group
 from bitscale.harness.quant_recipe import (
     INT_AND_FP,
     QuantOptions,

@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
-from bitscale.quant.gptvq import codebook_overhead, gptvq_quantize
+from bitscale.plugins.quantizers.gptvq.kernel import codebook_overhead, gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
 from bitscale.quant.sequential import model_bytes, quantize_sequentially

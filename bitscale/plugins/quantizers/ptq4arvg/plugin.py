@@ -2,17 +2,17 @@
 
 1. **DGC** (``dgc``): the calibration set is re-chosen from a pool of ``dgc_pool`` x as many
    samples plus their unconditional (null-class) copies: the samples whose last-layer first-token
-   feature has the largest Mahalanobis distance to its set (``bitscale.quant.dgc``).
+   feature has the largest Mahalanobis distance to its set (``dgc.py``).
 2. **Shift + GPS** (``gps``): per input group, a per-channel shift making activations symmetric
    (``delta = (max + min)/2``, compensated in the bias) and a smoothing factor from the
-   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``bitscale.quant.gps``);
+   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``gps.py``);
    with ``gps: false`` SmoothQuant's factor alone, the official code's fallback. With STWQ on,
    the positions it quantizes on their own (sink tokens) stay out of these statistics. Both are folded into the producer of the input
    where the model allows: an AdaLN projection (VAR ``ada_lin``, DiT ``adaLN_modulation``:
    ``(LN(x)(1+scale)+shift - delta)/s`` is again ``LN(x)(1+scale')+shift'``), or an affine norm
    (smoothing into its weight, the shift into its bias if it has one); otherwise they stay in
    the layer (``TransformLinear``, 16 bits per channel each, counted).
-3. **STWQ** (``stwq``): static activation scales per token group (``bitscale.quant.stwq``):
+3. **STWQ** (``stwq``): static activation scales per token group (``stwq.py``):
    VAR one group per scale level, raster models (LlamaGen, and any other) the first two tokens
    and the rest; layers without a token axis (AdaLN inputs) get one static scale. With
    ``stwq: false`` activations use the common ``act_granularity`` (static per tensor by default).
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
-from bitscale.quant.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
-from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
+from bitscale.plugins.quantizers.ptq4arvg.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
+from bitscale.plugins.quantizers.ptq4arvg.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     act_quantizer,
@@ -40,7 +40,7 @@ from bitscale.harness.quant_recipe import (
     weight_spec,
 )
 from bitscale.quant.formats import QuantSpec
-from bitscale.quant.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.plugins.quantizers.ptq4arvg.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
 from bitscale.quant.swap import set_submodule
 from bitscale.quant.transform import TransformLinear
 

@@ -14,6 +14,8 @@ PYTEST_ARGS ?=
 FORMATTED := bitscale/__init__.py bitscale/testing/__init__.py bitscale/harness/training_unit.py \
 	bitscale/harness/plugin_sources.py bitscale/harness/registry.py bitscale/cli/store.py bitscale/cli/plugins.py \
 	benchmarks/bench_startup.py tests/test_public_api.py tests/test_docs.py tests/test_force_and_prune.py \
+	bitscale/harness/fingerprint.py bitscale/harness/metadata_cache.py bitscale/harness/plugin_metadata.py \
+	bitscale/harness/plan_cache.py bitscale/harness/cells.py bitscale/testing/toy.py tests/test_plan_cache.py \
 	examples/bitscale-quantizer-example
 
 .PHONY: run test lint bench clean-venv

@@ -1,6 +1,6 @@
 """Peak memory of each quantizer while quantizing a toy transformer.
 
-    python benchmarks/bench_gptq.py            # 24-block ToyTransformer (72.9 MB of fp32 weights)
+    python benchmarks/bench_gptq.py            # 24-block ToyModel (72.9 MB of fp32 weights)
     python benchmarks/bench_gptq.py --quick    # 2 blocks, a few seconds
 
 GPTQ's output error and wall time against an established implementation (llm-compressor)
@@ -35,15 +35,15 @@ mod = importlib.import_module(f"bitscale.plugins.quantizers.{name}")
 got = []
 mod.register_quantizers(register=got.append)
 cls = got[0]
-from bitscale.testing.quant_toys import ToyTransformer
+from bitscale.testing.toy import ToyModel
 # warm the runtime (thread pools, allocator arenas, lazy kernels) on a throwaway model, so the
 # baseline below is "torch ready" and the peak measures the model and the quantizer only
-warm = ToyTransformer(vocab=256, dim=64, depth=1, seq=64)
+warm = ToyModel(vocab=256, dim=64, depth=1, seq=64)
 cls(cls.Options(steps=2) if name == "omniquant" else cls.Options()).quantize(
     warm, Precision.parse(precision), warm.calibration_batches(2, torch.Generator()))
 del warm
 base = rss("VmRSS")
-model = ToyTransformer(vocab=256, dim=dim, depth=depth, seq=64)
+model = ToyModel(vocab=256, dim=dim, depth=depth, seq=64)
 calib = model.calibration_batches(16, torch.Generator().manual_seed(0))
 model_bytes = sum(p.numel() * p.element_size() for p in model.module.parameters())
 # fewer optimisation iterations than the defaults: they change time, not the memory profile

@@ -49,7 +49,7 @@ from tabulate import tabulate
 from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
-from bitscale.testing.quant_toys import LinearModel
+from bitscale.testing.toy import LinearModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE = ROOT / ".venv-gptq-ref" / "bin" / "python"

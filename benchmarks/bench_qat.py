@@ -1,11 +1,11 @@
 """QAT-distill benchmark: student step time and teacher+student memory, relative to plain FP training.
 
-    python benchmarks/bench_qat.py             # ToyTransformer dim 256, depth 4, 16 x 64 tokens per step
+    python benchmarks/bench_qat.py             # ToyModel dim 256, depth 4, 16 x 64 tokens per step
     python benchmarks/bench_qat.py --quick     # small shapes, a few seconds
     python benchmarks/bench_qat.py --dim 512 --depth 8 --batch 32 --seq 128
     python benchmarks/bench_qat.py --model var-tiny/d6   # a registered model (trained if missing)
 
-1. **Step time.** The same loop (``qat.train_student``: forward, distillation loss against
+1. **Step time.** The same loop (``qat.engine.train_student``: forward, distillation loss against
    cached teacher outputs, backward, gradient clipping, AdamW, schedule) runs on the
    full-precision model and on the QAT student, training the same parameters (the weights and
    biases of ``quant_layers()``). The ratio student / FP is the cost of fake quantization
@@ -31,33 +31,15 @@ import time
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
-from bitscale.plugins.quantizers.qat import (
-    QAT,
-    QATOptions,
-    TeacherOutputs,
-    build_student,
-    train_student,
-    trainable_groups,
-    training_mode,
-)
-from bitscale.testing.quant_toys import ToyTransformer
-
-
-class BenchModel(ToyTransformer):
-    """``ToyTransformer`` with a configurable batch size."""
-
-    def __init__(self, batch: int, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.batch = batch
-
-    def calibration_batches(self, n: int, generator: torch.Generator) -> list[Tensor]:
-        return [torch.randint(0, self.vocab, (self.batch, self.seq), generator=generator) for _ in range(n)]
+from bitscale.plugins.quantizers.qat import QAT, QATOptions
+from bitscale.plugins.quantizers.qat.engine import build_student, train_student, trainable_groups, training_mode
+from bitscale.plugins.quantizers.qat.teacher import TeacherOutputs
+from bitscale.testing.toy import ToyModel
 
 
 def make_model(args: argparse.Namespace) -> GenerativeModel:
@@ -67,8 +49,8 @@ def make_model(args: argparse.Namespace) -> GenerativeModel:
         family_name, _, size = args.model.partition("/")
         family = get_plugins().models.get(family_name)
         return family.build(size or family.sizes[0], family.Options(), torch.device("cpu"))
-    return BenchModel(args.batch, vocab=args.vocab, dim=args.dim, depth=args.depth, heads=max(1, args.dim // 64),
-                      seq=args.seq)
+    return ToyModel(args.depth, batch=args.batch, vocab=args.vocab, dim=args.dim, heads=max(1, args.dim // 64),
+                    seq=args.seq)
 
 
 def fp_groups(model: GenerativeModel, lr: float) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ LAYERS = ("outlier channels", "outlier channels + VAR token groups")
 
 
 def _layer(kind: str, shape: tuple[int, int], seed: int):
-    from bitscale.testing.quant_toys import LinearModel, TokenGroupLinearModel
+    from bitscale.testing.toy import LinearModel, TokenGroupLinearModel
 
     cls = TokenGroupLinearModel if kind == LAYERS[1] else LinearModel
     return cls(shape[1], shape[0], outlier_channels=max(1, shape[1] // 64), seed=seed)

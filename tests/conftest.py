@@ -20,6 +20,10 @@ def _only_builtin_plugins(monkeypatch):
     monkeypatch.setenv("BITSCALE_ZOO_WEIGHTS", "shipped")
     monkeypatch.delenv("BITSCALE_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("BITSCALE_STRICT_PLUGINS", raising=False)
+    # No plan or plugin metadata from an earlier test's process state: a test that patches a plugin
+    # in memory must plan with it (the cache's key covers files, not objects). tests/test_plan_cache.py
+    # turns it on.
+    monkeypatch.setenv("BITSCALE_NO_METADATA_CACHE", "1")
     previous = plugin_loading._CACHED
     plugin_loading.set_plugins(None)
     yield

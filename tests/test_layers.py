@@ -109,12 +109,12 @@ def test_cell_hashes_and_fingerprints_are_unchanged(monkeypatch):
     from bitscale.testing import synthetic
     from bitscale.testing.toy import ToyFamily
 
-    from bitscale.harness import planner
+    from bitscale.harness import cells
 
     monkeypatch.setattr(bitscale, "__version__", "0.1.0")  # the version is part of every hash
     # Pinned under protocol version 2 (the measurement protocol of issue 12 made version 3, which changes
     # every cell hash on purpose); the hashing itself must be the same bytes as before.
-    monkeypatch.setattr(planner, "PROTOCOL_VERSION", 2)
+    monkeypatch.setattr(cells, "PROTOCOL_VERSION", 2)  # Cell.config reads it there (the planner re-exports it)
     mod = types.ModuleType("pin_plugin")
     mod.register_models = hookimpl(lambda register: register(ToyFamily()))
     plugins = load_plugins([("pin", mod)], entrypoints=False)
@@ -133,7 +133,7 @@ def test_cell_hashes_and_fingerprints_are_unchanged(monkeypatch):
                            "quantizers": ["rtn"], "precisions": ["W16A16"], "seeds": [0],
                            "evaluation": {"num_samples": 500}}, "pin2.yaml")  # the default then
     assert [c.hash for c in plan_grid(ci, plugins).cells] == ["714deccc1e63d466c5d4"]
-    monkeypatch.setattr(planner, "PROTOCOL_VERSION", 3)
+    monkeypatch.setattr(cells, "PROTOCOL_VERSION", 3)
     assert plan_grid(exp, plugins).cells[0].hash != hashes["toy/d1 W16A16 fp16 seed=0"]  # a new protocol, new cells
 
     details = {"reference": "digits-train", "extractor": "digits-classifier@abc", "num_samples": 1000, "seed": 3,

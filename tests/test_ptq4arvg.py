@@ -9,12 +9,11 @@ import torch
 from bitscale.harness.plugin_loader import load_plugins
 from bitscale.precision import NumberFormat, Precision
 from bitscale.plugins.quantizers.ptq4arvg import PTQ4ARVG, shift_and_scale
-from bitscale.quant.dgc import dgc_select, labels_of, mahalanobis, merge_samples, split_batches, with_labels
+from bitscale.plugins.quantizers.ptq4arvg.dgc import dgc_select, labels_of, mahalanobis, merge_samples, split_batches, with_labels
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
-from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
-from bitscale.quant.stwq import TokenGroupActQuantizer, raster_groups, var_groups
-from bitscale.testing.quant_toys import LinearModel, TokenGroupLinearModel
-from bitscale.testing.toy import ToyModel
+from bitscale.plugins.quantizers.ptq4arvg.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
+from bitscale.plugins.quantizers.ptq4arvg.stwq import TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.testing.toy import LinearModel, TokenGroupLinearModel, ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)
 TINY = sorted(e.name for e in PLUGINS.models if e.obj.trainable)

@@ -15,7 +15,9 @@ from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.losses.topkld import TopKLD
-from bitscale.plugins.quantizers.qat import QAT, QATOptions, TeacherOutputs, build_student, lr_factor, trainable_groups
+from bitscale.plugins.quantizers.qat import QAT, QATOptions
+from bitscale.plugins.quantizers.qat.engine import build_student, lr_factor, trainable_groups
+from bitscale.plugins.quantizers.qat.teacher import TeacherOutputs
 from bitscale.plugins.quantizers.rtn import RTN
 from bitscale.quant.linear import QuantLinear
 from bitscale.testing.contract_checks import check_quantizer

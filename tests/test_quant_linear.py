@@ -13,7 +13,7 @@ from bitscale.quant.capture import collect_hessians, input_channel_absmax, trace
 from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.swap import set_submodule
-from bitscale.testing.quant_toys import ToyTransformer
+from bitscale.testing.toy import ToyModel
 
 INT4 = QuantSpec(NumberFormat("int4"), "channel")
 INT8_TOKEN = QuantSpec(NumberFormat("int8"), "token")
@@ -99,7 +99,7 @@ def test_static_activation_quantizer_calibrates_then_quantizes() -> None:
 
 
 def test_set_submodule_through_module_lists() -> None:
-    model = ToyTransformer(depth=2)
+    model = ToyModel(depth=2)
     new = nn.Identity()
     old = set_submodule(model.module, "blocks.1.fc1", new)
     assert isinstance(old, nn.Linear) and model.module.blocks[1].fc1 is new
@@ -115,7 +115,7 @@ def test_quant_layers_swap_keeps_bf16() -> None:
 
 
 def test_hessians_are_streamed_and_shared_between_qkv() -> None:
-    model = ToyTransformer(depth=1, dim=32)
+    model = ToyModel(depth=1, dim=32)
     layers = model.quant_layers()
     calib = model.calibration_batches(3, torch.Generator().manual_seed(0))
     hs = collect_hessians(model, layers, calib)
@@ -134,7 +134,7 @@ def test_hessians_are_streamed_and_shared_between_qkv() -> None:
 
 
 def test_trace_input_groups_finds_shared_inputs_and_norms() -> None:
-    model = ToyTransformer(depth=2, dim=32)
+    model = ToyModel(depth=2, dim=32)
     groups = trace_input_groups(model, model.quant_layers(), model.calibration_batches(1, torch.Generator())[0])
     by_first = {g.members[0]: g for g in groups}
     assert by_first["blocks.0.q"].members == ["blocks.0.q", "blocks.0.k", "blocks.0.v"]
@@ -145,7 +145,7 @@ def test_trace_input_groups_finds_shared_inputs_and_norms() -> None:
 
 
 def test_input_channel_absmax() -> None:
-    model = ToyTransformer(depth=1, dim=32, outlier_channels=2)
+    model = ToyModel(depth=1, dim=32, outlier_channels=2)
     amax = input_channel_absmax(model, model.quant_layers(), model.calibration_batches(2, torch.Generator()))
     a = amax["blocks.0.q"]
     assert a.shape == (32,) and (a.topk(2).values > 5 * a.median()).all()

@@ -5,7 +5,7 @@ import torch
 
 from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_block, fake_quant_weight, weight_storage_bits
-from bitscale.testing.quant_toys import LinearModel
+from bitscale.testing.toy import LinearModel
 
 
 def _block(values, size=32):

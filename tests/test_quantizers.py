@@ -14,10 +14,10 @@ from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.testing.gptq_reference import gptq_obs
-from bitscale.quant.gptvq import gptvq_quantize
+from bitscale.plugins.quantizers.gptvq.kernel import gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.plugins.quantizers.smoothquant import smooth_model
-from bitscale.testing.quant_toys import LinearModel, ToyTransformer
+from bitscale.testing.toy import LinearModel, ToyModel
 
 PLUGIN_MODULES = [
     "bitscale.plugins.quantizers.rtn",
@@ -48,15 +48,15 @@ ALL = {cls.name: cls for m in PLUGIN_MODULES for cls in _registered(m)}
 FAST_OPTIONS = {"omniquant": {"steps": 5}, "gptvq": {"kmeans_iters": 2}}
 
 
-def _toy(**kw) -> ToyTransformer:
-    return ToyTransformer(depth=2, dim=32, **kw)
+def _toy(**kw) -> ToyModel:
+    return ToyModel(depth=2, dim=32, **kw)
 
 
-def _calib(model: ToyTransformer, n: int = 4) -> list[torch.Tensor]:
+def _calib(model: ToyModel, n: int = 4) -> list[torch.Tensor]:
     return model.calibration_batches(n, torch.Generator().manual_seed(1))
 
 
-def _rel_err(model: ToyTransformer, ref: ToyTransformer, batches: list[torch.Tensor]) -> float:
+def _rel_err(model: ToyModel, ref: ToyModel, batches: list[torch.Tensor]) -> float:
     with torch.no_grad():
         num = sum((model.forward_batch(b) - ref.forward_batch(b)).pow(2).sum() for b in batches)
         den = sum(ref.forward_batch(b).pow(2).sum() for b in batches)
@@ -328,9 +328,9 @@ def test_smoothquant_needs_quantized_activations() -> None:
 # --------------------------------------------------------------------------- GPTVQ and OmniQuant
 
 
-def _block() -> ToyTransformer:
+def _block() -> ToyModel:
     """One small transformer block with mildly outlying channels."""
-    return ToyTransformer(depth=1, dim=64, outlier_channels=2, outlier_scale=10.0)
+    return ToyModel(depth=1, dim=64, outlier_channels=2, outlier_scale=10.0)
 
 
 def _block_err(name: str, precision: str, **options) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def test_quarot_runs_and_reports_rotation_bits(weights):
 
 def test_w4a4_on_an_outlier_layer_quarot_gptq_and_svdquant_beat_rtn_and_smoothquant():
     """The benchmark's synthetic layer (seed 0); bench_second_wave.py reports 3 seeds."""
-    from bitscale.testing.quant_toys import LinearModel
+    from bitscale.testing.toy import LinearModel
 
     errs = {}
     for label, name, opts in (("rtn", "rtn", {}), ("sq", "smoothquant", {}), ("quarot", "quarot", {}),

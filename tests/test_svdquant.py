@@ -7,7 +7,7 @@ from bitscale.precision import Precision
 from bitscale.plugins.quantizers.svdquant import SVDQuant, branch_rank_cap
 from bitscale.quant.formats import QuantSpec, weight_storage_bits
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits
-from bitscale.testing.quant_toys import LinearModel
+from bitscale.testing.toy import LinearModel
 
 
 def test_branch_rank_cap_by_hand():

@@ -16,43 +16,10 @@ def add_parser(sub) -> None:
 
 
 def collect() -> dict:
-    from bitscale.harness.plugin_loader import get_plugins
+    """The plugins' metadata (read from the metadata cache when this installation's is there)."""
+    from bitscale.harness.plugin_metadata import plugin_metadata
 
-    ps = get_plugins()
-    plugins = []
-    for info in ps.plugins.values():
-        plugins.append(
-            {
-                "name": info.name,
-                "dist": info.dist,
-                "version": info.version,
-                "builtin": info.builtin,
-                "hooks": info.hooks,
-                "models": ps.models.by_plugin(info.name),
-                "quantizers": ps.quantizers.by_plugin(info.name),
-                "losses": ps.losses.by_plugin(info.name),
-            }
-        )
-    errors = [{"name": e.name, "dist": e.dist, "error": e.error} for e in ps.errors]
-    quantizers = [{"name": e.name, "plugin": e.plugin, **declared_precisions(e.obj)} for e in ps.quantizers]
-    return {"plugins": plugins, "quantizers": quantizers, "errors": errors}
-
-
-def declared_precisions(cls) -> dict:
-    """What a quantizer class declares it can run, as plain data (``Quantizer``'s class attributes)."""
-
-    def widths(bits) -> list[int] | None:
-        return sorted(bits) if bits is not None else None
-
-    return {
-        "weight_kinds": sorted(cls.weight_kinds),
-        "weight_bits": widths(cls.weight_bits),
-        "activation_kinds": sorted(cls.activation_kinds),
-        "activation_bits": widths(cls.activation_bits),
-        "needs_weight_quant": cls.needs_weight_quant,
-        "needs_activation_quant": cls.needs_activation_quant,
-        "trains": cls.trains,
-    }
+    return plugin_metadata()[0]
 
 
 def _side(kinds: list[str], bits: list[int] | None, needed: bool) -> str:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 
 from bitscale.cli.common import add_store_option, non_negative_float, non_negative_int, positive_int
 from bitscale.harness.errors import ConfigError
 
 # The executors of bitscale.harness.executors, named here so that parsing arguments imports no torch.
 EXECUTORS = ("local", "ray")
-
-QUICK = "bitscale.harness"
 
 
 def add_parser(sub) -> None:
@@ -68,20 +65,9 @@ def shard_spec(text: str) -> tuple[int, int]:
     return i, n
 
 
-def _load(path: str | None):
-    import yaml
-
-    from bitscale.harness.config import load_experiment, parse_experiment
-
-    if path:
-        return load_experiment(path), path
-    text = resources.files(QUICK).joinpath("quick.yaml").read_text()
-    return parse_experiment(yaml.safe_load(text), "quick.yaml (built-in)"), "quick.yaml (built-in)"
-
-
 def _shard(plan, shard: tuple[int, int] | None) -> None:
     """Keep only shard I of N of ``plan``'s cells (``--shard I/N``)."""
-    from bitscale.harness.planner import shard_of
+    from bitscale.harness.cells import shard_of
 
     if shard:
         total = len(plan.cells)
@@ -118,38 +104,40 @@ def _executor(args: argparse.Namespace):
     return None  # the runner's default: local
 
 
-def _warn_stale(plan, store, plugins) -> None:
+def _warn_stale(plan, store, provenance) -> None:
     """Warn about stored cells computed before the last edit of an editable plugin they use."""
-    from bitscale.harness.plugin_sources import editable_sources, stale_cells
+    from bitscale.harness.plugin_sources import stale_cells
 
-    if not editable_sources(plugins):
+    if not provenance.sources:
         return  # no plugin runs from a working tree: nothing can have changed under its version
-    stale = stale_cells(plan.cells, store.started_at(c.hash for c in plan.cells), plugins)
+    stale = stale_cells(plan.cells, store.started_at(c.hash for c in plan.cells), provenance)
     for name, cells in stale.items():
         print(f"bitscale: warning: plugin {name!r} is installed from a working tree and its code changed after "
               f"{len(cells)} stored cell(s) of this grid were computed (e.g. {cells[0].label}); they are reused "
               "as they are: rerun with --force to compute them again", file=sys.stderr)
 
 
+def _report_load_errors(plugins) -> None:
+    for err in plugins.errors:
+        print(f"bitscale: warning: plugin {err.name!r} ({err.dist}) was not loaded: {err.error}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    # Imported here: they pull in torch, which other subcommands (check, leaderboard) do not need.
-    from bitscale.harness.planner import plan_grid
-    from bitscale.harness.plugin_loader import get_plugins
-    from bitscale.harness.runner import run_plan
-    from bitscale.zoo.pretrain import plan_trained
+    # Planning, the store and the leaderboard import no torch: a grid whose plan is in the metadata cache
+    # (bitscale.harness.plan_cache) and whose cells are all stored is reprinted without loading a plugin.
+    from bitscale.harness.artifacts import shipped
+    from bitscale.harness.cells import pending_cells
+    from bitscale.harness.plan_cache import plan_experiment
     from bitscale.harness.store import ResultStore
     from bitscale.leaderboard.render import render
     from bitscale.leaderboard.table import build_tables
-    from bitscale.harness.artifacts import shipped
 
     _check_executor_options(args)
-    exp, source = _load(args.experiment)
     if args.zoo_weights is not None:
         shipped.use_trained(args.zoo_weights == "trained")  # the environment: training workers inherit it
-    plugins = get_plugins()
-    for err in plugins.errors:
-        print(f"bitscale: warning: plugin {err.name!r} ({err.dist}) was not loaded: {err.error}", file=sys.stderr)
-    plan = plan_grid(exp, plugins, source)  # every input error surfaces here, before the store is touched
+    # --force recomputes cells, so it plans afresh too (a plan cache it does not trust is never the reason)
+    grid = plan_experiment(args.experiment, use_cache=not args.force, on_plugins=_report_load_errors)
+    plan = grid.plan
     for label, reason in plan.skipped:
         print(f"skip {label}: {reason}", file=sys.stderr)
     if args.dry_run:
@@ -161,34 +149,47 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes "
                   f"{'and the shard split ' if args.shard else ''}are provisional")
         return 0
+    store = ResultStore(args.store)  # a bad --store fails now, not after minutes of training
+    if plan.untrained:  # never a cached plan: this process planned it with the plugins loaded
+        from bitscale.harness.plugin_loader import get_plugins
+        from bitscale.zoo.pretrain import plan_trained
+
+        # Cells whose hashes name weights that do not exist yet: train them, then plan again.
+        plan = plan_trained(plan, grid.experiment, get_plugins(), grid.source, progress=not args.no_progress)
+    _shard(plan, args.shard)
+    if not args.force:
+        _warn_stale(plan, store, grid.provenance)
+    todo = pending_cells(plan, store, grid.name, args.retry_failed, args.force)
+    ran, ok, failed, stored = _compute(plan, store, grid.name, args) if todo else (0, 0, 0, len(plan.cells))
+    print(f"{len(plan.cells)} cells: {ran} run ({ok} ok, {failed} failed), {stored} already in {store.url}")
+    hashes = {c.hash for c in plan.cells}
+    frame = store.frame()
+    frame = frame[frame["cell_hash"].isin(hashes)]
+    print()
+    print(render(build_tables(frame, "fid", grid.sizes, protocols=store.protocols()), args.format))
+    failed_rows = frame[frame["status"] == "failed"]
+    if len(failed_rows):
+        for _, r in failed_rows.iterrows():
+            print(f"FAILED {r['family']}/{r['size']} {r['precision']} {r['method']}", file=sys.stderr)
+        print(f"bitscale: {len(failed_rows)} cell(s) failed (tracebacks are in the store); "
+              "fix the plugin and rerun with --retry-failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compute(plan, store, experiment: str, args: argparse.Namespace) -> tuple[int, int, int, int]:
+    """Run the missing cells of ``plan`` (this is where torch and the plugins are imported); (ran, ok, failed,
+    found stored)."""
+    from bitscale.harness.plugin_loader import get_plugins
+    from bitscale.harness.runner import run_plan
+
     if args.threads is not None and args.executor == "local":
         import torch
 
         # Tiny models do small matmuls: threads that wait on each other at every op cost more than
         # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
         torch.set_num_threads(args.threads)
-    store = ResultStore(args.store)  # a bad --store fails now, not after minutes of training
-    # Cells whose hashes name weights that do not exist yet: train them, then plan again.
-    plan = plan_trained(plan, exp, plugins, source, progress=not args.no_progress)
-    _shard(plan, args.shard)
-    if not args.force:
-        _warn_stale(plan, store, plugins)
-    summary = run_plan(plan, store, plugins, experiment=exp.name, retry_failed=args.retry_failed, force=args.force,
-                       progress=not args.no_progress, executor=_executor(args), sample_shards=args.sample_shards,
-                       keep_samples=args.keep_samples)
-    print(f"{len(plan.cells)} cells: {summary.ran} run ({summary.ok} ok, {summary.failed} failed), "
-          f"{summary.skipped_done} already in {store.url}")
-    hashes = {c.hash for c in plan.cells}
-    frame = store.frame()
-    frame = frame[frame["cell_hash"].isin(hashes)]
-    sizes = {spec.family: list(plugins.models.get(spec.family).sizes) for spec in exp.models}
-    print()
-    print(render(build_tables(frame, "fid", sizes, protocols=store.protocols()), args.format))
-    failed = frame[frame["status"] == "failed"]
-    if len(failed):
-        for _, r in failed.iterrows():
-            print(f"FAILED {r['family']}/{r['size']} {r['precision']} {r['method']}", file=sys.stderr)
-        print(f"bitscale: {len(failed)} cell(s) failed (tracebacks are in the store); "
-              "fix the plugin and rerun with --retry-failed", file=sys.stderr)
-        return 1
-    return 0
+    summary = run_plan(plan, store, get_plugins(), experiment=experiment, retry_failed=args.retry_failed,
+                       force=args.force, progress=not args.no_progress, executor=_executor(args),
+                       sample_shards=args.sample_shards, keep_samples=args.keep_samples)
+    return summary.ran, summary.ok, summary.failed, summary.skipped_done

@@ -243,6 +243,8 @@ class Quantizer(ABC, Generic[OptionsT]):
     needs_weight_quant: ClassVar[bool] = False
     #: True if the method only makes sense with quantized activations (e.g. SmoothQuant).
     needs_activation_quant: ClassVar[bool] = False
+    #: True if ``apply`` needs calibration batches: ``quantize`` refuses an empty ``calibration`` for it.
+    needs_calibration: ClassVar[bool] = False
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     description: ClassVar[str] = ""
 
@@ -298,6 +300,8 @@ class Quantizer(ABC, Generic[OptionsT]):
 
         Without a ``generator``, one seeded with 0 is used, so a direct call is reproducible too.
         """
+        if self.needs_calibration and not calibration:
+            raise ValueError(f"{self.name} needs calibration batches (got none)")
         started = time.perf_counter()
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         report = self.apply(QuantJob(model, precision, list(calibration), loss, gen))

@@ -7,83 +7,20 @@ a grid resumable after Ctrl-C or ``kill -9``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from bitscale.hashing import json_digest
 from bitscale.harness.config import Experiment, format_validation_error
+# The plan's data types live in the torch-free ``cells`` module (a stored plan is read without plugins).
+from bitscale.harness.cells import (  # noqa: F401 - re-exported: callers import them from the planner
+    FULL_PRECISION_METHOD, PROTOCOL_VERSION, UNTRAINED, Cell, Plan, bitscale_version, cell_hash, fp_twin, shard_of,
+    with_hash,
+)
 from bitscale.harness.contracts import PluginOptions
 from bitscale.harness.errors import ConfigError, PluginError
 from bitscale.harness.plugin_loader import PluginSet
-from bitscale.precision import Precision, compute_bits, model_bits
-
-# Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own
-# stream seeded by (cell seed, chunk index), so a cell can be sampled in shards (bitscale.harness.sampling).
-# 3: token models draw every token from coupled Gumbel noise keyed by (seed, sample index, position)
-# (bitscale.harness.noise), and quantized cells are scored against their W16A16 twin (paired metrics).
-PROTOCOL_VERSION = 3
-FULL_PRECISION_METHOD = "fp16"
-
-
-@dataclass(frozen=True)
-class Cell:
-    family: str
-    size: str
-    method: str  # quantizer name, or "fp16" for the W16A16 reference
-    loss: str | None
-    precision: str  # canonical label
-    seed: int
-    model_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    quantizer_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    loss_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    num_params: int = 0
-    versions: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    evaluation: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    hash: str = ""
-
-    @property
-    def label(self) -> str:
-        loss = f"+{self.loss}" if self.loss else ""
-        return f"{self.family}/{self.size} {self.precision} {self.method}{loss} seed={self.seed}"
-
-    @property
-    def model_bits(self) -> int:
-        return model_bits(self.num_params, Precision.parse(self.precision))
-
-    @property
-    def compute_bits(self) -> int:
-        return compute_bits(self.num_params, Precision.parse(self.precision))
-
-    def config(self) -> dict[str, Any]:
-        """The resolved configuration that the hash covers (also stored with the run)."""
-        return {
-            "family": self.family, "size": self.size, "method": self.method, "loss": self.loss,
-            "precision": self.precision, "seed": self.seed, "model_options": self.model_options,
-            "quantizer_options": self.quantizer_options, "loss_options": self.loss_options,
-            "versions": self.versions, "evaluation": self.evaluation, "protocol_version": PROTOCOL_VERSION,
-        }
-
-
-def cell_hash(config: dict[str, Any]) -> str:
-    return json_digest(config, 20)
-
-
-#: ``versions["weights"]`` of a cell whose model's weights are not trained yet (``weights_id`` is None):
-#: such a plan is for listing only; train the weights (``bitscale.zoo.pretrain.plan_trained``) and plan again.
-UNTRAINED = "untrained"
-
-
-@dataclass
-class Plan:
-    cells: list[Cell]
-    skipped: list[tuple[str, str]]  # (cell label, why it was not scheduled)
-
-    @property
-    def untrained(self) -> list[Cell]:
-        """Cells whose hashes are provisional: their model's weights are still to be trained."""
-        return [c for c in self.cells if c.versions.get("weights") == UNTRAINED]
+from bitscale.precision import compute_bits, model_bits
 
 
 def _options(cls: type, raw: dict, where: str, source: str) -> PluginOptions:
@@ -137,7 +74,7 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                                   f"choose from {', '.join(family.sizes)}")
         for size in sizes:
             n_params = family.num_params(size, fam_opts)
-            base_versions = {"bitscale": _bitscale_version(), "model": plugins.version_of(fam_entry.plugin)}
+            base_versions = {"bitscale": bitscale_version(), "model": plugins.version_of(fam_entry.plugin)}
             # The weights a cell is measured on are part of its identity: other weights, other cells.
             weights = family.weights_id(size, fam_opts)
             if weights is None or weights:
@@ -183,35 +120,12 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                             loss_options=l_opts.model_dump(mode="json") if l_opts is not None else {},
                             num_params=n_params, versions=versions, evaluation=fam_evaluation,
                         )
-                        cells.append(_with_hash(cell))
+                        cells.append(with_hash(cell))
     if not cells:
         raise ConfigError(_empty_reason(source, exp, skipped, budget_drops))
     # A model or size listed twice plans the same cell twice: run it once.
     unique = list({c.hash: c for c in cells}.values())
     return Plan(unique, skipped)
-
-
-def fp_twin(cell: Cell) -> Cell:
-    """The W16A16 cell that ``cell`` is paired with: same model, options, size, seed and evaluation settings,
-    no quantizer or loss. (The W16A16 cell a grid plans for that size and seed, hash for hash.)"""
-    from dataclasses import replace
-
-    versions = {k: v for k, v in cell.versions.items() if k not in ("quantizer", "loss")}
-    twin = replace(cell, method=FULL_PRECISION_METHOD, loss=None, precision=Precision.parse("W16A16").label,
-                   quantizer_options={}, loss_options={}, versions=versions, hash="")
-    return _with_hash(twin)
-
-
-def _with_hash(cell: Cell) -> Cell:
-    from dataclasses import replace
-
-    return replace(cell, hash=cell_hash(cell.config()))
-
-
-def _bitscale_version() -> str:
-    import bitscale
-
-    return f"bitscale=={bitscale.__version__}"
 
 
 def _empty_reason(source: str, exp: Experiment, skipped, budget_drops) -> str:
@@ -226,14 +140,3 @@ def _empty_reason(source: str, exp: Experiment, skipped, budget_drops) -> str:
         label, reason = skipped[0]
         return f"{source}: no runnable cell: every combination is unsupported, e.g. {label}: {reason}"
     return f"{source}: the grid is empty"
-
-
-def shard_of(cells: list[Cell], index: int, count: int) -> list[Cell]:
-    """The cells of shard ``index`` (1-based) of ``count``: those whose hash is ``index - 1`` modulo ``count``.
-
-    A function of each cell's hash alone, not of the cells still missing when a job starts, so
-    ``count`` jobs started at any times (a Slurm job array) cover the grid exactly once.
-    """
-    if not 1 <= index <= count:
-        raise ConfigError(f"--shard {index}/{count}: shards are numbered 1 to {count}")
-    return [c for c in cells if int(c.hash, 16) % count == index - 1]

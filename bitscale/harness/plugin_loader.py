@@ -18,9 +18,8 @@ import pluggy
 from bitscale.harness import hookspecs
 from bitscale.harness.contracts import DistillLoss, ModelFamily, Quantizer
 from bitscale.harness.errors import PluginError
+from bitscale.harness.fingerprint import ENTRY_POINT_GROUP
 from bitscale.harness.registry import Registry, WrongKind
-
-ENTRY_POINT_GROUP = "bitscale"
 
 # Built-ins are plugins like any other: core code reaches them only through this list.
 DEFAULT_PLUGINS: tuple[str, ...] = (

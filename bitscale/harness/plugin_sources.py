@@ -15,8 +15,10 @@ from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from bitscale.harness.plugin_loader import PluginSet
+if TYPE_CHECKING:
+    from bitscale.harness.plugin_loader import PluginSet
 
 
 @dataclass(frozen=True)
@@ -60,26 +62,54 @@ def editable_sources(plugins: PluginSet) -> dict[str, EditableSource]:
     return out
 
 
-def stale_cells(cells: Iterable, started: dict[str, datetime], plugins: PluginSet) -> dict[str, list]:
+@dataclass(frozen=True)
+class Provenance:
+    """Which plugin registered each name, and the editable ones' sources: what ``stale_cells`` needs, from a
+    loaded ``PluginSet`` (``provenance``) or from a plan kept in the metadata cache (``to_data``/``from_data``)."""
+
+    owners: dict[str, dict[str, str]]  # "models"/"quantizers"/"losses" -> registered name -> plugin
+    sources: dict[str, EditableSource]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "owners": self.owners,
+            "sources": {n: [s.dist, str(s.folder), s.changed.isoformat()] for n, s in self.sources.items()},
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Provenance:
+        sources = {
+            n: EditableSource(n, dist, Path(folder), datetime.fromisoformat(changed))
+            for n, (dist, folder, changed) in data["sources"].items()
+        }
+        return cls({k: dict(v) for k, v in data["owners"].items()}, sources)
+
+
+def provenance(plugins: PluginSet) -> Provenance:
+    owners = {kind: {e.name: e.plugin for e in getattr(plugins, kind)} for kind in ("models", "quantizers", "losses")}
+    return Provenance(owners, editable_sources(plugins))
+
+
+def stale_cells(cells: Iterable, started: dict[str, datetime], plugins: PluginSet | Provenance) -> dict[str, list]:
     """Stored cells (``started``: hash -> start time) that ran before an edit of an editable plugin they use.
 
     Returns plugin name -> those cells; ``cells`` are the planner's ``Cell``s.
     """
-    sources = editable_sources(plugins)
-    if not sources:
+    prov = plugins if isinstance(plugins, Provenance) else provenance(plugins)
+    if not prov.sources:
         return {}
     out: dict[str, list] = {}
     for cell in cells:
         when = started.get(cell.hash)
         if when is None:
             continue
-        used = [plugins.models.entry(cell.family).plugin]
-        if cell.method in plugins.quantizers:
-            used.append(plugins.quantizers.entry(cell.method).plugin)
-        if cell.loss and cell.loss in plugins.losses:
-            used.append(plugins.losses.entry(cell.loss).plugin)
+        used = [prov.owners["models"][cell.family]]
+        if cell.method in prov.owners["quantizers"]:
+            used.append(prov.owners["quantizers"][cell.method])
+        if cell.loss and cell.loss in prov.owners["losses"]:
+            used.append(prov.owners["losses"][cell.loss])
         for name in used:
-            src = sources.get(name)
+            src = prov.sources.get(name)
             if src is not None and src.changed > when.replace(tzinfo=None):
                 out.setdefault(name, []).append(cell)
     return out

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, PluginOptions, QuantReport
+from bitscale.harness.contracts import GenerativeModel, OptionsT, PluginOptions, QuantReport, Quantizer
 from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import run_calibration
@@ -27,6 +27,14 @@ INT_AND_FP: frozenset[str] = frozenset({"int", "fp"})
 #: ``fake_quant_weight`` / ``weight_qparams`` (which apply the format's own block scales).
 INT_FP_MX: frozenset[str] = frozenset({"int", "fp", "mx"})
 _BOOL = TypeAdapter(bool)
+
+
+class ScalarQuantizer(Quantizer[OptionsT]):
+    """A quantizer whose weights and activations may take every scalar format of the recipe: int, fp and the
+    block-scaled MX/NVFP4 (``weight_spec``/``activation_spec`` build them). Subclasses narrow what they need
+    (``needs_weight_quant``, ``needs_activation_quant``) like any ``Quantizer``."""
+
+    weight_kinds = activation_kinds = INT_FP_MX
 
 
 class ActOptions(PluginOptions):
@@ -81,6 +89,14 @@ def weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec | None:
         return QuantSpec(fmt, gran, options.group_size, symmetric=True)
     sym = options.weight_symmetric
     return QuantSpec(fmt, gran, options.group_size, symmetric=bool(sym), restricted=sym == "restricted")
+
+
+def quantized_weight_spec(fmt: NumberFormat, options: QuantOptions) -> QuantSpec:
+    """``weight_spec`` for a method that declares ``needs_weight_quant`` (its ``unsupported_reason`` rules out W16)."""
+    spec = weight_spec(fmt, options)
+    if spec is None:
+        raise ValueError(f"{fmt} weights: nothing to quantize for a method that needs quantized weights")
+    return spec
 
 
 def activation_spec(fmt: NumberFormat, options: ActOptions) -> QuantSpec | None:

@@ -85,10 +85,8 @@ def _run_reference(run: Run, own: dict[str, Any], extractor: str | None):
     return ref
 
 
-def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None,
-                 extractor: str | None = None) -> list[Rescored]:
-    """Score the kept samples of the selected runs; BitscaleError when none has any."""
-    from bitscale.harness.evaluation.fid import protocol_fingerprint, score
+def _kept_samples(store: ResultStore, cells: list[str] | None, experiment: str | None, extractor: str | None):
+    """(run, its stored protocol, the reference to score against, its kept images) per selected run."""
     from bitscale.harness.samples import read_samples
 
     runs = kept_runs(store, cells, experiment)
@@ -96,13 +94,21 @@ def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experime
         raise BitscaleError(f"store {store.url}: no finished run with kept samples matches; run the grid with "
                             "`bitscale run --keep-samples DIR` first")
     protocols = store.protocols()
-    out = []
     for run in runs:
         own = protocols.get(run.protocol_fingerprint or "")
         if own is None:
             raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
         ref = _run_reference(run, own, extractor)
-        images, _ = read_samples(run.samples)
+        yield run, own, ref, read_samples(run.samples)[0]
+
+
+def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None,
+                 extractor: str | None = None) -> list[Rescored]:
+    """Score the kept samples of the selected runs; BitscaleError when none has any."""
+    from bitscale.harness.evaluation.fid import protocol_fingerprint, score
+
+    out = []
+    for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
         metrics = score(images, ref, seed=own["seed"])
         protocol = {**own, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
                     "num_samples": len(images)}
@@ -136,23 +142,12 @@ def block_spread(store: ResultStore, block_size: int, *, cells: list[str] | None
                  experiment: str | None = None, extractor: str | None = None) -> list[BlockSpread]:
     """FIDs of disjoint ``block_size``-sample blocks of each kept run, grouped by cell without seed."""
     from bitscale.harness.evaluation.fid import score
-    from bitscale.harness.samples import read_samples
 
     if block_size < 10 or block_size % 10:
         raise BitscaleError(f"--blocks {block_size}: must be a positive multiple of 10 (blocks keep the balanced "
                             "labels, one of each class per 10 samples)")
-    runs = kept_runs(store, cells, experiment)
-    if not runs:
-        raise BitscaleError(f"store {store.url}: no finished run with kept samples matches; run the grid with "
-                            "`bitscale run --keep-samples DIR` first")
-    protocols = store.protocols()
     groups: dict[str, BlockSpread] = {}
-    for run in runs:
-        own = protocols.get(run.protocol_fingerprint or "")
-        if own is None:
-            raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
-        ref = _run_reference(run, own, extractor)
-        images, _ = read_samples(run.samples)
+    for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
         if len(images) < block_size:
             raise BitscaleError(f"run {_label(run)} kept {len(images)} samples, fewer than --blocks {block_size}")
         label = _label(run).rsplit(" seed=", 1)[0]

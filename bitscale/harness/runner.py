@@ -31,7 +31,7 @@ from tqdm import tqdm
 from bitscale.harness.cellwork import CellOutcome, resolve_plugins
 from bitscale.harness.evaluation.fid import protocol_fingerprint
 from bitscale.harness.executors import CellJob, Executor
-from bitscale.harness.planner import Cell, Plan
+from bitscale.harness.cells import Cell, Plan, pending_cells
 from bitscale.harness.plugin_loader import PluginSet
 from bitscale.precision import Precision
 from bitscale.harness.store import ResultStore
@@ -146,9 +146,7 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
         raise ValueError(f"{plan.untrained[0].label}: its weights are not trained yet; "
                          "train them (bitscale.zoo.pretrain.plan_trained) and plan again before running")
     summary = RunSummary()
-    store.include(experiment, (c.hash for c in plan.cells))  # shared cells count for this experiment too
-    done = store.done_hashes(include_failed=not retry_failed)
-    todo = list(plan.cells) if force else [c for c in plan.cells if c.hash not in done]
+    todo = pending_cells(plan, store, experiment, retry_failed, force)
     summary.skipped_done = len(plan.cells) - len(todo)
     if not todo:
         return summary

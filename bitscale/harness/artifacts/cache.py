@@ -29,14 +29,7 @@ from safetensors.torch import load_file, save_file
 from bitscale.harness.errors import BitscaleError
 from bitscale.hashing import sha256_text
 from bitscale.harness.artifacts import shipped
-
-
-def cache_dir() -> Path:
-    """``$BITSCALE_CACHE`` or ``~/.cache/bitscale``."""
-    root = os.environ.get(shipped.CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "bitscale")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+from bitscale.harness.artifacts.shipped import cache_dir  # noqa: F401 - where it was; found without torch there
 
 
 def artifact_paths(name: str) -> tuple[Path, Path]:

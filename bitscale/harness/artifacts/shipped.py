@@ -39,6 +39,14 @@ SOURCES = ("shipped", "trained")
 CACHE_ENV = "BITSCALE_CACHE"
 
 
+def cache_dir() -> Path:
+    """``$BITSCALE_CACHE`` or ``~/.cache/bitscale`` (created if missing)."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "bitscale")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def source() -> str:
     """``shipped`` or ``trained``: which copy of a shipped artifact is used."""
     value = os.environ.get(SOURCE_ENV, "shipped").strip() or "shipped"

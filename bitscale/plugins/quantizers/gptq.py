@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
-    INT_FP_MX,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,
-    weight_spec,
+    quantized_weight_spec,
 )
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
 
@@ -43,20 +42,16 @@ class GPTQOptions(QuantOptions):
     )
 
 
-class GPTQ(Quantizer[GPTQOptions]):
+class GPTQ(ScalarQuantizer[GPTQOptions]):
     """GPTQ weight quantization, layer by layer from streamed calibration Hessians."""
 
-    name: ClassVar[str] = "gptq"
-    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    needs_weight_quant: ClassVar[bool] = True
-    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    description: ClassVar[str] = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
+    name = "gptq"
+    needs_weight_quant = True
+    description = "GPTQ (Hessian-based error-compensating rounding); activations RTN per token"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
-        spec = weight_spec(precision.weights, opts)
-        assert spec is not None  # unsupported_reason rules out W16
+        spec = quantized_weight_spec(job.precision.weights, opts)
         stats = {"fallbacks": 0, "max_damp": opts.damp}
 
         def layer_fn(name: str, lin: nn.Linear, h: Tensor) -> nn.Module:
@@ -66,16 +61,16 @@ class GPTQ(Quantizer[GPTQOptions]):
             stats["fallbacks"] += int(res.fell_back_to_rtn)
             stats["max_damp"] = max(stats["max_damp"], res.damp)
             return QuantLinear.from_linear(
-                lin, weight=res.weight, weight_spec=spec, act_quantizer=act_quantizer(precision, opts)
+                lin, weight=res.weight, weight_spec=spec, act_quantizer=act_quantizer(job.precision, opts)
             )
 
-        budget = int(opts.hessian_memory_fraction * model_bytes(model))
-        passes = quantize_sequentially(model, calibration, layer_fn, budget)
-        calibrate_static_activations(model, calibration)
+        budget = int(opts.hessian_memory_fraction * model_bytes(job.model))
+        passes = quantize_sequentially(job.model, job.calibration, layer_fn, budget)
+        calibrate_static_activations(job.model, job.calibration)
         notes = f"w={spec}, {passes} calibration pass(es)"
         if stats["fallbacks"]:
             notes += f"; {stats['fallbacks']} layer(s) fell back to RTN (singular Hessian)"
-        return make_report(model, notes=notes, calibration_passes=passes, **stats)
+        return make_report(job.model, notes=notes, calibration_passes=passes, **stats)
 
 
 @hookimpl

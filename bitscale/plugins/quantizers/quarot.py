@@ -14,20 +14,20 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import GenerativeModel, QuantJob, QuantReport, hookimpl
 from bitscale.quant.capture import trace_input_groups
 from bitscale.quant.gptq import gptq_quantize
 from bitscale.quant.hadamard import Rotation
 from bitscale.quant.norms import fold_norms
 from bitscale.harness.quant_recipe import (
-    INT_FP_MX,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,
@@ -82,42 +82,39 @@ def rotate_model(model: GenerativeModel, calibration: list[Any], generator: torc
     return {"groups": float(len(members)), "norms_folded": float(folded), "fp_change": change}
 
 
-class QuaRot(Quantizer[QuaRotOptions]):
+class QuaRot(ScalarQuantizer[QuaRotOptions]):
     """Randomized Hadamard input rotations (online), norm folding, then RTN or GPTQ weights."""
 
-    name: ClassVar[str] = "quarot"
-    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    description: ClassVar[str] = "QuaRot: randomized Hadamard rotations (norms folded), then RTN/GPTQ weights"
+    name = "quarot"
+    description = "QuaRot: randomized Hadamard rotations (norms folded), then RTN/GPTQ weights"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration, generator = job.model, job.precision, job.calibration, job.generator
         opts = self.options
-        if opts.weights == "gptq" and not calibration:
+        if opts.weights == "gptq" and not job.calibration:
             raise ValueError("quarot with GPTQ weights needs calibration batches (or set weights: rtn)")
-        done = rotate_model(model, calibration, generator, opts.fold_norms, opts.fp_check_rtol)
-        spec = weight_spec(precision.weights, opts)
+        done = rotate_model(job.model, job.calibration, job.generator, opts.fold_norms, opts.fp_check_rtol)
+        spec = weight_spec(job.precision.weights, opts)
         passes = 0
         if opts.weights == "rtn" or spec is None:
-            for q in model.quant_layers().values():
+            for q in job.model.quant_layers().values():
                 assert isinstance(q, TransformLinear)
                 if spec is not None:
                     q.quantize_weight_(spec)
-                q.act_quantizer = act_quantizer(precision, opts)
+                q.act_quantizer = act_quantizer(job.precision, opts)
         else:
             def layer_fn(name: str, lin: nn.Linear, h: Tensor) -> nn.Module:
                 assert isinstance(lin, TransformLinear)
                 res = gptq_quantize(lin.weight, lin.input_hessian(h), spec, opts.block_size, opts.damp)
                 lin.set_quantized_weight(res.weight, spec)
-                lin.act_quantizer = act_quantizer(precision, opts)
+                lin.act_quantizer = act_quantizer(job.precision, opts)
                 return lin
 
-            passes = quantize_sequentially(model, calibration, layer_fn,
-                                           int(opts.hessian_memory_fraction * model_bytes(model)))
-        calibrate_static_activations(model, calibration)
+            passes = quantize_sequentially(job.model, job.calibration, layer_fn,
+                                           int(opts.hessian_memory_fraction * model_bytes(job.model)))
+        calibrate_static_activations(job.model, job.calibration)
         notes = (f"w={spec} ({opts.weights}), {int(done['groups'])} rotated input groups, "
                  f"{int(done['norms_folded'])} norms folded, online Hadamard on every quantized layer")
-        return make_report(model, notes=notes, calibration_passes=passes, **done)
+        return make_report(job.model, notes=notes, calibration_passes=passes, **done)
 
 
 @hookimpl

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import torch
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
-    INT_FP_MX,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,
@@ -27,25 +26,22 @@ class RTNOptions(QuantOptions):
     """
 
 
-class RTN(Quantizer[RTNOptions]):
+class RTN(ScalarQuantizer[RTNOptions]):
     """Round every weight (and activation) to the nearest point of a min-max grid; no calibration
     except for static per-tensor activation ranges."""
 
-    name: ClassVar[str] = "rtn"
-    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    description: ClassVar[str] = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
+    name = "rtn"
+    description = "min-max round-to-nearest (paper Eq. 4-6); per-channel/group weights, per-token activations"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
-        wspec = weight_spec(precision.weights, opts)
+        wspec = weight_spec(job.precision.weights, opts)
         with torch.no_grad():
-            for name, lin in model.quant_layers().items():
-                q = QuantLinear.from_linear(lin, weight_spec=wspec, act_quantizer=act_quantizer(precision, opts))
-                set_submodule(model.module, name, q)
-        calibrate_static_activations(model, calibration)
-        return make_report(model, notes=f"w={wspec}" if wspec else "weights fp16")
+            for name, lin in job.model.quant_layers().items():
+                q = QuantLinear.from_linear(lin, weight_spec=wspec, act_quantizer=act_quantizer(job.precision, opts))
+                set_submodule(job.model.module, name, q)
+        calibrate_static_activations(job.model, job.calibration)
+        return make_report(job.model, notes=f"w={wspec}" if wspec else "weights fp16")
 
 
 @hookimpl

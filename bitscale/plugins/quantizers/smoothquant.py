@@ -13,15 +13,14 @@ Weights are then rounded with RTN and activations quantized (per token by defaul
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 from pydantic import Field
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
-    INT_FP_MX,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,
@@ -42,30 +41,26 @@ class SmoothQuantOptions(QuantOptions):
     )
 
 
-class SmoothQuant(Quantizer[SmoothQuantOptions]):
+class SmoothQuant(ScalarQuantizer[SmoothQuantOptions]):
     """SmoothQuant: per-channel difficulty migration from activations to weights, then RTN."""
 
-    name: ClassVar[str] = "smoothquant"
-    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    needs_activation_quant: ClassVar[bool] = True
-    description: ClassVar[str] = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"
+    name = "smoothquant"
+    needs_activation_quant = True
+    needs_calibration = True
+    description = "SmoothQuant (alpha-migration of activation outliers into weights) + RTN"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
-        if not calibration:
-            raise ValueError("SmoothQuant needs calibration batches for activation statistics")
-        done = smooth_model(model, calibration, opts.alpha, opts.fold_into_norm, opts.fp_check_rtol)
-        spec = weight_spec(precision.weights, opts)
-        for q in model.quant_layers().values():
+        done = smooth_model(job.model, job.calibration, opts.alpha, opts.fold_into_norm, opts.fp_check_rtol)
+        spec = weight_spec(job.precision.weights, opts)
+        for q in job.model.quant_layers().values():
             assert isinstance(q, QuantLinear)
             if spec is not None:
                 q.quantize_weight_(spec)
-            q.act_quantizer = act_quantizer(precision, opts)
-        calibrate_static_activations(model, calibration)
+            q.act_quantizer = act_quantizer(job.precision, opts)
+        calibrate_static_activations(job.model, job.calibration)
         notes = f"alpha={opts.alpha}, {done['folded']}/{done['groups']} input groups folded into norms"
-        return make_report(model, notes=notes, **{k: float(v) for k, v in done.items()})
+        return make_report(job.model, notes=notes, **{k: float(v) for k, v in done.items()})
 
 
 @hookimpl

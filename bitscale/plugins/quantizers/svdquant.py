@@ -14,22 +14,21 @@ setting is W4A4 with int4 weights in groups of 64 (the default ``group_size``).
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import torch
 from pydantic import Field
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import QuantJob, QuantReport, hookimpl
 from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
 from bitscale.quant.linear import QuantLinear
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
 from bitscale.harness.quant_recipe import (
-    INT_FP_MX,
     QuantOptions,
+    ScalarQuantizer,
     act_quantizer,
     calibrate_static_activations,
     make_report,
-    weight_spec,
+    quantized_weight_spec,
 )
 from bitscale.quant.smoothing import smooth_model
 from bitscale.quant.swap import set_submodule
@@ -57,43 +56,39 @@ def branch_rank_cap(shape: tuple[int, int], max_bits: float) -> int:
     return min(out, inp, int(max_bits * out * inp // lowrank_bits(out, inp, 1)))
 
 
-class SVDQuant(Quantizer[SVDQuantOptions]):
+class SVDQuant(ScalarQuantizer[SVDQuantOptions]):
     """Smoothing + 16-bit low-rank branch + quantized residual (RTN)."""
 
-    name: ClassVar[str] = "svdquant"
-    weight_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    activation_kinds: ClassVar[frozenset[str]] = INT_FP_MX
-    needs_weight_quant: ClassVar[bool] = True
-    description: ClassVar[str] = "SVDQuant: smoothing, rank-r 16-bit SVD branch, quantized residual (W4A4 g64)"
+    name = "svdquant"
+    needs_weight_quant = True
+    description = "SVDQuant: smoothing, rank-r 16-bit SVD branch, quantized residual (W4A4 g64)"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
-        spec = weight_spec(precision.weights, opts)
-        assert spec is not None  # unsupported_reason rules out W16
         done: dict[str, float] = {}
-        if precision.activations.kind != "full":
-            if not calibration:
+        if job.precision.activations.kind != "full":
+            if not job.calibration:
                 raise ValueError("svdquant with quantized activations needs calibration batches for smoothing")
-            done = {k: float(v) for k, v in smooth_model(model, calibration, opts.alpha, opts.fold_into_norm,
-                                                          opts.fp_check_rtol).items()}
+            smoothed = smooth_model(job.model, job.calibration, opts.alpha, opts.fold_into_norm, opts.fp_check_rtol)
+            done = {k: float(v) for k, v in smoothed.items()}
+        spec = quantized_weight_spec(job.precision.weights, opts)
         ranks, errs = [], []
         with torch.no_grad():
-            for name, lin in model.quant_layers().items():
+            for name, lin in job.model.quant_layers().items():
                 if not isinstance(lin, QuantLinear):
                     lin = QuantLinear.from_linear(lin)
                 shape = (lin.out_features, lin.in_features)
                 rank = min(opts.rank, branch_rank_cap(shape, opts.max_branch_bits))
                 split = lowrank_quantize(lin.weight.detach(), rank, lambda r: fake_quant_weight(r, spec), opts.iters)
                 new = LowRankLinear.from_transform(lin, split, weight_storage_bits(shape, spec), str(spec))
-                new.act_quantizer = act_quantizer(precision, opts)
-                set_submodule(model.module, name, new)
+                new.act_quantizer = act_quantizer(job.precision, self.options)
+                set_submodule(job.model.module, name, new)
                 ranks.append(rank)
                 errs.append(min(split.errors))
-        calibrate_static_activations(model, calibration)
+        calibrate_static_activations(job.model, job.calibration)
         notes = (f"w={spec} residual, ranks {min(ranks)}-{max(ranks)} (16-bit branch, counted), "
                  f"{int(done.get('folded', 0))}/{int(done.get('groups', 0))} smoothing groups folded into norms")
-        return make_report(model, notes=notes, mean_residual_error=sum(errs) / len(errs),
+        return make_report(job.model, notes=notes, mean_residual_error=sum(errs) / len(errs),
                            max_rank=float(max(ranks)), **done)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import torch
 from pydantic import Field
@@ -10,7 +9,7 @@ from pydantic import Field
 from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
 from bitscale.quant.linear import QuantLinear
-from bitscale.quant.omniquant import OmniGroup, optimize_group
+from bitscale.plugins.quantizers.omniquant.kernel import OmniGroup, optimize_group
 from bitscale.harness.quant_recipe import (
     INT_AND_FP,
     QuantOptions,
@@ -61,30 +60,27 @@ def _chunks(groups: list[InputGroup], widths: dict[str, int], rows: int, budget:
 class OmniQuant(Quantizer[OmniQuantOptions]):
     """OmniQuant, per group of layers sharing an input, against captured inputs."""
 
-    name: ClassVar[str] = "omniquant"
-    weight_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    needs_weight_quant: ClassVar[bool] = True
-    activation_kinds: ClassVar[frozenset[str]] = INT_AND_FP
-    description: ClassVar[str] = "OmniQuant (learnable weight clipping + equivalent transformation), per layer group"
+    name = "omniquant"
+    weight_kinds = activation_kinds = INT_AND_FP
+    needs_weight_quant = True
+    needs_calibration = True
+    description = "OmniQuant (learnable weight clipping + equivalent transformation), per layer group"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
-        if not calibration:
-            raise ValueError("OmniQuant needs calibration batches")
         gen = job.generator
-        wspec = weight_spec(precision.weights, opts)
-        aspec = activation_spec(precision.activations, opts)
+        wspec = weight_spec(job.precision.weights, opts)
+        aspec = activation_spec(job.precision.activations, opts)
         let = opts.let if opts.let is not None else aspec is not None
-        layers = model.quant_layers()
-        groups = trace_input_groups(model, layers, calibration[0])
+        layers = job.model.quant_layers()
+        groups = trace_input_groups(job.model, layers, job.calibration[0])
         widths = {n: lin.in_features for n, lin in layers.items()}
-        budget = int(opts.capture_memory_fraction * model_bytes(model))
+        budget = int(opts.capture_memory_fraction * model_bytes(job.model))
         before = after = 0.0
         passes = 0
         for chunk in _chunks(groups, widths, opts.max_rows, budget):
             leaders = {g.members[0]: layers[g.members[0]] for g in chunk}
-            inputs = capture_layer_inputs(model, leaders, calibration, opts.max_rows, gen)
+            inputs = capture_layer_inputs(job.model, leaders, job.calibration, opts.max_rows, gen)
             passes += 1
             for g in chunk:
                 x = inputs.pop(g.members[0])
@@ -99,7 +95,7 @@ class OmniQuant(Quantizer[OmniQuantOptions]):
                 with torch.no_grad():
                     for i, (n, lin) in enumerate(zip(g.members, members)):
                         q = QuantLinear.from_linear(
-                            lin, weight=res.weights[i], weight_spec=wspec, act_quantizer=act_quantizer(precision, opts)
+                            lin, weight=res.weights[i], weight_spec=wspec, act_quantizer=act_quantizer(job.precision, opts)
                         )
                         q.bias.copy_(res.biases[i].to(q.bias.dtype)) if q.bias is not None else None
                         if res.smooth is not None:
@@ -107,11 +103,11 @@ class OmniQuant(Quantizer[OmniQuantOptions]):
                             q.shift = res.shift.to(q.weight.dtype)
                             if q.bias is None:  # a shift needs a bias to compensate in
                                 q.bias = torch.nn.Parameter(res.biases[i].to(q.weight.dtype))
-                        set_submodule(model.module, n, q)
-        calibrate_static_activations(model, calibration)
+                        set_submodule(job.model.module, n, q)
+        calibrate_static_activations(job.model, job.calibration)
         notes = f"w={wspec}, LET {'on' if let else 'off'}, {len(groups)} layer groups, {opts.steps} steps each"
         return make_report(
-            model, notes=notes, recon_loss_init=before, recon_loss_final=after, capture_passes=passes
+            job.model, notes=notes, recon_loss_init=before, recon_loss_final=after, capture_passes=passes
         )
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from bitscale.quant.formats import CODEBOOK_ENTRY_BITS, vq_storage_bits
 from bitscale.quant.gptq import inverse_hessian_cholesky
-from bitscale.quant.kmeans import kmeans
+from bitscale.plugins.quantizers.gptvq.kmeans import kmeans
 
 
 @dataclass

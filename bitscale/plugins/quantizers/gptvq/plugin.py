@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 from pydantic import Field
 from torch import Tensor, nn
 
 from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
-from bitscale.quant.gptvq import codebook_overhead, gptvq_quantize
+from bitscale.plugins.quantizers.gptvq.kernel import codebook_overhead, gptvq_quantize
 from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
@@ -52,18 +51,17 @@ def pick_dim(rows: int, cols: int, bits: int, opts: GPTVQOptions) -> int:
 class GPTVQ(Quantizer[GPTVQOptions]):
     """GPTVQ: GPTQ with vector codebooks; effective bits include the fp16 codebooks."""
 
-    name: ClassVar[str] = "gptvq"
+    name = "gptvq"
     # The weight precision is an index width, not a number format: only integer widths apply.
-    weight_kinds: ClassVar[frozenset[str]] = frozenset({"int"})
-    needs_weight_quant: ClassVar[bool] = True
-    activation_kinds: ClassVar[frozenset[str]] = frozenset({"int", "fp"})
-    description: ClassVar[str] = "GPTVQ (Hessian-weighted vector quantization, k-means codebooks per group)"
+    weight_kinds = frozenset({"int"})
+    needs_weight_quant = True
+    activation_kinds = frozenset({"int", "fp"})
+    description = "GPTVQ (Hessian-weighted vector quantization, k-means codebooks per group)"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration = job.model, job.precision, job.calibration
         opts = self.options
         gen = job.generator
-        bits = precision.w_bits
+        bits = job.precision.w_bits
         codebooks = 0
         dims: dict[int, int] = {}
 
@@ -76,16 +74,16 @@ class GPTVQ(Quantizer[GPTVQOptions]):
             codebooks += res.num_codebooks
             dims[res.dim] = dims.get(res.dim, 0) + 1
             q = QuantLinear.from_linear(
-                lin, weight=res.weight, act_quantizer=act_quantizer(precision, opts), storage_bits=res.storage_bits
+                lin, weight=res.weight, act_quantizer=act_quantizer(job.precision, opts), storage_bits=res.storage_bits
             )
             q.weight_label = f"vq{res.dim}d:{res.codebook_size}c"
             return q
 
-        passes = quantize_sequentially(model, calibration, layer_fn, int(opts.hessian_memory_fraction * model_bytes(model)))
-        calibrate_static_activations(model, calibration)
+        passes = quantize_sequentially(job.model, job.calibration, layer_fn, int(opts.hessian_memory_fraction * model_bytes(job.model)))
+        calibrate_static_activations(job.model, job.calibration)
         used = ", ".join(f"{n} layer(s) {d}-D ({2 ** (bits * d)} centroids)" for d, n in sorted(dims.items()))
         notes = f"VQ: {used}; {codebooks} fp16 codebooks"
-        return make_report(model, notes=notes, codebooks=codebooks, calibration_passes=passes)
+        return make_report(job.model, notes=notes, codebooks=codebooks, calibration_passes=passes)
 
 
 @hookimpl

@@ -2,17 +2,17 @@
 
 1. **DGC** (``dgc``): the calibration set is re-chosen from a pool of ``dgc_pool`` x as many
    samples plus their unconditional (null-class) copies: the samples whose last-layer first-token
-   feature has the largest Mahalanobis distance to its set (``bitscale.quant.dgc``).
+   feature has the largest Mahalanobis distance to its set (``dgc.py``).
 2. **Shift + GPS** (``gps``): per input group, a per-channel shift making activations symmetric
    (``delta = (max + min)/2``, compensated in the bias) and a smoothing factor from the
-   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``bitscale.quant.gps``);
+   gain-projected formula taken around SmoothQuant's (alpha 0.5) point (``gps.py``);
    with ``gps: false`` SmoothQuant's factor alone, the official code's fallback. With STWQ on,
    the positions it quantizes on their own (sink tokens) stay out of these statistics. Both are folded into the producer of the input
    where the model allows: an AdaLN projection (VAR ``ada_lin``, DiT ``adaLN_modulation``:
    ``(LN(x)(1+scale)+shift - delta)/s`` is again ``LN(x)(1+scale')+shift'``), or an affine norm
    (smoothing into its weight, the shift into its bias if it has one); otherwise they stay in
    the layer (``TransformLinear``, 16 bits per channel each, counted).
-3. **STWQ** (``stwq``): static activation scales per token group (``bitscale.quant.stwq``):
+3. **STWQ** (``stwq``): static activation scales per token group (``stwq.py``):
    VAR one group per scale level, raster models (LlamaGen, and any other) the first two tokens
    and the rest; layers without a token axis (AdaLN inputs) get one static scale. With
    ``stwq: false`` activations use the common ``act_granularity`` (static per tensor by default).
@@ -21,7 +21,7 @@ Weights: RTN (per output channel by default).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
 from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
-from bitscale.quant.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
-from bitscale.quant.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
+from bitscale.plugins.quantizers.ptq4arvg.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
+from bitscale.plugins.quantizers.ptq4arvg.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     act_quantizer,
@@ -40,7 +40,7 @@ from bitscale.harness.quant_recipe import (
     weight_spec,
 )
 from bitscale.quant.formats import QuantSpec
-from bitscale.quant.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.plugins.quantizers.ptq4arvg.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
 from bitscale.quant.swap import set_submodule
 from bitscale.quant.transform import TransformLinear
 
@@ -207,49 +207,47 @@ def shift_and_scale(model: GenerativeModel, calibration: list[Any], wspec: Quant
 class PTQ4ARVG(Quantizer[PTQ4ARVGOptions]):
     """PTQ4ARVG: shift + gain-projected scaling, static token-wise activations, distribution-guided calibration."""
 
-    name: ClassVar[str] = "ptq4arvg"
-    weight_kinds: ClassVar[frozenset[str]] = frozenset({"int"})
-    activation_kinds: ClassVar[frozenset[str]] = frozenset({"int"})
-    needs_activation_quant: ClassVar[bool] = True
-    needs_weight_quant: ClassVar[bool] = True
-    description: ClassVar[str] = "PTQ4ARVG: GPS smoothing + shift, STWQ static token-group activations, DGC calibration"
+    name = "ptq4arvg"
+    weight_kinds = activation_kinds = frozenset({"int"})
+    needs_activation_quant = True
+    needs_weight_quant = True
+    needs_calibration = True
+    description = "PTQ4ARVG: GPS smoothing + shift, STWQ static token-group activations, DGC calibration"
 
     def apply(self, job: QuantJob) -> QuantReport:
-        model, precision, calibration, generator = job.model, job.precision, job.calibration, job.generator
         opts = self.options
-        if not calibration:
-            raise ValueError("ptq4arvg needs calibration batches")
+        calibration = job.calibration  # replaced by DGC's selection below
         extra: dict[str, float] = {}
         if opts.dgc:
-            calibration, extra = dgc_calibration(model, calibration, opts.dgc_pool, generator)
-        wspec = weight_spec(precision.weights, opts)
-        aspec = activation_spec(precision.activations, opts.model_copy(update={"act_granularity": "token"}))
-        token_layout = "var" if hasattr(model.module, "patch_nums") else "raster"
+            calibration, extra = dgc_calibration(job.model, calibration, opts.dgc_pool, job.generator)
+        wspec = weight_spec(job.precision.weights, opts)
+        aspec = activation_spec(job.precision.activations, opts.model_copy(update={"act_granularity": "token"}))
+        token_layout = "var" if hasattr(job.model.module, "patch_nums") else "raster"
         # the positions STWQ gives a group of their own (VAR's first token, the raster layout's
         # first two) stay out of the smoothing statistics, as in the official code
         skip = (1 if token_layout == "var" else RASTER_HEAD) if opts.stwq else 0
-        groups, stats, folded, change = shift_and_scale(model, calibration, wspec, aspec, opts.gps, opts.fold, skip)
+        groups, stats, folded, change = shift_and_scale(job.model, calibration, wspec, aspec, opts.gps, opts.fold, skip)
         if change > opts.fp_check_rtol:
             raise RuntimeError(f"ptq4arvg: shift and scaling changed the full-precision output by {change:.2e} "
                                f"(> {opts.fp_check_rtol}); a folded producer feeds more than its layers: set fold: false")
         member_of = {n: g.members[0] for g in groups for n in g.members}
-        for name, q in model.quant_layers().items():
+        for name, q in job.model.quant_layers().items():
             assert isinstance(q, TransformLinear)
             q.quantize_weight_(wspec)
             st = stats[member_of[name]]
             if opts.stwq and st.tokens_axis:
-                tg = var_groups(tuple(model.module.patch_nums)) if token_layout == "var" else raster_groups(st.length)
+                tg = var_groups(tuple(job.model.module.patch_nums)) if token_layout == "var" else raster_groups(st.length)
                 if tg[-1][1] != st.length:
                     tg = raster_groups(st.length)
                 q.act_quantizer = TokenGroupActQuantizer(aspec, tg)
             else:
-                q.act_quantizer = act_quantizer(precision, opts)
-        calibrate_static_activations(model, calibration)
+                q.act_quantizer = act_quantizer(job.precision, opts)
+        calibrate_static_activations(job.model, calibration)
         parts = [p for p in ("gps", "stwq", "dgc") if getattr(opts, p)] or ["none"]
         notes = (f"w={wspec}, parts: {'+'.join(parts)}; {folded['modulation']} groups folded into AdaLN, "
                  f"{folded['norm']} into norms, {len(groups) - sum(folded.values())} kept in-layer; "
                  f"token groups: {token_layout if opts.stwq else 'off'}")
-        return make_report(model, notes=notes, fp_change=change, groups=float(len(groups)),
+        return make_report(job.model, notes=notes, fp_change=change, groups=float(len(groups)),
                            folded_modulation=float(folded["modulation"]), folded_norm=float(folded["norm"]), **extra)
 
 

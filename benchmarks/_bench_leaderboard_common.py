@@ -38,6 +38,8 @@ def reference_seconds(repeats: int = 3) -> float:
 def report(name: str, seconds: float, target: float, reference: float, extra: str = "") -> bool:
     """Print one result line; True when within the target."""
     ok = seconds <= target
-    print(f"{name}: {seconds:.2f} s (target < {target:g} s: {'OK' if ok else 'OVER'}; "
-          f"{seconds / reference:.1f}x the reference workload of {reference:.3f} s){extra}")
+    print(
+        f"{name}: {seconds:.2f} s (target < {target:g} s: {'OK' if ok else 'OVER'}; "
+        f"{seconds / reference:.1f}x the reference workload of {reference:.3f} s){extra}"
+    )
     return ok

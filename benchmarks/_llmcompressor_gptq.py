@@ -32,7 +32,9 @@ from llmcompressor.observers import Observer  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 
-def run(weight: torch.Tensor, hessian: torch.Tensor, args: QuantizationArgs, block_size: int, damp: float) -> torch.Tensor:
+def run(
+    weight: torch.Tensor, hessian: torch.Tensor, args: QuantizationArgs, block_size: int, damp: float
+) -> torch.Tensor:
     """Observer qparams from the original weight, then GPTQ (what GPTQModifier does per layer)."""
     observer = Observer.load_from_registry("memoryless_minmax", base_name="weight", args=args)
     observer(weight)

@@ -62,8 +62,11 @@ def main() -> int:
         inproc = time.perf_counter() - t
         assert code == 0, "the baseline's own results must pass"
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "bitscale", "check", "--baseline",
-                               str(baseline_path), "--store", url], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bitscale", "check", "--baseline", str(baseline_path), "--store", url],
+            capture_output=True,
+            text=True,
+        )
         cli = time.perf_counter() - t
         assert proc.returncode == 0, proc.stderr
         ok = report(f"check {cells:,} baseline cells ({store.count():,} runs), in-process", inproc, 2.0, ref)

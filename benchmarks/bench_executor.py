@@ -76,8 +76,10 @@ def main() -> int:
 
     torch.set_num_threads(1)  # the local executor as `bitscale run --threads 1` runs it
     wall_l, compute_l, build_l = _run(plan)
-    print(f"local : {wall_l:7.1f} s  {n / wall_l:.3f} cells/s  (cells' own compute {compute_l:.1f} s, "
-          f"of it model builds {build_l:.1f} s)")
+    print(
+        f"local : {wall_l:7.1f} s  {n / wall_l:.3f} cells/s  (cells' own compute {compute_l:.1f} s, "
+        f"of it model builds {build_l:.1f} s)"
+    )
 
     t = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -99,16 +101,25 @@ def main() -> int:
         ray.shutdown()
     workers = 2
     overhead = (wall_r * workers - compute_r) / n
-    print(f"ray   : {wall_r:7.1f} s  {n / wall_r:.3f} cells/s  (cells' own compute {compute_r:.1f} s, of it model "
-          f"builds {build_r:.1f} s), start-up {startup:.1f} s")
-    print(f"ratio : {wall_l / wall_r:.2f}x cells/s without start-up, {wall_l / (wall_r + startup):.2f}x with it "
-          "(target >= 1.7x)")
-    print(f"ray, warm workers: {wall_w:7.1f} s  {n / wall_w:.3f} cells/s  (cells' own compute {compute_w:.1f} s, "
-          f"of it model builds {build_w:.1f} s); ratio {wall_l / wall_w:.2f}x")
-    print(f"ray per-task overhead: empty task {per_task * 1e3:.1f} ms in a batch, {round_trip * 1e3:.1f} ms "
-          f"one at a time")
-    print(f"whole-run overhead per cell: {overhead:.2f} s with fresh workers, "
-          f"{(wall_w * workers - compute_w) / n:.2f} s with warm ones (target < 0.2 s)")
+    print(
+        f"ray   : {wall_r:7.1f} s  {n / wall_r:.3f} cells/s  (cells' own compute {compute_r:.1f} s, of it model "
+        f"builds {build_r:.1f} s), start-up {startup:.1f} s"
+    )
+    print(
+        f"ratio : {wall_l / wall_r:.2f}x cells/s without start-up, {wall_l / (wall_r + startup):.2f}x with it "
+        "(target >= 1.7x)"
+    )
+    print(
+        f"ray, warm workers: {wall_w:7.1f} s  {n / wall_w:.3f} cells/s  (cells' own compute {compute_w:.1f} s, "
+        f"of it model builds {build_w:.1f} s); ratio {wall_l / wall_w:.2f}x"
+    )
+    print(
+        f"ray per-task overhead: empty task {per_task * 1e3:.1f} ms in a batch, {round_trip * 1e3:.1f} ms one at a time"
+    )
+    print(
+        f"whole-run overhead per cell: {overhead:.2f} s with fresh workers, "
+        f"{(wall_w * workers - compute_w) / n:.2f} s with warm ones (target < 0.2 s)"
+    )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     return 0
 

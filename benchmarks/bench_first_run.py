@@ -37,8 +37,10 @@ def main() -> None:
         warm = timed([*BITSCALE, "run", "--threads", "1"], root, env)
     print(f"reference: python -c 'import torch'   {torch_import:6.2f} s")
     for label, seconds, target in (("cold (empty cache and store)", cold, 60), ("warm (every cell stored)", warm, 10)):
-        print(f"make run, {label:28s} {seconds:6.2f} s  ({seconds / torch_import:5.1f}x the reference)  "
-              f"target < {target} s")
+        print(
+            f"make run, {label:28s} {seconds:6.2f} s  ({seconds / torch_import:5.1f}x the reference)  "
+            f"target < {target} s"
+        )
     print(f"load average: {os.getloadavg()[0]:.2f}")
 
 

@@ -59,13 +59,22 @@ print(json.dumps({"quantizer": name, "precision": precision, "model_mb": model_b
 
 def bench_memory(dim: int, depth: int) -> list[dict]:
     rows = []
-    for name, precision in [("rtn", "W4A16"), ("gptq", "W4A16"), ("gptvq", "W3A16"), ("smoothquant", "W8A8"), ("omniquant", "W4A16")]:
+    for name, precision in [
+        ("rtn", "W4A16"),
+        ("gptq", "W4A16"),
+        ("gptvq", "W3A16"),
+        ("smoothquant", "W8A8"),
+        ("omniquant", "W4A16"),
+    ]:
         # Large allocations straight from mmap, so freed tensors leave the RSS at once and the
         # high-water mark tracks live memory, not glibc heap fragmentation.
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
         res = subprocess.run(
             [sys.executable, "-c", _MEM_CHILD, name, precision, str(dim), str(depth)],
-            capture_output=True, text=True, check=False, env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
         )
         if res.returncode != 0:
             rows.append({"quantizer": name, "error": res.stderr.strip().splitlines()[-1]})

@@ -65,7 +65,10 @@ class Reference:
         self._log, self._log_file = log, log.open("w")
         self._p = subprocess.Popen(
             [python, str(WORKER), str(layer), str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
         )
         self.threads = self._read()["threads"]
 
@@ -100,8 +103,10 @@ def _settings(act_order: bool, grid: str) -> list[dict]:
         for ao in (False, True) if act_order else (False,):
             for bits in (3, 4):
                 for gs in (None, 128):
-                    key = (f"int{bits}_{'g' + str(gs) if gs else 'channel'}_{'sym' if symmetric else 'asym'}"
-                           f"{'_actorder' if ao else ''}")
+                    key = (
+                        f"int{bits}_{'g' + str(gs) if gs else 'channel'}_{'sym' if symmetric else 'asym'}"
+                        f"{'_actorder' if ao else ''}"
+                    )
                     runs.append({"key": key, "bits": bits, "group_size": gs, "act_order": ao, "symmetric": symmetric})
     return runs
 
@@ -130,6 +135,7 @@ def _count(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
         return value
+
     return parse
 
 
@@ -184,8 +190,9 @@ def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) 
         if r["group_size"] and not r["act_order"]:  # bitscale's default group parameters (lazy, from updated weights)
             row["err_bitscale_default"] = _err(w, gptq_quantize(w, h, spec, BLOCK_SIZE, DAMP).weight, x)
         if r["symmetric"]:  # bitscale's restricted symmetric grid, which the reference lacks
-            restricted = gptq_quantize(w, h, _spec(r, restricted=True), BLOCK_SIZE, DAMP,
-                                       act_order=r["act_order"], static_groups=True).weight
+            restricted = gptq_quantize(
+                w, h, _spec(r, restricted=True), BLOCK_SIZE, DAMP, act_order=r["act_order"], static_groups=True
+            ).weight
             row["err_bitscale_restricted"] = _err(w, restricted, x)
         out.append(row)
     return out, info
@@ -193,22 +200,35 @@ def bench(rows: int, cols: int, n_seq: int, seq: int, args: argparse.Namespace) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reference-python", default=None,
-                    help=f"interpreter with llmcompressor installed (default: {DEFAULT_REFERENCE})")
+    ap.add_argument(
+        "--reference-python",
+        default=None,
+        help=f"interpreter with llmcompressor installed (default: {DEFAULT_REFERENCE})",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads, both sides (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting and side; the median is reported")
     ap.add_argument("--act-order", action="store_true", help="also run with activation ordering")
-    ap.add_argument("--grid", choices=sorted(GRIDS), default="both",
-                    help="int grids to compare: asymmetric, symmetric (all 2^b codes, as compressed-tensors), "
-                         "or both (default)")
+    ap.add_argument(
+        "--grid",
+        choices=sorted(GRIDS),
+        default="both",
+        help="int grids to compare: asymmetric, symmetric (all 2^b codes, as compressed-tensors), or both (default)",
+    )
     ap.add_argument("--quick", action="store_true", help="256x512 layer, 16 sequences x 32 tokens, 1 repeat")
-    ap.add_argument("--layer", type=_shape, default=None, metavar="OUTxIN",
-                    help="layer shape, e.g. 256x512 (default 1024x4096; 256x512 with --quick)")
-    ap.add_argument("--sequences", type=_count(1), default=None,
-                    help="calibration sequences (default 128; 16 with --quick)")
+    ap.add_argument(
+        "--layer",
+        type=_shape,
+        default=None,
+        metavar="OUTxIN",
+        help="layer shape, e.g. 256x512 (default 1024x4096; 256x512 with --quick)",
+    )
+    ap.add_argument(
+        "--sequences", type=_count(1), default=None, help="calibration sequences (default 128; 16 with --quick)"
+    )
     ap.add_argument("--tokens", type=_count(1), default=None, help="tokens per sequence (default 64; 32 with --quick)")
-    ap.add_argument("--outliers", type=_count(0), default=0,
-                    help="input channels with 30x the activation scale (default 0)")
+    ap.add_argument(
+        "--outliers", type=_count(0), default=0, help="input channels with 30x the activation scale (default 0)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.reference_python is None:
@@ -226,26 +246,51 @@ def main() -> None:
     seq = args.tokens or (32 if args.quick else 64)
     rows, info = bench(out_f, in_f, n_seq, seq, args)
     if args.json:
-        print(json.dumps({"rows": rows, "reference": info, "threads": args.threads, "torch": torch.__version__}, indent=1))
+        print(
+            json.dumps({"rows": rows, "reference": info, "threads": args.threads, "torch": torch.__version__}, indent=1)
+        )
         return
     table = [
-        [r["setting"], f"{r['err_bitscale']:.5f}", f"{r['err_llmcompressor']:.5f}", f"{r['rel_diff']:+.3%}",
-         f"{r['differing']:.3%}", f"{r['err_rtn']:.5f}",
-         "" if r["err_bitscale_default"] is None else f"{r['err_bitscale_default']:.5f}",
-         "" if r["err_bitscale_restricted"] is None else
-         f"{r['err_bitscale_restricted']:.5f} ({r['err_bitscale_restricted'] / r['err_llmcompressor']:.2f}x)",
-         f"{r['ours_wall_s']:.2f}", f"{r['ref_wall_s']:.2f}", f"{r['wall_ratio']:.2f}", f"{r['cpu_ratio']:.2f}"]
+        [
+            r["setting"],
+            f"{r['err_bitscale']:.5f}",
+            f"{r['err_llmcompressor']:.5f}",
+            f"{r['rel_diff']:+.3%}",
+            f"{r['differing']:.3%}",
+            f"{r['err_rtn']:.5f}",
+            "" if r["err_bitscale_default"] is None else f"{r['err_bitscale_default']:.5f}",
+            ""
+            if r["err_bitscale_restricted"] is None
+            else f"{r['err_bitscale_restricted']:.5f} ({r['err_bitscale_restricted'] / r['err_llmcompressor']:.2f}x)",
+            f"{r['ours_wall_s']:.2f}",
+            f"{r['ref_wall_s']:.2f}",
+            f"{r['wall_ratio']:.2f}",
+            f"{r['cpu_ratio']:.2f}",
+        ]
         for r in rows
     ]
-    headers = ["setting", "err bitscale", "err llm-compressor",
-               "rel. diff", "differing", "err RTN", "err bitscale default groups", "err bitscale restricted (vs ref)",
-               "bitscale s", "llm-compressor s", "wall ratio", "CPU ratio"]
+    headers = [
+        "setting",
+        "err bitscale",
+        "err llm-compressor",
+        "rel. diff",
+        "differing",
+        "err RTN",
+        "err bitscale default groups",
+        "err bitscale restricted (vs ref)",
+        "bitscale s",
+        "llm-compressor s",
+        "wall ratio",
+        "CPU ratio",
+    ]
     print(tabulate(table, headers=headers, tablefmt="github"))
     v = info["versions"]
-    print(f"\nlayer {out_f}x{in_f}, {n_seq}x{seq} calibration tokens, {args.outliers} outlier channels; "
-          f"threads {args.threads} here, {info['threads']} in the reference; median of {args.repeats}, interleaved; "
-          f"bitscale: torch {torch.__version__}; reference: torch {v['torch']}, llmcompressor {v['llmcompressor']}, "
-          f"compressed-tensors {v['compressed-tensors']}")
+    print(
+        f"\nlayer {out_f}x{in_f}, {n_seq}x{seq} calibration tokens, {args.outliers} outlier channels; "
+        f"threads {args.threads} here, {info['threads']} in the reference; median of {args.repeats}, interleaved; "
+        f"bitscale: torch {torch.__version__}; reference: torch {v['torch']}, llmcompressor {v['llmcompressor']}, "
+        f"compressed-tensors {v['compressed-tensors']}"
+    )
 
 
 if __name__ == "__main__":

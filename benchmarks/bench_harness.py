@@ -23,11 +23,11 @@ from bitscale import hookimpl  # noqa: E402
 from bitscale.harness.config import parse_experiment  # noqa: E402
 from bitscale.harness.planner import plan_grid  # noqa: E402
 from bitscale.harness.plugin_loader import load_plugins  # noqa: E402
-from bitscale.precision import Precision  # noqa: E402
 from bitscale.harness.store import ResultStore  # noqa: E402
 from bitscale.harness.store.schema import Metric, Run  # noqa: E402
 from bitscale.leaderboard.render import render  # noqa: E402
 from bitscale.leaderboard.table import build_tables  # noqa: E402
+from bitscale.precision import Precision  # noqa: E402
 from bitscale.testing.toy import ToyFamily  # noqa: E402
 
 
@@ -48,11 +48,15 @@ def bench_plan() -> tuple[float, int]:
     t = time.perf_counter()
     ToyFamily().num_params("d1", ToyFamily.Options())
     bench_plan.warmup = time.perf_counter() - t
-    exp = parse_experiment({
-        "models": [{"family": "toy"}], "quantizers": ["rtn", "gptq"],
-        "precisions": ["W16A16", "W8A16", "W6A16", "W5A16", "W4A16", "W3A16", "W2A16"],
-        "seeds": list(range(240)),
-    }, "bench")
+    exp = parse_experiment(
+        {
+            "models": [{"family": "toy"}],
+            "quantizers": ["rtn", "gptq"],
+            "precisions": ["W16A16", "W8A16", "W6A16", "W5A16", "W4A16", "W3A16", "W2A16"],
+            "seeds": list(range(240)),
+        },
+        "bench",
+    )
     t = time.perf_counter()
     plan = plan_grid(exp, ps)
     return time.perf_counter() - t, len(plan.cells)
@@ -66,12 +70,32 @@ def fill_store(store: ResultStore, n: int) -> None:
         for i in range(n):
             p = Precision.parse(precisions[i % len(precisions)])
             method = "fp16" if p.is_full else ["rtn", "gptq", "gptvq", "omniquant"][i % 4]
-            run = Run(cell_hash=f"h{i}", source="measured", experiment="bench", family=f"fam{i % 5}",
-                      size=f"d{2 * (1 + i % 4)}", method=method, loss=None, precision=p.label, w_bits=p.w_bits,
-                      a_bits=p.a_bits, w_format=str(p.weights), a_format=str(p.activations), seed=i // 240,
-                      num_params=10**6, model_bits=1e6 * p.w_bits, compute_bits=1e6 * p.w_bits * p.a_bits,
-                      effective_weight_bits=p.w_bits + 0.1, status="ok", config={}, versions={},
-                      started_at=now, finished_at=now, timings={}, protocol_fingerprint=None)
+            run = Run(
+                cell_hash=f"h{i}",
+                source="measured",
+                experiment="bench",
+                family=f"fam{i % 5}",
+                size=f"d{2 * (1 + i % 4)}",
+                method=method,
+                loss=None,
+                precision=p.label,
+                w_bits=p.w_bits,
+                a_bits=p.a_bits,
+                w_format=str(p.weights),
+                a_format=str(p.activations),
+                seed=i // 240,
+                num_params=10**6,
+                model_bits=1e6 * p.w_bits,
+                compute_bits=1e6 * p.w_bits * p.a_bits,
+                effective_weight_bits=p.w_bits + 0.1,
+                status="ok",
+                config={},
+                versions={},
+                started_at=now,
+                finished_at=now,
+                timings={},
+                protocol_fingerprint=None,
+            )
             run.metrics = [Metric(name="fid", value=rng.uniform(5, 50)), Metric(name="isc", value=rng.uniform(1, 9))]
             s.add(run)
 
@@ -95,12 +119,36 @@ def bench_record(n: int = 50) -> float:
         now = datetime(2026, 1, 1)
         t = time.perf_counter()
         for i in range(n):
-            store.record(run=dict(cell_hash=f"h{i}", source="measured", experiment="b", family="f", size="s",
-                                  method="rtn", loss=None, precision="W4A16", w_bits=4, a_bits=16, w_format="int4",
-                                  a_format="fp16", seed=0, num_params=1, model_bits=4.0, compute_bits=64.0,
-                                  effective_weight_bits=4.1, status="ok", config={"a": 1}, versions={},
-                                  started_at=now, finished_at=now, timings={}, protocol_fingerprint="p"),
-                         metrics={"fid": 1.0, "isc": 2.0}, protocol=("p", {"x": 1}))
+            store.record(
+                run=dict(
+                    cell_hash=f"h{i}",
+                    source="measured",
+                    experiment="b",
+                    family="f",
+                    size="s",
+                    method="rtn",
+                    loss=None,
+                    precision="W4A16",
+                    w_bits=4,
+                    a_bits=16,
+                    w_format="int4",
+                    a_format="fp16",
+                    seed=0,
+                    num_params=1,
+                    model_bits=4.0,
+                    compute_bits=64.0,
+                    effective_weight_bits=4.1,
+                    status="ok",
+                    config={"a": 1},
+                    versions={},
+                    started_at=now,
+                    finished_at=now,
+                    timings={},
+                    protocol_fingerprint="p",
+                ),
+                metrics={"fid": 1.0, "isc": 2.0},
+                protocol=("p", {"x": 1}),
+            )
         elapsed = (time.perf_counter() - t) / n
         store.dispose()
     return elapsed

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _bench_leaderboard_common import reference_seconds, report  # noqa: E402
 
 from bitscale.harness.store import ResultStore  # noqa: E402
-from bitscale.testing import synthetic  # noqa: E402
 from bitscale.leaderboard.paper import import_paper  # noqa: E402
 from bitscale.leaderboard.plots import default_jobs  # noqa: E402
+from bitscale.testing import synthetic  # noqa: E402
 
 SIZES = {f"d{d}": 60_000 * d * d for d in (2, 3, 4, 6, 8)}
 GRID = synthetic.SyntheticGrid(
@@ -68,8 +68,7 @@ def render_everything(store: ResultStore, out: Path, jobs: int | None) -> Clock:
 
     clock = Clock()
     results = clock.phase("read store", load_results, store)
-    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)],
-                         fig1=True)
+    report = clock.phase("tables + fits + budgets", build_report, results, budgets=[Budget(model_bits=2e7)], fig1=True)
 
     def texts():
         for fmt in ("github", "latex", "plain", "csv", "json"):
@@ -85,8 +84,9 @@ def render_everything(store: ResultStore, out: Path, jobs: int | None) -> Clock:
         return plots
 
     plots = clock.phase("plots (png+svg)", draw)
-    clock.phase("html page", lambda: (out / "page.html").write_text(render_page(report, [(p, e["png"]) for p, e in
-                                                                                          plots])))
+    clock.phase(
+        "html page", lambda: (out / "page.html").write_text(render_page(report, [(p, e["png"]) for p, e in plots]))
+    )
     clock.figures = len(plots)
     return clock
 
@@ -113,8 +113,10 @@ def main() -> int:
         # On a loaded machine wall time mostly measures the other tenants: CPU time divided
         # over the cores the drawing uses is the figure that transfers to an idle 2-core box.
         estimate = serial + plots_cpu / min(jobs, 2)
-        print(f"  {clock.figures} figures, {files} files; {jobs} drawing process(es); "
-              f"CPU {serial + plots_cpu:.2f} s -> {estimate:.2f} s on 2 idle cores")
+        print(
+            f"  {clock.figures} figures, {files} files; {jobs} drawing process(es); "
+            f"CPU {serial + plots_cpu:.2f} s -> {estimate:.2f} s on 2 idle cores"
+        )
         ok = report(f"render all outputs from {n:,} runs (wall)", wall, 5.0, ref)
         ok_est = report(f"render all outputs from {n:,} runs (CPU-based 2-core estimate)", estimate, 5.0, ref)
     return 0 if (ok or ok_est) or not args.strict else 1

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from tabulate import tabulate
 
+from bitscale.harness.artifacts import cache
 from bitscale.plugins.models.dit.dit import DiT
 from bitscale.plugins.models.dit.model import DiTModel
 from bitscale.plugins.models.dit.tiny import DEFAULT_SAMPLER as DIT_SAMPLER
@@ -34,7 +35,6 @@ from bitscale.plugins.models.llamagen.tiny import DEFAULT_SAMPLER as LG_SAMPLER
 from bitscale.plugins.models.llamagen.tiny import SIZES as LG_SIZES
 from bitscale.plugins.models.llamagen.tiny import TOKENIZER, LlamaGenTinyFamily
 from bitscale.plugins.models.llamagen.vq import VQModel
-from bitscale.harness.artifacts import cache
 
 
 def _use_zoo(family: str, size: str, weights: str) -> bool:
@@ -105,8 +105,24 @@ def _bench_llamagen(args: argparse.Namespace) -> None:
         no = _rate(lambda lab, gen: run(lab, gen, False), args.batch, args.repeats)
         rows.append([size, model.num_params(), source, kv[0], no[0], kv[0] / no[0], kv[1], no[1], kv[1] / no[1]])
     print(f"\nllamagen-tiny: {args.grid * args.grid} tokens, sampler {LG_SAMPLER}")
-    print(tabulate(rows, headers=["size", "params", "weights", "KV img/s", "no-KV img/s", "ratio", "KV img/cpu-s",
-                                  "no-KV img/cpu-s", "cpu ratio"], floatfmt=".2f", intfmt=","))
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "size",
+                "params",
+                "weights",
+                "KV img/s",
+                "no-KV img/s",
+                "ratio",
+                "KV img/cpu-s",
+                "no-KV img/cpu-s",
+                "cpu ratio",
+            ],
+            floatfmt=".2f",
+            intfmt=",",
+        )
+    )
 
 
 def _bench_dit(args: argparse.Namespace) -> None:
@@ -119,8 +135,22 @@ def _bench_dit(args: argparse.Namespace) -> None:
         official = _rate(model.sample, args.batch, 1)
         rows.append([size, model.num_params(), source, fast[0], official[0], fast[1], official[1]])
     print(f"\ndit-tiny: default sampler {DIT_SAMPLER} vs official DDPM-250 (cfg {DIT_SAMPLER['cfg']})")
-    print(tabulate(rows, headers=["size", "params", "weights", f"{fast_name} img/s", "DDPM-250 img/s",
-                                  f"{fast_name} img/cpu-s", "DDPM-250 img/cpu-s"], floatfmt=".2f", intfmt=","))
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "size",
+                "params",
+                "weights",
+                f"{fast_name} img/s",
+                "DDPM-250 img/s",
+                f"{fast_name} img/cpu-s",
+                "DDPM-250 img/cpu-s",
+            ],
+            floatfmt=".2f",
+            intfmt=",",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,12 @@ VARIANTS = {
     "shift + SmoothQuant, dynamic per token": {"gps": False, "stwq": False, "dgc": False, "act_granularity": "token"},
     "shift + GPS, dynamic per token": {"gps": True, "stwq": False, "dgc": False, "act_granularity": "token"},
 }
-BASELINES = {"rtn (static per tensor)": ("rtn", {"act_granularity": "tensor"}),
-             "smoothquant (static per tensor)": ("smoothquant", {"act_granularity": "tensor"}),
-             "rtn (dynamic per token)": ("rtn", {}), "smoothquant (dynamic per token)": ("smoothquant", {})}
+BASELINES = {
+    "rtn (static per tensor)": ("rtn", {"act_granularity": "tensor"}),
+    "smoothquant (static per tensor)": ("smoothquant", {"act_granularity": "tensor"}),
+    "rtn (dynamic per token)": ("rtn", {}),
+    "smoothquant (dynamic per token)": ("smoothquant", {}),
+}
 
 
 def main() -> None:
@@ -63,11 +66,19 @@ def main() -> None:
                 m = copy.deepcopy(base)
                 cal = m.calibration_batches(2, torch.Generator().manual_seed(seed))
                 cls = plugins.quantizers.get(name)
-                cls(cls.Options(**opts)).quantize(m, Precision.parse(prec), cal, generator=torch.Generator().manual_seed(seed))
+                cls(cls.Options(**opts)).quantize(
+                    m, Precision.parse(prec), cal, generator=torch.Generator().manual_seed(seed)
+                )
                 with torch.no_grad():
-                    errs.append(statistics.mean(float((m.forward_batch(b).float() - r).pow(2).mean() / r.pow(2).mean())
-                                                for b, r in zip(test, ref)))
-            cells.append(f"{statistics.mean(errs):.3g} ± {statistics.stdev(errs):.2g}" if len(errs) > 1 else f"{errs[0]:.3g}")
+                    errs.append(
+                        statistics.mean(
+                            float((m.forward_batch(b).float() - r).pow(2).mean() / r.pow(2).mean())
+                            for b, r in zip(test, ref)
+                        )
+                    )
+            cells.append(
+                f"{statistics.mean(errs):.3g} ± {statistics.stdev(errs):.2g}" if len(errs) > 1 else f"{errs[0]:.3g}"
+            )
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 

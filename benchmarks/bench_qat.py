@@ -33,12 +33,12 @@ from typing import Any
 import torch
 
 from bitscale.harness.contracts import GenerativeModel
-from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.quantizers.qat import QAT, QATOptions
 from bitscale.plugins.quantizers.qat.engine import build_student, train_student, trainable_groups, training_mode
 from bitscale.plugins.quantizers.qat.teacher import TeacherOutputs
+from bitscale.precision import Precision
 from bitscale.testing.toy import ToyModel
 
 
@@ -49,8 +49,9 @@ def make_model(args: argparse.Namespace) -> GenerativeModel:
         family_name, _, size = args.model.partition("/")
         family = get_plugins().models.get(family_name)
         return family.build(size or family.sizes[0], family.Options(), torch.device("cpu"))
-    return ToyModel(args.depth, batch=args.batch, vocab=args.vocab, dim=args.dim, heads=max(1, args.dim // 64),
-                    seq=args.seq)
+    return ToyModel(
+        args.depth, batch=args.batch, vocab=args.vocab, dim=args.dim, heads=max(1, args.dim // 64), seq=args.seq
+    )
 
 
 def fp_groups(model: GenerativeModel, lr: float) -> list[dict[str, Any]]:
@@ -85,8 +86,9 @@ def bench_time(args: argparse.Namespace) -> list[dict[str, Any]]:
         opts = QATOptions(learnable_scales=learnable)
         build_student(student, Precision.parse(prec), batches, opts)
         t = step_seconds(student, trainable_groups(student.module, opts), batches, teacher, args.steps, args.repeats)
-        rows.append({"mode": "qat" + ("+scales" if learnable else ""), "precision": prec, "step_ms": 1e3 * t,
-                     "ratio": t / t_fp})
+        rows.append(
+            {"mode": "qat" + ("+scales" if learnable else ""), "precision": prec, "step_ms": 1e3 * t, "ratio": t / t_fp}
+        )
     return rows
 
 
@@ -103,8 +105,9 @@ def _rss(field: str) -> int:
 def memory_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run in a fresh process: peak RSS of one mode above the RSS before the model was built."""
     torch.set_num_threads(1)
-    warm_args = argparse.Namespace(**{**vars(args), "dim": 64, "depth": 1, "vocab": 64, "seq": 16, "batch": 2,
-                                      "model": None})
+    warm_args = argparse.Namespace(
+        **{**vars(args), "dim": 64, "depth": 1, "vocab": 64, "seq": 16, "batch": 2, "model": None}
+    )
     for warm_mode in ("fp", "qat"):  # one-time thread pools, allocator arenas, lazy imports
         _memory_run(warm_mode, warm_args)
     base = _rss("VmRSS")
@@ -132,11 +135,13 @@ def _memory_run(mode: str, args: argparse.Namespace) -> int:
                 loss.backward()
                 opt.step()
     else:
-        opts = QATOptions(steps=args.mem_steps, share_teacher_cache=False,
-                          teacher_cache_mb=0 if mode == "qat-no-cache" else 2048)
+        opts = QATOptions(
+            steps=args.mem_steps, share_teacher_cache=False, teacher_cache_mb=0 if mode == "qat-no-cache" else 2048
+        )
         loss = ForwardKL() if model.style == "language" else MSE()
-        QAT(opts).quantize(model, Precision.parse("W4A16"), batches, loss=loss,
-                           generator=torch.Generator().manual_seed(0))
+        QAT(opts).quantize(
+            model, Precision.parse("W4A16"), batches, loss=loss, generator=torch.Generator().manual_seed(0)
+        )
     return model_bytes
 
 
@@ -181,7 +186,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tabulate import tabulate
 
-    shape = args.model or f"dim {args.dim}, depth {args.depth}, vocab {args.vocab}, {args.batch} x {args.seq} tokens per step"
+    shape = (
+        args.model
+        or f"dim {args.dim}, depth {args.depth}, vocab {args.vocab}, {args.batch} x {args.seq} tokens per step"
+    )
     print(f"# QAT step time vs FP training step ({shape}, {args.threads} thread(s))")
     print(tabulate(bench_time(args), headers="keys", floatfmt=".3g", tablefmt="github"))
     if not args.skip_memory:

@@ -53,11 +53,20 @@ def bench(inp: int, out: int, tokens: int, repeats: int, device: torch.device) -
     modes = {
         "nn.Linear": lin,
         "frozen W": QuantLinear.from_linear(lin, weight_spec=QuantSpec("int4", "channel")),
-        "frozen W + A8 tok": QuantLinear.from_linear(lin, weight_spec=QuantSpec("int4", "channel"), act_quantizer=ActQuantizer(a8)),
-        "frozen W + A8 static": QuantLinear.from_linear(lin, weight_spec=QuantSpec("int4", "channel"), act_quantizer=static),
-        "on-the-fly W4 g128": QuantLinear.from_linear(lin, weight_spec=QuantSpec("int4", "group", 128), on_the_fly=True),
+        "frozen W + A8 tok": QuantLinear.from_linear(
+            lin, weight_spec=QuantSpec("int4", "channel"), act_quantizer=ActQuantizer(a8)
+        ),
+        "frozen W + A8 static": QuantLinear.from_linear(
+            lin, weight_spec=QuantSpec("int4", "channel"), act_quantizer=static
+        ),
+        "on-the-fly W4 g128": QuantLinear.from_linear(
+            lin, weight_spec=QuantSpec("int4", "group", 128), on_the_fly=True
+        ),
         "smoothed + A8 tok": QuantLinear.from_linear(
-            lin, weight_spec=QuantSpec("int8", "channel"), smooth=torch.rand(inp, device=device) + 0.5, act_quantizer=ActQuantizer(a8)
+            lin,
+            weight_spec=QuantSpec("int8", "channel"),
+            smooth=torch.rand(inp, device=device) + 0.5,
+            act_quantizer=ActQuantizer(a8),
         ),
     }
     base = _median_time(lin, x, repeats, device)

@@ -44,10 +44,18 @@ def tiny_rows(batch: int, repeats: int) -> list[list[object]]:
         for size in fam.sizes:
             model = fam.build(size, fam.Options(), torch.device("cpu"))
             with_cache = cpu_time(lambda: model.generate_tokens(labels, torch.Generator().manual_seed(0)), repeats)  # noqa: B023 - called at once, in this iteration
-            without = cpu_time(lambda: model.generate_tokens(labels, torch.Generator().manual_seed(0), use_cache=False),  # noqa: B023 - called at once, in this iteration
-                               repeats)
-            rows.append([f"{name}/{size}", f"{1e3 * with_cache / batch:.2f}", f"{1e3 * without / batch:.2f}",
-                         f"{without / with_cache:.2f}x"])
+            without = cpu_time(
+                lambda: model.generate_tokens(labels, torch.Generator().manual_seed(0), use_cache=False),  # noqa: B023 - called at once, in this iteration
+                repeats,
+            )
+            rows.append(
+                [
+                    f"{name}/{size}",
+                    f"{1e3 * with_cache / batch:.2f}",
+                    f"{1e3 * without / batch:.2f}",
+                    f"{without / with_cache:.2f}x",
+                ]
+            )
     return rows
 
 
@@ -71,25 +79,57 @@ def official_rows(rar_repo: Path | None, par_repo: Path | None, repeats: int) ->
         ours = RAR(parity.RAR_SMALL).eval()
         load_strict(ours, off.state_dict(), "official RAR")
         s = parity.RAR_SAMPLER
-        t_off = cpu_time(lambda: off.generate(labels, guidance_scale=s["guidance"], randomize_temperature=s["temperature"],
-                                              guidance_scale_pow=s["guidance_pow"]), repeats)
+        t_off = cpu_time(
+            lambda: off.generate(
+                labels,
+                guidance_scale=s["guidance"],
+                randomize_temperature=s["temperature"],
+                guidance_scale_pow=s["guidance_pow"],
+            ),
+            repeats,
+        )
         t_ours = cpu_time(lambda: rar_generate(ours, labels, generator=torch.Generator().manual_seed(0), **s), repeats)
-        rows.append(["RAR (d32, 16 tokens, guided)", f"{1e3 * t_off / 8:.2f}", f"{1e3 * t_ours / 8:.2f}",
-                     f"{t_off / t_ours:.2f}x"])
+        rows.append(
+            [
+                "RAR (d32, 16 tokens, guided)",
+                f"{1e3 * t_off / 8:.2f}",
+                f"{1e3 * t_ours / 8:.2f}",
+                f"{t_off / t_ours:.2f}x",
+            ]
+        )
     if par_repo:
-        gpt_mod, gen_mod = parity._import_official(par_repo, ["autoregressive.models.gpt", "autoregressive.models.generate"])
+        gpt_mod, gen_mod = parity._import_official(
+            par_repo, ["autoregressive.models.gpt", "autoregressive.models.generate"]
+        )
         for variant, cfg in parity.PAR_SMALL.items():
             off = parity.official_par(gpt_mod, cfg).eval()
             parity.randomize(off, 0)
             ours = PARGPT(cfg).eval()
             load_strict(ours, off.state_dict(), "official PAR")
             s = parity.PAR_SAMPLER
-            t_off = cpu_time(lambda: gen_mod.generate(off, labels, cfg.block_size, cfg_scale=s["cfg"],  # noqa: B023 - called at once, in this iteration
-                                                      ar_token_num=cfg.ar_token_num, spe_token_num=cfg.spe_token_num),  # noqa: B023 - called at once, in this iteration
-                             repeats)
-            t_ours = cpu_time(lambda: par_generate(ours, labels, generator=torch.Generator().manual_seed(0), **s), repeats)  # noqa: B023 - called at once, in this iteration
-            rows.append([f"PAR-{variant} (d64, {cfg.block_size} tokens, cfg {s['cfg']})", f"{1e3 * t_off / 8:.2f}",
-                         f"{1e3 * t_ours / 8:.2f}", f"{t_off / t_ours:.2f}x"])
+            t_off = cpu_time(
+                lambda off=off, cfg=cfg, s=s: gen_mod.generate(
+                    off,
+                    labels,
+                    cfg.block_size,
+                    cfg_scale=s["cfg"],
+                    ar_token_num=cfg.ar_token_num,
+                    spe_token_num=cfg.spe_token_num,
+                ),
+                repeats,
+            )
+            t_ours = cpu_time(
+                lambda ours=ours, s=s: par_generate(ours, labels, generator=torch.Generator().manual_seed(0), **s),
+                repeats,
+            )
+            rows.append(
+                [
+                    f"PAR-{variant} (d64, {cfg.block_size} tokens, cfg {s['cfg']})",
+                    f"{1e3 * t_off / 8:.2f}",
+                    f"{1e3 * t_ours / 8:.2f}",
+                    f"{t_off / t_ours:.2f}x",
+                ]
+            )
     return rows
 
 
@@ -102,12 +142,20 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
-    print(tabulate(tiny_rows(args.batch, args.repeats),
-                   headers=["model", "cached ms CPU/img", "uncached ms CPU/img", "cache speed-up"]))
+    print(
+        tabulate(
+            tiny_rows(args.batch, args.repeats),
+            headers=["model", "cached ms CPU/img", "uncached ms CPU/img", "cache speed-up"],
+        )
+    )
     if args.rar_repo or args.par_repo:
         print()
-        print(tabulate(official_rows(args.rar_repo, args.par_repo, args.repeats),
-                       headers=["sampler (batch 8)", "official ms CPU/img", "bitscale ms CPU/img", "ratio"]))
+        print(
+            tabulate(
+                official_rows(args.rar_repo, args.par_repo, args.repeats),
+                headers=["sampler (batch 8)", "official ms CPU/img", "bitscale ms CPU/img", "ratio"],
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ SETTINGS = [("rtn", "W8A8"), ("rtn", "W4A16"), ("gptq", "W4A16")]
 
 def _write_checkpoints(folder: Path) -> dict[str, dict]:
     """Random-init official-layout files per family; returns each family's options."""
+    from safetensors.torch import save_file
+
     from bitscale.plugins.models.dit.dit import DiT
     from bitscale.plugins.models.dit.released import dit_config
     from bitscale.plugins.models.dit.vae import SD_VAE_CONFIG, build_vae
@@ -43,16 +45,23 @@ def _write_checkpoints(folder: Path) -> dict[str, dict]:
     from bitscale.plugins.models.llamagen.vq import VQModel
     from bitscale.plugins.models.var.transformer import VAR, official_var_config
     from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
-    from safetensors.torch import save_file
 
     images = folder / "calib"
     options = {
-        "var": {"checkpoint": str(folder / "var_d16.pth"), "vae_checkpoint": str(folder / "vae_ch160v4096z32.pth"),
-                "calibration_dir": str(images)},
-        "llamagen": {"checkpoint": str(folder / "c2i_B_256.pt"), "vq_checkpoint": str(folder / "vq_ds16_c2i.pt"),
-                     "image_size": 256},
-        "dit": {"checkpoint": str(folder / "DiT-XL-2-256x256.pt"),
-                "vae_path": str(folder / "sd-vae-ft-ema.safetensors")},
+        "var": {
+            "checkpoint": str(folder / "var_d16.pth"),
+            "vae_checkpoint": str(folder / "vae_ch160v4096z32.pth"),
+            "calibration_dir": str(images),
+        },
+        "llamagen": {
+            "checkpoint": str(folder / "c2i_B_256.pt"),
+            "vq_checkpoint": str(folder / "vq_ds16_c2i.pt"),
+            "image_size": 256,
+        },
+        "dit": {
+            "checkpoint": str(folder / "DiT-XL-2-256x256.pt"),
+            "vae_path": str(folder / "sd-vae-ft-ema.safetensors"),
+        },
     }
     if (folder / "done").exists():
         return options
@@ -60,13 +69,17 @@ def _write_checkpoints(folder: Path) -> dict[str, dict]:
     torch.save({"model": VAR(official_var_config(16)).state_dict()}, folder / "var_d16.pth")
     torch.save(VQVAE(VQVAEConfig()).state_dict(), folder / "vae_ch160v4096z32.pth")
     gpt = GPT(gpt_config("gpt-b", 256)).state_dict()
-    torch.save({"model": {k: v for k, v in gpt.items() if not k.endswith(("freqs_cis", "causal_mask"))}},
-               folder / "c2i_B_256.pt")
+    torch.save(
+        {"model": {k: v for k, v in gpt.items() if not k.endswith(("freqs_cis", "causal_mask"))}},
+        folder / "c2i_B_256.pt",
+    )
     torch.save({"model": VQModel(VQ_CONFIG).state_dict()}, folder / "vq_ds16_c2i.pt")
     dit = DiT(dit_config("xl-2", 256)).state_dict()
     torch.save(dit, folder / "DiT-XL-2-256x256.pt")
-    save_file({k: v.contiguous() for k, v in build_vae(SD_VAE_CONFIG).state_dict().items()},
-              str(folder / "sd-vae-ft-ema.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in build_vae(SD_VAE_CONFIG).state_dict().items()},
+        str(folder / "sd-vae-ft-ema.safetensors"),
+    )
     rng = np.random.default_rng(0)
     from PIL import Image
 
@@ -105,8 +118,11 @@ def main() -> None:
     ap.add_argument("--calibration-batches", type=int, default=4)
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--checkpoints", type=Path,
-                    help="folder to write the random checkpoints into and reuse (default: a temporary one)")
+    ap.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="folder to write the random checkpoints into and reuse (default: a temporary one)",
+    )
     args = ap.parse_args()
 
     from bitscale.harness.plugin_loader import get_plugins
@@ -136,13 +152,30 @@ def main() -> None:
             build_s = time.perf_counter() - t
             _sample_rate(base, 2, 1, repeats=1)  # warm-up: kernels, caches
             fp_rate, fp_images = _sample_rate(base, args.batch, 0)
-            record = {"family": fam_name, "size": size, "params": base.num_params(), "build_s": build_s,
-                      "sampler": dict(base.sampler), "settings": []}
-            rows.append([fam_name, size, "W16A16", "-", f"{build_s:.1f}", "-", f"{fp_rate:.2f}", "1.00", "-",
-                         f"{torch.cuda.max_memory_allocated() / 2**30:.1f}" if device.type == "cuda" else "-"])
+            record = {
+                "family": fam_name,
+                "size": size,
+                "params": base.num_params(),
+                "build_s": build_s,
+                "sampler": dict(base.sampler),
+                "settings": [],
+            }
+            rows.append(
+                [
+                    fam_name,
+                    size,
+                    "W16A16",
+                    "-",
+                    f"{build_s:.1f}",
+                    "-",
+                    f"{fp_rate:.2f}",
+                    "1.00",
+                    "-",
+                    f"{torch.cuda.max_memory_allocated() / 2**30:.1f}" if device.type == "cuda" else "-",
+                ]
+            )
             print(" | ".join(rows[-1]), flush=True)
             for method, prec in SETTINGS:
-
                 model = copy.deepcopy(base)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
@@ -157,18 +190,55 @@ def main() -> None:
                 rate, images = _sample_rate(model, args.batch, 0)
                 diff = float((images - fp_images).abs().mean())
                 mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-                record["settings"].append({"method": method, "precision": prec, "quantize_s": q_s,
-                                           "images_per_s": rate, "ratio_to_fp": rate / fp_rate,
-                                           "mean_abs_pixel_diff": diff, "peak_gib": mem})
-                rows.append([fam_name, size, prec, method, "-", f"{q_s:.1f}", f"{rate:.2f}", f"{rate / fp_rate:.2f}",
-                             f"{diff:.1f}", f"{mem:.1f}"])
+                record["settings"].append(
+                    {
+                        "method": method,
+                        "precision": prec,
+                        "quantize_s": q_s,
+                        "images_per_s": rate,
+                        "ratio_to_fp": rate / fp_rate,
+                        "mean_abs_pixel_diff": diff,
+                        "peak_gib": mem,
+                    }
+                )
+                rows.append(
+                    [
+                        fam_name,
+                        size,
+                        prec,
+                        method,
+                        "-",
+                        f"{q_s:.1f}",
+                        f"{rate:.2f}",
+                        f"{rate / fp_rate:.2f}",
+                        f"{diff:.1f}",
+                        f"{mem:.1f}",
+                    ]
+                )
                 print(" | ".join(rows[-1]), flush=True)  # a partial run (time limit) still leaves its rows
                 del model
             record["fp_images_per_s"] = fp_rate
             out["results"].append(record)
             del base
-        print(tabulate(rows, headers=["family", "size", "precision", "method", "build s", "quantize s", "images/s",
-                                      "x FP", "|Δpixel|", "peak GiB"], tablefmt="github"), flush=True)
+        print(
+            tabulate(
+                rows,
+                headers=[
+                    "family",
+                    "size",
+                    "precision",
+                    "method",
+                    "build s",
+                    "quantize s",
+                    "images/s",
+                    "x FP",
+                    "|Δpixel|",
+                    "peak GiB",
+                ],
+                tablefmt="github",
+            ),
+            flush=True,
+        )
     print(f"\n{name}, torch {torch.__version__}, batch {args.batch}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))

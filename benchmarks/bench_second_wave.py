@@ -39,7 +39,11 @@ METHODS = {
     "svdquant (g64, rank cap 0.5 bit)": ("svdquant", STATIC, DYNAMIC),
     # static: the method as published (STWQ); dynamic: STWQ swapped for per-token scales
     "ptq4arvg (GPS + STWQ + DGC)": ("ptq4arvg", {}, {"stwq": False, **DYNAMIC}),
-    "ptq4arvg, gps: false (SmoothQuant factors)": ("ptq4arvg", {"gps": False}, {"gps": False, "stwq": False, **DYNAMIC}),
+    "ptq4arvg, gps: false (SmoothQuant factors)": (
+        "ptq4arvg",
+        {"gps": False},
+        {"gps": False, "stwq": False, **DYNAMIC},
+    ),
     "ptq4arvg, dgc: false": ("ptq4arvg", {"dgc": False}, {"dgc": False, "stwq": False, **DYNAMIC}),
 }
 #: label -> (quantizer, options, precision) for the time and memory table
@@ -72,8 +76,9 @@ def _quantize(name: str, options: dict, shape: tuple[int, int], seed: int, preci
     m = _layer(kind, shape, seed)
     cal = m.calibration_batches(8, torch.Generator().manual_seed(seed))
     t = time.perf_counter()
-    rep = cls(cls.Options(**options)).quantize(m, Precision.parse(precision), cal,
-                                                generator=torch.Generator().manual_seed(seed))
+    rep = cls(cls.Options(**options)).quantize(
+        m, Precision.parse(precision), cal, generator=torch.Generator().manual_seed(seed)
+    )
     return m, rep, time.perf_counter() - t
 
 
@@ -82,12 +87,16 @@ def _error(name: str, opts: dict, shape, seed: int, precision: str, kind: str) -
     ref = _layer(kind, shape, seed)
     test = ref.calibration_batches(8, torch.Generator().manual_seed(1000 + seed))
     with torch.no_grad():
-        err = statistics.mean(float((m.forward_batch(b) - ref.forward_batch(b)).pow(2).mean()
-                                    / ref.forward_batch(b).pow(2).mean()) for b in test)
+        err = statistics.mean(
+            float((m.forward_batch(b) - ref.forward_batch(b)).pow(2).mean() / ref.forward_batch(b).pow(2).mean())
+            for b in test
+        )
     return err, rep.effective_weight_bits
 
 
-def output_errors(shape, seeds, kind: str, precision="W4A4") -> dict[str, tuple[tuple[float, float], tuple[float, float], float]]:
+def output_errors(
+    shape, seeds, kind: str, precision="W4A4"
+) -> dict[str, tuple[tuple[float, float], tuple[float, float], float]]:
     """label -> ((mean, sd) static, (mean, sd) dynamic, bits/weight)."""
     out = {}
     for label, (name, static, dynamic) in METHODS.items():
@@ -116,8 +125,12 @@ def time_and_memory(shape, repeats: int) -> dict[str, dict[str, float]]:
     for label, (name, opts, precision) in COST.items():
         runs = []
         for _ in range(repeats):
-            res = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(opts), precision,
-                                  str(shape[0]), str(shape[1])], capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--child", name, json.dumps(opts), precision, str(shape[0]), str(shape[1])],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
         out[label] = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb")}
     return out
@@ -132,8 +145,11 @@ def rotation_overhead(dim: int, tokens: int, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
     lin = nn.Linear(dim, dim)
     frozen = QuantLinear.from_linear(nn.Linear(dim, dim), weight_spec=QuantSpec("int4", "channel"), reuse_storage=False)
-    rot = TransformLinear.from_linear(nn.Linear(dim, dim), rotation=Rotation.hadamard(dim, torch.Generator().manual_seed(0)),
-                                      weight_spec=QuantSpec("int4", "channel"))
+    rot = TransformLinear.from_linear(
+        nn.Linear(dim, dim),
+        rotation=Rotation.hadamard(dim, torch.Generator().manual_seed(0)),
+        weight_spec=QuantSpec("int4", "channel"),
+    )
     x = torch.randn(tokens, dim)
 
     def med(fn) -> float:
@@ -163,8 +179,10 @@ def main() -> None:
     seeds = [0, 1] if args.quick else [0, 1, 2]
     shape = (128, 256)
     for kind in LAYERS:
-        print(f"1. W4A4 relative output MSE, Linear {shape[1]}->{shape[0]}, {kind} ({shape[1] // 64} outlier "
-              f"channels x30), 8 calibration sequences, seeds {seeds}")
+        print(
+            f"1. W4A4 relative output MSE, Linear {shape[1]}->{shape[0]}, {kind} ({shape[1] // 64} outlier "
+            f"channels x30), 8 calibration sequences, seeds {seeds}"
+        )
         print("| method | static activations | dynamic per-token activations | bits/weight |")
         print("|---|---|---|---|")
         for label, (st, dy, bits) in output_errors(shape, seeds, kind).items():
@@ -172,15 +190,19 @@ def main() -> None:
         print()
     big = (256, 512) if args.quick else (1024, 1024)
     repeats = 1 if args.quick else 3
-    print(f"2. quantization time and peak memory, one Linear {big[1]}->{big[0]} (outlier channels), "
-          f"median of {repeats} fresh processes")
+    print(
+        f"2. quantization time and peak memory, one Linear {big[1]}->{big[0]} (outlier channels), "
+        f"median of {repeats} fresh processes"
+    )
     for label, r in time_and_memory(big, repeats).items():
         print(f"| {label} | {r['seconds']:.2f} s | +{r['peak_mb']:.1f} MB |", flush=True)
     print("\n3. online rotation overhead, 1024 tokens (median forward time / nn.Linear)")
     for dim in (1024, 768):
         r = rotation_overhead(dim, 1024, 10 if args.quick else 30)
-        print(f"  dim {dim}: nn.Linear {r['linear_ms']:.2f} ms; frozen W4 QuantLinear {r['frozen_ratio']:.2f}x; "
-              f"+ online Hadamard {r['rotated_ratio']:.2f}x")
+        print(
+            f"  dim {dim}: nn.Linear {r['linear_ms']:.2f} ms; frozen W4 QuantLinear {r['frozen_ratio']:.2f}x; "
+            f"+ online Hadamard {r['rotated_ratio']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

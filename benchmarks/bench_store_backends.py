@@ -55,8 +55,14 @@ def measure(url: str) -> dict[str, float]:
     assert len(done) == 2016
     times, cpu = per_cell(store)
     store.dispose()
-    return {"migrate": migrate, "done_hashes": plan_check, "mean": statistics.fmean(times),
-            "median": statistics.median(times), "p95": sorted(times)[int(0.95 * len(times))], "cpu": cpu / CELLS}
+    return {
+        "migrate": migrate,
+        "done_hashes": plan_check,
+        "mean": statistics.fmean(times),
+        "median": statistics.median(times),
+        "p95": sorted(times)[int(0.95 * len(times))],
+        "cpu": cpu / CELLS,
+    }
 
 
 def main() -> int:
@@ -67,17 +73,23 @@ def main() -> int:
         return 0
     try:
         with tempfile.TemporaryDirectory() as d:
-            results = {"SQLite (WAL file)": measure(f"sqlite:///{d}/bench.db"),
-                       "PostgreSQL (local TCP)": measure(server.create_database())}
+            results = {
+                "SQLite (WAL file)": measure(f"sqlite:///{d}/bench.db"),
+                "PostgreSQL (local TCP)": measure(server.create_database()),
+            }
     finally:
         server.stop()
     print(f"{CELLS} cells recorded into stores of 2,016 runs; per cell = claim + done-check + record (ms)")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"{'backend':24s} {'mean':>7s} {'median':>7s} {'p95':>7s} {'client CPU':>10s} {'migrate':>8s} "
-          f"{'done_hashes':>12s}")
+    print(
+        f"{'backend':24s} {'mean':>7s} {'median':>7s} {'p95':>7s} {'client CPU':>10s} {'migrate':>8s} "
+        f"{'done_hashes':>12s}"
+    )
     for name, r in results.items():
-        print(f"{name:24s} {1e3 * r['mean']:7.2f} {1e3 * r['median']:7.2f} {1e3 * r['p95']:7.2f} "
-              f"{1e3 * r['cpu']:10.2f} {1e3 * r['migrate']:8.1f} {1e3 * r['done_hashes']:12.2f}")
+        print(
+            f"{name:24s} {1e3 * r['mean']:7.2f} {1e3 * r['median']:7.2f} {1e3 * r['p95']:7.2f} "
+            f"{1e3 * r['cpu']:10.2f} {1e3 * r['migrate']:8.1f} {1e3 * r['done_hashes']:12.2f}"
+        )
     sqlite, pg = results.values()
     print(f"PostgreSQL / SQLite per cell: {pg['mean'] / sqlite['mean']:.2f}x (target: PostgreSQL < 50 ms)")
     return 0

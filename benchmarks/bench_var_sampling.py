@@ -21,12 +21,12 @@ import time
 import torch
 from tabulate import tabulate
 
+from bitscale.harness.artifacts import cache
 from bitscale.plugins.models.var.images import digits_source
 from bitscale.plugins.models.var.model import VarModel
 from bitscale.plugins.models.var.tiny import TINY_SAMPLER, TINY_VAE, VarTinyFamily, VarTinyOptions, tiny_var_config
 from bitscale.plugins.models.var.transformer import VAR
 from bitscale.plugins.models.var.vqvae import VQVAE
-from bitscale.harness.artifacts import cache
 
 
 def _model(size: str, weights: str, patch_nums: tuple[int, ...] | None) -> tuple[VarModel, str]:
@@ -71,13 +71,25 @@ def main(argv: list[str] | None = None) -> None:
         model, source = _model(size, args.weights, patch_nums)
         kv_wall, kv_cpu = _rate(model, args.batch, args.repeats, True)
         no_wall, no_cpu = _rate(model, args.batch, args.repeats, False)
-        rows.append([size, model.num_params(), source, kv_wall, no_wall, kv_wall / no_wall, kv_cpu, no_cpu,
-                     kv_cpu / no_cpu])
-    headers = ["size", "params", "weights", "KV img/s", "no-KV img/s", "ratio", "KV img/cpu-s", "no-KV img/cpu-s",
-               "cpu ratio"]
+        rows.append(
+            [size, model.num_params(), source, kv_wall, no_wall, kv_wall / no_wall, kv_cpu, no_cpu, kv_cpu / no_cpu]
+        )
+    headers = [
+        "size",
+        "params",
+        "weights",
+        "KV img/s",
+        "no-KV img/s",
+        "ratio",
+        "KV img/cpu-s",
+        "no-KV img/cpu-s",
+        "cpu ratio",
+    ]
     scales = patch_nums or TINY_VAE.patch_nums
-    print(f"batch {args.batch}, {args.repeats} repeats, {torch.get_num_threads()} threads, scales {scales} "
-          f"(L={sum(p * p for p in scales)}), sampler {TINY_SAMPLER}")
+    print(
+        f"batch {args.batch}, {args.repeats} repeats, {torch.get_num_threads()} threads, scales {scales} "
+        f"(L={sum(p * p for p in scales)}), sampler {TINY_SAMPLER}"
+    )
     print(tabulate(rows, headers=headers, floatfmt=".1f", intfmt=","))
 
 

@@ -22,14 +22,17 @@ import time
 
 from tabulate import tabulate
 
-from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.artifacts import cache
+from bitscale.harness.plugin_loader import get_plugins
 from bitscale.zoo.parallel import train_units, usable_cores
 from bitscale.zoo.units import units_for
 
 #: The training-step options of each built-in family (``--steps`` sets them all).
-STEP_OPTIONS = {"var-tiny": ("steps", "vae_steps"), "llamagen-tiny": ("steps", "tokenizer_steps"),
-                "dit-tiny": ("steps", "vae_steps")}
+STEP_OPTIONS = {
+    "var-tiny": ("steps", "vae_steps"),
+    "llamagen-tiny": ("steps", "tokenizer_steps"),
+    "dit-tiny": ("steps", "vae_steps"),
+}
 
 
 def train_zoo(jobs: int, steps: int | None) -> tuple[float, dict[str, dict], dict[str, str]]:
@@ -68,11 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     artifacts = list(runs[args.jobs][1])
     headers = ["artifact"] + [f"CPU s (jobs {j})" for j in runs]
     rows = [[a] + [f"{m[a].get('cpu_seconds', 0):.1f}" for _, m, _ in runs.values()] for a in artifacts]
-    rows.append(["total CPU s"] + [f"{sum(x.get('cpu_seconds', 0) for x in m.values()):.1f}" for _, m, _ in runs.values()])
+    rows.append(
+        ["total CPU s"] + [f"{sum(x.get('cpu_seconds', 0) for x in m.values()):.1f}" for _, m, _ in runs.values()]
+    )
     rows.append(["wall s"] + [f"{wall:.1f}" for wall, _, _ in runs.values()])
     print(tabulate(rows, headers=headers, tablefmt="github"))
-    print(f"\nsteps: {args.steps or 'the zoo defaults'}; usable cores: {usable_cores()}; "
-          f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nsteps: {args.steps or 'the zoo defaults'}; usable cores: {usable_cores()}; "
+        f"load average at the end: {os.getloadavg()[0]:.2f}"
+    )
     if args.serial:
         same = runs[1][2] == runs[args.jobs][2]
         print(f"weights identical with --jobs 1 and --jobs {args.jobs}: {'yes' if same else 'NO'}")

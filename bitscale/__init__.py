@@ -115,21 +115,21 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`
         GenerativeModel,
         ModelFamily,
         PluginOptions,
+        Quantizer,
         QuantJob,
         QuantReport,
-        Quantizer,
         TrainableFamily,
     )
     from bitscale.harness.errors import BitscaleError
     from bitscale.harness.hookspecs import hookimpl
     from bitscale.harness.phases import GenerationPhases
+    from bitscale.harness.quant_recipe import QuantOptions, act_quantizer, make_report, weight_spec
     from bitscale.harness.training_unit import TrainingUnit
     from bitscale.precision import NumberFormat, Precision
     from bitscale.quant.activation import ActQuantizer
     from bitscale.quant.formats import QuantSpec, effective_weight_bits
-    from bitscale.quant.linear import QuantLinear
-    from bitscale.harness.quant_recipe import QuantOptions, act_quantizer, make_report, weight_spec
     from bitscale.quant.hadamard import Rotation
+    from bitscale.quant.linear import QuantLinear
     from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
     from bitscale.quant.swap import set_submodule
     from bitscale.quant.transform import TransformLinear

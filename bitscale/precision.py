@@ -136,8 +136,10 @@ def _fmt_for(bits: int, kind: str, role: str) -> NumberFormat:
         return NumberFormat(f"int{bits}")
     if kind == "mx":
         if bits not in DEFAULT_MX_AT_WIDTH:
-            raise ValueError(f"no MX format has {bits} {role} bits; MX widths are 4, 6 and 8 "
-                             f"(or name one: {', '.join(BLOCK_FORMATS)})")
+            raise ValueError(
+                f"no MX format has {bits} {role} bits; MX widths are 4, 6 and 8 "
+                f"(or name one: {', '.join(BLOCK_FORMATS)})"
+            )
         return NumberFormat(DEFAULT_MX_AT_WIDTH[bits])
     if bits not in DEFAULT_FP_AT_WIDTH:
         raise ValueError(
@@ -205,9 +207,7 @@ class Precision:
         kinds = {f.kind for f in (w, a)} - {"full"}
         if kinds <= {"int"}:
             return head
-        if kinds == {"fp"} and all(
-            f.kind == "full" or DEFAULT_FP_AT_WIDTH.get(f.bits) == f.name for f in (w, a)
-        ):
+        if kinds == {"fp"} and all(f.kind == "full" or DEFAULT_FP_AT_WIDTH.get(f.bits) == f.name for f in (w, a)):
             return head + ":fp"
         if kinds == {"mx"} and all(f.kind == "full" or DEFAULT_MX_AT_WIDTH.get(f.bits) == f.name for f in (w, a)):
             return head + ":mx"

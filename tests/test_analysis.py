@@ -27,9 +27,15 @@ def _build(family: str, size: str, **options):
     return fam.build(size, fam.Options(**options), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("family,size,options", [("var-tiny", "d2", {}), ("dit-tiny", "d3w64", {"sampling_steps": 3}),
-                                                 ("dit-tiny", "d3w64", {"sampling_steps": 3, "sampler": "ddpm"}),
-                                                 ("llamagen-tiny", "d3w64", {})])
+@pytest.mark.parametrize(
+    "family,size,options",
+    [
+        ("var-tiny", "d2", {}),
+        ("dit-tiny", "d3w64", {"sampling_steps": 3}),
+        ("dit-tiny", "d3w64", {"sampling_steps": 3, "sampler": "ddpm"}),
+        ("llamagen-tiny", "d3w64", {}),
+    ],
+)
 def test_phases_reproduce_sample(family, size, options):
     check_generation_phases(_build(family, size, **options), torch.arange(3))
 
@@ -89,8 +95,9 @@ def test_errors_on_tiny_models_deterministic_and_reused(model, tmp_path, capsys)
 
 @pytest.mark.parametrize("model", [VAR, DIT], ids=["var-tiny", "dit-tiny"])
 def test_noise_tolerance_on_tiny_models(model, tmp_path, capsys):
-    code, out, _ = _run(capsys, "analyze", "noise-tolerance", *model, "--snr", "30,20,10,0",
-                        "--analyses", str(tmp_path))
+    code, out, _ = _run(
+        capsys, "analyze", "noise-tolerance", *model, "--snr", "30,20,10,0", "--analyses", str(tmp_path)
+    )
     assert code == 0 and "Pearson r" in out
     path, doc = _stored(out)
     tol = doc["result"]["tolerance"]
@@ -102,8 +109,22 @@ def test_noise_tolerance_on_tiny_models(model, tmp_path, capsys):
 
 @pytest.mark.parametrize("model", [VAR, DIT], ids=["var-tiny", "dit-tiny"])
 def test_activations_on_tiny_models(model, tmp_path, capsys):
-    code, out, _ = _run(capsys, "analyze", "activations", *model, "--layer", "fc1", "--layer", "fc2", "--block", "0",
-                        "--block", "1", "--analyses", str(tmp_path))
+    code, out, _ = _run(
+        capsys,
+        "analyze",
+        "activations",
+        *model,
+        "--layer",
+        "fc1",
+        "--layer",
+        "fc2",
+        "--block",
+        "0",
+        "--block",
+        "1",
+        "--analyses",
+        str(tmp_path),
+    )
     assert code == 0
     path, doc = _stored(out)
     layers = doc["result"]["layers"]
@@ -137,20 +158,23 @@ def _no_phases_plugin():
     return mod
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["errors", "--family", "var-tinny", "--method", "rtn", "--precision", "W4A8"], "unknown model 'var-tinny'"),
-    (["errors", *VAR, "--method", "rtn", "--precision", "W4Q8"], "cannot parse precision 'W4Q8'"),
-    (["errors", *VAR], "give a quantized --precision"),
-    (["errors", *VAR, "--precision", "W4A8"], "needs a quantizer"),
-    (["errors", *VAR, "--method", "rtnn", "--precision", "W4A8"], "unknown quantizer 'rtnn'"),
-    (["activations", *VAR, "--layer", "fc3"], "unknown layer kind 'fc3'"),
-    (["activations", *VAR, "--block", "7"], "block 7 does not exist"),
-    (["noise-tolerance", *VAR, "--step", "9"], "--step 9"),
-    (["noise-tolerance", *VAR, "--snr", "10,0"], "at least 3 values"),
-    (["activations", "--family", "var-tiny", "--size", "d9"], "no size 'd9'"),
-    (["activations", *DIT, "--model-option", "sampler=euler"], "model option sampler"),
-    (["activations", "--family", "toy", "--size", "d1"], "not supported: toy does not expose generation phases"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["errors", "--family", "var-tinny", "--method", "rtn", "--precision", "W4A8"], "unknown model 'var-tinny'"),
+        (["errors", *VAR, "--method", "rtn", "--precision", "W4Q8"], "cannot parse precision 'W4Q8'"),
+        (["errors", *VAR], "give a quantized --precision"),
+        (["errors", *VAR, "--precision", "W4A8"], "needs a quantizer"),
+        (["errors", *VAR, "--method", "rtnn", "--precision", "W4A8"], "unknown quantizer 'rtnn'"),
+        (["activations", *VAR, "--layer", "fc3"], "unknown layer kind 'fc3'"),
+        (["activations", *VAR, "--block", "7"], "block 7 does not exist"),
+        (["noise-tolerance", *VAR, "--step", "9"], "--step 9"),
+        (["noise-tolerance", *VAR, "--snr", "10,0"], "at least 3 values"),
+        (["activations", "--family", "var-tiny", "--size", "d9"], "no size 'd9'"),
+        (["activations", *DIT, "--model-option", "sampler=euler"], "model option sampler"),
+        (["activations", "--family", "toy", "--size", "d1"], "not supported: toy does not expose generation phases"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys, register_plugin):
     register_plugin(_no_phases_plugin(), name="no-phases")
     code, _, err = _run(capsys, "analyze", *argv, "--analyses", str(tmp_path / "a"))

@@ -8,17 +8,27 @@ import pytest
 
 from bitscale.cli import main
 from bitscale.harness.store import ResultStore
-from bitscale.testing import synthetic
 from bitscale.leaderboard.baseline import export_baseline
 from bitscale.leaderboard.results import load_results
+from bitscale.testing import synthetic
 
-GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000}}, methods={"rtn": 1.0},
-                               precisions=["W16A16", "W8A16", "W4A16"], seeds=[0, 1, 2], noise=0.02)
+GRID = synthetic.SyntheticGrid(
+    families={"toyvar": {"d1": 100_000, "d2": 200_000}},
+    methods={"rtn": 1.0},
+    precisions=["W16A16", "W8A16", "W4A16"],
+    seeds=[0, 1, 2],
+    noise=0.02,
+)
 DEGRADED = "toyvar/d2 W4A16 rtn"
 
 
-def _store(path, grid=GRID, degrade: dict[str, float] | None = None, drop: str | None = None,
-           protocol_change: str | None = None):
+def _store(
+    path,
+    grid=GRID,
+    degrade: dict[str, float] | None = None,
+    drop: str | None = None,
+    protocol_change: str | None = None,
+):
     """A store holding ``grid``; ``degrade`` multiplies the FID of cells whose key starts with a label."""
     store = ResultStore(f"sqlite:///{path}")
     for rec in synthetic.records(grid):
@@ -56,8 +66,9 @@ def test_baseline_file_holds_values_means_and_pooled_noise(tmp_path, baseline):
     assert cell["mean"] == pytest.approx(np.mean(list(cell["values"].values())))
     # relative noise pooled over the two W4A16 cells (d1, d2): 3 seeds each -> 4 dof
     pool = [c for c in data["cells"] if " W4A16 " in c["key"]]
-    ss = sum(((np.log(list(c["values"].values())) - np.log(list(c["values"].values())).mean()) ** 2).sum()
-             for c in pool)
+    ss = sum(
+        ((np.log(list(c["values"].values())) - np.log(list(c["values"].values())).mean()) ** 2).sum() for c in pool
+    )
     assert cell["noise"]["dof"] == 4 and cell["noise"]["rel_std"] == pytest.approx(math.sqrt(ss / 4))
     assert cell["noise"]["std"] == pytest.approx(cell["noise"]["rel_std"] * cell["mean"])
     assert "toyvar W4A16" in cell["noise"]["pool"]
@@ -77,8 +88,10 @@ def test_passes_on_a_rerun_within_noise(tmp_path, baseline):
 def test_one_degraded_cell_fails_with_a_readable_summary(tmp_path, baseline, capsys):
     _store(tmp_path / "ci.db", degrade={DEGRADED: 1.5})
     summary = tmp_path / "summary.md"
-    assert _check(tmp_path, baseline, tmp_path / "ci.db", "--summary", str(summary), "--json",
-                  str(tmp_path / "r.json")) == 1
+    assert (
+        _check(tmp_path, baseline, tmp_path / "ci.db", "--summary", str(summary), "--json", str(tmp_path / "r.json"))
+        == 1
+    )
     out = capsys.readouterr().out
     assert "❌ FAILED: 1 regression" in out and "### Regressions (1)" in out
     section = out.split("### Regressions (1)")[1].split("###")[0].split("<details>")[0]
@@ -106,8 +119,9 @@ def test_threshold_and_sigma_overrides(tmp_path, baseline):
 
 def test_missing_new_and_failed_cells_are_reported_separately(tmp_path, baseline, capsys):
     store = _store(tmp_path / "ci.db", drop="toyvar/d1 W8A16 rtn")
-    extra = synthetic.SyntheticGrid(families={"toyvar": {"d4": 400_000}}, methods={"rtn": 1.0},
-                                    precisions=["W4A16"], seeds=[0])
+    extra = synthetic.SyntheticGrid(
+        families={"toyvar": {"d4": 400_000}}, methods={"rtn": 1.0}, precisions=["W4A16"], seeds=[0]
+    )
     synthetic.fill(store, extra)
     assert _check(tmp_path, baseline, tmp_path / "ci.db") == 0
     out = capsys.readouterr().out
@@ -134,13 +148,16 @@ def test_a_protocol_change_is_missing_not_compared(tmp_path, baseline, capsys):
     assert "only under another protocol" in out and "Regressions" not in out
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "baseline file not found"),
-    ("{not json", "not valid JSON"),
-    ('{"format": "other"}', "not a bitscale baseline"),
-    ('{"format": "bitscale-baseline", "version": 99}', "version 99 is not supported"),
-    ('{"format": "bitscale-baseline", "version": 1, "created": "x", "cells": [{"key": 1}]}', "cells.0"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "baseline file not found"),
+        ("{not json", "not valid JSON"),
+        ('{"format": "other"}', "not a bitscale baseline"),
+        ('{"format": "bitscale-baseline", "version": 99}', "version 99 is not supported"),
+        ('{"format": "bitscale-baseline", "version": 1, "created": "x", "cells": [{"key": 1}]}', "cells.0"),
+    ],
+)
 def test_bad_baseline_files_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "b.json"
     if content is not None:
@@ -156,23 +173,31 @@ def test_missing_store_exits_2(tmp_path, baseline, capsys):
 
 
 def test_noise_must_be_measured_not_guessed(tmp_path, capsys):
-    one_seed = synthetic.SyntheticGrid(families=GRID.families, methods=GRID.methods, precisions=GRID.precisions,
-                                       seeds=[0])
+    one_seed = synthetic.SyntheticGrid(
+        families=GRID.families, methods=GRID.methods, precisions=GRID.precisions, seeds=[0]
+    )
     _store(tmp_path / "one.db", grid=one_seed)
     out = tmp_path / "b.json"
     assert main(["baseline", "export", "--store", str(tmp_path / "one.db"), "--out", str(out)]) == 2
     assert "two or more seeds" in capsys.readouterr().err and not out.exists()
-    assert main(["baseline", "export", "--store", str(tmp_path / "one.db"), "--out", str(out),
-                 "--noise-rel-std", "0.03"]) == 0
+    assert (
+        main(["baseline", "export", "--store", str(tmp_path / "one.db"), "--out", str(out), "--noise-rel-std", "0.03"])
+        == 0
+    )
     assert json.loads(out.read_text())["cells"][0]["noise"]["pool"].startswith("given on the command line")
 
 
 def test_noise_falls_back_to_the_family_pool(tmp_path):
     # W8A16 cells have one seed only: their noise comes from the family's multi-seed cells
-    store = _store(tmp_path / "s.db", grid=synthetic.SyntheticGrid(
-        families=GRID.families, methods=GRID.methods, precisions=["W16A16", "W4A16"], seeds=[0, 1]))
-    synthetic.fill(store, synthetic.SyntheticGrid(families=GRID.families, methods=GRID.methods,
-                                                  precisions=["W8A16"], seeds=[5]))
+    store = _store(
+        tmp_path / "s.db",
+        grid=synthetic.SyntheticGrid(
+            families=GRID.families, methods=GRID.methods, precisions=["W16A16", "W4A16"], seeds=[0, 1]
+        ),
+    )
+    synthetic.fill(
+        store, synthetic.SyntheticGrid(families=GRID.families, methods=GRID.methods, precisions=["W8A16"], seeds=[5])
+    )
     b = export_baseline(load_results(store))
     w8 = next(c for c in b.cells if " W8A16 " in c.key)
     assert "toyvar (all precisions)" in w8.noise.pool and w8.noise.dof == 4

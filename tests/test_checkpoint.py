@@ -139,8 +139,10 @@ def test_official_training_checkpoint_with_args_loads_its_ema_weights(tmp_path: 
     sd = _net().state_dict()
     other = {k: v + 1 for k, v in sd.items()}
     args = argparse.Namespace(model="DiT-XL/2", lr=1e-4, global_batch_size=256, ema=True, results_dir=None)
-    torch.save({"model": other, "ema": sd, "opt": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "args": args},
-               tmp_path / "0400000.pt")
+    torch.save(
+        {"model": other, "ema": sd, "opt": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "args": args},
+        tmp_path / "0400000.pt",
+    )
     assert _same(load_state_dict_file(tmp_path / "0400000.pt"), sd)
 
 
@@ -148,8 +150,10 @@ def test_objects_that_run_code_are_still_refused(tmp_path: Path) -> None:
     import argparse
 
     marker = tmp_path / "pwned"
-    torch.save({"model": _net().state_dict(), "args": argparse.Namespace(lr=1.0), "evil": _RunsCode(marker)},
-               tmp_path / "evil.pt")
+    torch.save(
+        {"model": _net().state_dict(), "args": argparse.Namespace(lr=1.0), "evil": _RunsCode(marker)},
+        tmp_path / "evil.pt",
+    )
     with pytest.raises(BitscaleError, match=r"evil\.pt.*weights-only loading refuses"):
         load_state_dict_file(tmp_path / "evil.pt")
     assert not marker.exists()

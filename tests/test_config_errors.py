@@ -27,21 +27,33 @@ def _run(tmp_path, capsys, yaml_text, name="exp.yaml"):
     return code, err, store
 
 
-@pytest.mark.parametrize("yaml_text,needle", [
-    (GOOD.replace("[rtn]", "[rnt]"), "exp.yaml: quantizers[0].name: unknown quantizer 'rnt'; did you mean 'rtn'?"),
-    (GOOD.replace("var-tiny", "var-tinyy"), "exp.yaml: models[0].family: unknown model 'var-tinyy'; did you mean 'var-tiny'"),
-    (GOOD.replace("W4A16]", "W4A16, 4bit]"), "exp.yaml: precisions: item 2: cannot parse precision '4bit'"),
-    (GOOD.replace("W4A16]", "W0A8]"), "exp.yaml: precisions: item 1: 'W0A8': weights has 0 bits"),
-    (GOOD.replace("W4A16]", "W4A33]"), "exp.yaml: precisions: item 1: 'W4A33': activations has 33 bits"),
-    (GOOD + "budget: {model_bits: -5}\n", "exp.yaml: budget.model_bits: Input should be greater than 0"),
-    (GOOD + "budget: {model_bits: 10}\n", "exp.yaml: budget: no cell fits model_bits <= 10; the smallest is var-tiny/d2 W4A16 rtn"),
-    (GOOD + "budgit: {}\n", "exp.yaml: budgit: Extra inputs are not permitted"),
-    (GOOD.replace("[d2]", "[d99]"), "exp.yaml: models[0].sizes[0]: var-tiny has no size 'd99'"),
-    (GOOD.replace("[rtn]", "[{name: rtn, options: {group_sise: 4}}]"), "exp.yaml: quantizers[0].options: group_sise: Extra inputs are not permitted"),
-    ("models: [var-tiny\nprecisions: [W4A8", "exp.yaml: malformed YAML: line"),
-    ("- just\n- a list\n", "exp.yaml: the top level must be a mapping"),
-    (None, "exp.yaml: experiment file not found"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,needle",
+    [
+        (GOOD.replace("[rtn]", "[rnt]"), "exp.yaml: quantizers[0].name: unknown quantizer 'rnt'; did you mean 'rtn'?"),
+        (
+            GOOD.replace("var-tiny", "var-tinyy"),
+            "exp.yaml: models[0].family: unknown model 'var-tinyy'; did you mean 'var-tiny'",
+        ),
+        (GOOD.replace("W4A16]", "W4A16, 4bit]"), "exp.yaml: precisions: item 2: cannot parse precision '4bit'"),
+        (GOOD.replace("W4A16]", "W0A8]"), "exp.yaml: precisions: item 1: 'W0A8': weights has 0 bits"),
+        (GOOD.replace("W4A16]", "W4A33]"), "exp.yaml: precisions: item 1: 'W4A33': activations has 33 bits"),
+        (GOOD + "budget: {model_bits: -5}\n", "exp.yaml: budget.model_bits: Input should be greater than 0"),
+        (
+            GOOD + "budget: {model_bits: 10}\n",
+            "exp.yaml: budget: no cell fits model_bits <= 10; the smallest is var-tiny/d2 W4A16 rtn",
+        ),
+        (GOOD + "budgit: {}\n", "exp.yaml: budgit: Extra inputs are not permitted"),
+        (GOOD.replace("[d2]", "[d99]"), "exp.yaml: models[0].sizes[0]: var-tiny has no size 'd99'"),
+        (
+            GOOD.replace("[rtn]", "[{name: rtn, options: {group_sise: 4}}]"),
+            "exp.yaml: quantizers[0].options: group_sise: Extra inputs are not permitted",
+        ),
+        ("models: [var-tiny\nprecisions: [W4A8", "exp.yaml: malformed YAML: line"),
+        ("- just\n- a list\n", "exp.yaml: the top level must be a mapping"),
+        (None, "exp.yaml: experiment file not found"),
+    ],
+)
 def test_bad_input_one_line_exit_2_store_untouched(tmp_path, capsys, yaml_text, needle):
     code, err, store = _run(tmp_path, capsys, yaml_text)
     assert code == 2
@@ -54,10 +66,11 @@ def test_bad_input_one_line_exit_2_store_untouched(tmp_path, capsys, yaml_text, 
 def test_unsupported_cells_are_explained(tmp_path, capsys):
     # RTN supports every integer setting, so use a weight-only quantizer asked for W8A8.
     text = GOOD.replace("[rtn]", "[fixture-wonly]").replace("W4A16]", "W8A8]")
+    import types
+
+    from bitscale import hookimpl
     from bitscale.harness.contracts import Quantizer
     from bitscale.harness.plugin_loader import load_plugins, set_plugins
-    from bitscale import hookimpl
-    import types
 
     class WOnly(Quantizer):
         name = "fixture-wonly"
@@ -76,9 +89,13 @@ def test_unsupported_cells_are_explained(tmp_path, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bitscale", "run", str(tmp_path / "missing.yaml"),
-                          "--store", str(tmp_path / "s.db")], capture_output=True, text=True,
-                         env={**os.environ, "BITSCALE_NO_ENTRYPOINTS": "1"}, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "bitscale", "run", str(tmp_path / "missing.yaml"), "--store", str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BITSCALE_NO_ENTRYPOINTS": "1"},
+        timeout=300,
+    )
     assert out.returncode == 2 and "experiment file not found" in out.stderr
 
 

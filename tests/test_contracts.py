@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 
-from bitscale.harness.plugin_loader import load_plugins
 from bitscale import Precision
+from bitscale.harness.plugin_loader import load_plugins
 from bitscale.testing.contract_checks import (
     check_declarations,
     check_error_order,
@@ -33,8 +33,7 @@ CASES = [(n, p.label) for n in QUANTIZERS for p in supported_precisions(PLUGINS.
 
 @pytest.mark.parametrize(("name", "precision"), CASES, ids=[f"{n}-{p}" for n, p in CASES])
 def test_quantizer_contract_on_toy_model(name, precision):
-    check_precision(PLUGINS.quantizers.get(name), ToyModel, Precision.parse(precision),
-                    options=FAST_OPTIONS.get(name))
+    check_precision(PLUGINS.quantizers.get(name), ToyModel, Precision.parse(precision), options=FAST_OPTIONS.get(name))
 
 
 @pytest.mark.parametrize("name", QUANTIZERS)
@@ -72,5 +71,6 @@ def test_every_quantizer_runs_on_every_tiny_family(family, name):
     model = _pristine(family)
     if cls.trains and not any(PLUGINS.losses.get(l)().applies_to(model.style) is None for l in LOSSES):
         pytest.skip(f"no registered loss applies to {family}")
-    check_quantizer(cls, lambda: copy.deepcopy(model), supported_precisions(cls), repeat=False,
-                    options=FAST_OPTIONS.get(name))
+    check_quantizer(
+        cls, lambda: copy.deepcopy(model), supported_precisions(cls), repeat=False, options=FAST_OPTIONS.get(name)
+    )

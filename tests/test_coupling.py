@@ -20,8 +20,18 @@ from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
 
 SMALL_VAE = VQVAEConfig(vocab_size=64, Cvae=8, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, patch_nums=(1, 2, 4))
 SMALL_VAR = VARConfig(depth=2, embed_dim=32, num_heads=2, vocab_size=64, Cvae=8, num_classes=10, patch_nums=(1, 2, 4))
-SMALL_GPT = GPTConfig(dim=128, n_layer=2, n_head=2, vocab_size=64, num_classes=10, block_size=16, multiple_of=32,
-                      token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+SMALL_GPT = GPTConfig(
+    dim=128,
+    n_layer=2,
+    n_head=2,
+    vocab_size=64,
+    num_classes=10,
+    block_size=16,
+    multiple_of=32,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+)
 
 
 def _var_model(seed: int = 0) -> VarModel:

@@ -150,8 +150,15 @@ def test_forward_calibration_and_sample_shapes() -> None:
     vae = build_vae(TINY_VAE_CONFIG).eval()
     dit = _small_dit()
     pool = torch.randn(20, 4, 4, 4), torch.randint(10, (20,))
-    model = DiTModel(dit, vae, "digits16", {"sampler": "ddim", "steps": 3, "cfg": 1.5}, 0.5,
-                     calibration_latents=lambda: pool, batch_size=5)
+    model = DiTModel(
+        dit,
+        vae,
+        "digits16",
+        {"sampler": "ddim", "steps": 3, "cfg": 1.5},
+        0.5,
+        calibration_latents=lambda: pool,
+        batch_size=5,
+    )
     batches = model.calibration_batches(2, torch.Generator().manual_seed(0))
     again = model.calibration_batches(2, torch.Generator().manual_seed(0))
     assert all(torch.equal(a["x_t"], b["x_t"]) for a, b in zip(batches, again))
@@ -174,8 +181,7 @@ def test_forward_calibration_and_sample_shapes() -> None:
 def test_training_lowers_the_loss() -> None:
     gen = torch.Generator().manual_seed(0)
     mean = torch.randn(10, 4, 4, 4, generator=gen).sign()  # ten fixed "images"
-    _, result = train_dit(SMALL, mean, torch.zeros_like(mean), torch.arange(10), 1.0, steps=60, seed=0,
-                          batch_size=16)
+    _, result = train_dit(SMALL, mean, torch.zeros_like(mean), torch.arange(10), 1.0, steps=60, seed=0, batch_size=16)
     assert result.final_loss < result.initial_loss
 
 
@@ -214,8 +220,13 @@ def test_released_loads_official_files_strictly(tmp_path, monkeypatch) -> None:
     torch.manual_seed(1)
     vae = build_vae(TINY_VAE_CONFIG)
     # pre-0.14 diffusers attention names, as in sd-vae-ft-ema's files
-    old = {k.replace(".to_q.", ".query.").replace(".to_k.", ".key.").replace(".to_v.", ".value.")
-           .replace(".to_out.0.", ".proj_attn."): v.contiguous() for k, v in vae.state_dict().items()}
+    old = {
+        k.replace(".to_q.", ".query.")
+        .replace(".to_k.", ".key.")
+        .replace(".to_v.", ".value.")
+        .replace(".to_out.0.", ".proj_attn."): v.contiguous()
+        for k, v in vae.state_dict().items()
+    }
     vae_dir = tmp_path / "vae"
     vae_dir.mkdir()
     save_file(old, str(vae_dir / "diffusion_pytorch_model.safetensors"))

@@ -23,9 +23,15 @@ def test_entry_point_quantizer_runs_and_reaches_the_leaderboard(monkeypatch, bit
     ps = load_plugins([("toyplug", toy)])
     assert ps.quantizers.entry("pow2").plugin == "pow2"
     assert ps.version_of("pow2") == "bitscale-quantizer-example==0.1.0"
-    exp = parse_experiment({"models": [{"family": "toy", "sizes": ["d1"]}], "quantizers": ["pow2", "rtn"],
-                            "precisions": ["W16A16", "W4A16"],
-                            "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 100}}, "x")
+    exp = parse_experiment(
+        {
+            "models": [{"family": "toy", "sizes": ["d1"]}],
+            "quantizers": ["pow2", "rtn"],
+            "precisions": ["W16A16", "W4A16"],
+            "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 100},
+        },
+        "x",
+    )
     plan = plan_grid(exp, ps)
     summary = run_plan(plan, bitscale_store, ps, progress=False)
     assert summary.failed == 0 and summary.ok == 3

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bitscale.testing import synthetic
 from bitscale.leaderboard.results import load_results
+from bitscale.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG1 = ROOT / "experiments" / "fig1_language_vs_diffusion.yaml"
@@ -41,17 +41,24 @@ def test_fig1_experiment_runs_the_papers_standard_ptq_and_qat_on_both_kinds():
 @pytest.fixture
 def runs(bitscale_store):
     # W4A16 costs 15% at equal size (synthetic W_PENALTY), W8A16 1%: both sit down-left at equal MT
-    synthetic.fill(bitscale_store, synthetic.SyntheticGrid(
-        families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}}, methods={"rtn": 1.0},
-        precisions=["W16A16", "W8A16", "W4A16"], seeds=[0, 1, 2], noise=0.01))
+    synthetic.fill(
+        bitscale_store,
+        synthetic.SyntheticGrid(
+            families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+            methods={"rtn": 1.0},
+            precisions=["W16A16", "W8A16", "W4A16"],
+            seeds=[0, 1, 2],
+            noise=0.01,
+        ),
+    )
     return load_results(bitscale_store).runs
 
 
 def test_equal_size_change_sits_beside_the_equal_bits_shift(runs):
+    import pandas as pd
+
     from bitscale.leaderboard.fig1 import equal_bits_and_size
     from bitscale.leaderboard.fit import fit_axes, shift_vs_full
-
-    import pandas as pd
 
     fits = fit_axes(runs, ("mt", "ct"), n_boot=300)
     shifts = pd.concat([shift_vs_full(f) for f in fits.values()], ignore_index=True)
@@ -66,14 +73,22 @@ def test_equal_size_change_sits_beside_the_equal_bits_shift(runs):
 
 
 def test_nearly_free_quantization_is_read_as_such(bitscale_store, monkeypatch):
-    from bitscale.leaderboard.fig1 import equal_bits_and_size
-    from bitscale.leaderboard.fit import fit_axes, shift_vs_full
     import pandas as pd
 
+    from bitscale.leaderboard.fig1 import equal_bits_and_size
+    from bitscale.leaderboard.fit import fit_axes, shift_vs_full
+
     monkeypatch.setitem(synthetic.W_PENALTY, 8, 1.0)  # W8A16 exactly as good as W16A16
-    synthetic.fill(bitscale_store, synthetic.SyntheticGrid(
-        families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}}, methods={"rtn": 1.0},
-        precisions=["W16A16", "W8A16"], seeds=[0, 1, 2], noise=0.03))
+    synthetic.fill(
+        bitscale_store,
+        synthetic.SyntheticGrid(
+            families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+            methods={"rtn": 1.0},
+            precisions=["W16A16", "W8A16"],
+            seeds=[0, 1, 2],
+            noise=0.03,
+        ),
+    )
     runs = load_results(bitscale_store).runs
     fits = fit_axes(runs, ("mt", "ct"), n_boot=300)
     shifts = pd.concat([shift_vs_full(f) for f in fits.values()], ignore_index=True)

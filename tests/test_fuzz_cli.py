@@ -27,13 +27,41 @@ SEED = 20250111
 CASES = 150  # per kind; ~10 s in all on a busy 2-core machine
 
 EXPERIMENT = {
-    "name": "fuzz", "models": [{"family": "toy", "sizes": ["d1"], "options": {}}], "quantizers": ["rtn"],
-    "precisions": ["W16A16", "W8A16", "W4A8"], "seeds": [0, 1],
-    "budget": {"model_bits": 1e9}, "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 50},
+    "name": "fuzz",
+    "models": [{"family": "toy", "sizes": ["d1"], "options": {}}],
+    "quantizers": ["rtn"],
+    "precisions": ["W16A16", "W8A16", "W4A8"],
+    "seeds": [0, 1],
+    "budget": {"model_bits": 1e9},
+    "evaluation": {"num_samples": 100, "calibration_batches": 1, "batch_size": 50},
 }
-ODD_VALUES = [None, True, 0, -1, 2**31, 2**70, 1e308, float("nan"), float("inf"), -0.0, "", "W4A8", "x" * 300,
-              "💥", "../../etc/passwd", "<script>", [], [None], {}, {"a": {"b": {"c": []}}}, "2024-13-45",
-              ["W3A3:fp", "W16A16"], {"family": "toy"}, "toy", "rtn"]
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    2**31,
+    2**70,
+    1e308,
+    float("nan"),
+    float("inf"),
+    -0.0,
+    "",
+    "W4A8",
+    "x" * 300,
+    "💥",
+    "../../etc/passwd",
+    "<script>",
+    [],
+    [None],
+    {},
+    {"a": {"b": {"c": []}}},
+    "2024-13-45",
+    ["W3A3:fp", "W16A16"],
+    {"family": "toy"},
+    "toy",
+    "rtn",
+]
 
 
 def _digest(path) -> str:
@@ -76,14 +104,15 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     for _ in range(rng.randint(1, 4)):
         action, at = rng.random(), rng.randrange(max(1, len(data)))
         if action < 0.4:
-            data[at:at + 1] = bytes([rng.randrange(256)])
+            data[at : at + 1] = bytes([rng.randrange(256)])
         elif action < 0.6:
             data = data[:at]
         elif action < 0.8:
-            data[at:at] = rng.choice([b"\xff\xfe", b"\x00", b"{[", b": : :", b"\n  - ", b"&a *a",
-                                      b"!!python/object:os.system"])
+            data[at:at] = rng.choice(
+                [b"\xff\xfe", b"\x00", b"{[", b": : :", b"\n  - ", b"&a *a", b"!!python/object:os.system"]
+            )
         else:
-            data[at:at] = data[at:at + rng.randrange(1, 40)]
+            data[at:at] = data[at : at + rng.randrange(1, 40)]
     return bytes(data)
 
 
@@ -103,8 +132,10 @@ def _one_line_error(err: str) -> None:
 def test_mutated_experiment_files(tmp_path, capsys, toy):
     rng = random.Random(SEED)
     store = tmp_path / "s.db"
-    synthetic.fill(ResultStore(f"sqlite:///{store}"), synthetic.SyntheticGrid(families={"t": {"d1": 10}},
-                                                                             precisions=["W16A16"], seeds=[0]))
+    synthetic.fill(
+        ResultStore(f"sqlite:///{store}"),
+        synthetic.SyntheticGrid(families={"t": {"d1": 10}}, precisions=["W16A16"], seeds=[0]),
+    )
     before = _digest(store)
     text = yaml.safe_dump(EXPERIMENT).encode()
     codes = {0: 0, 2: 0}
@@ -130,8 +161,12 @@ def test_mutated_experiment_files(tmp_path, capsys, toy):
 
 def test_mutated_baselines(tmp_path, capsys):
     rng = random.Random(SEED + 1)
-    grid = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000}}, methods={"rtn": 1.0},
-                                   precisions=["W16A16", "W4A16"], seeds=[0, 1])
+    grid = synthetic.SyntheticGrid(
+        families={"toyvar": {"d1": 100_000, "d2": 200_000}},
+        methods={"rtn": 1.0},
+        precisions=["W16A16", "W4A16"],
+        seeds=[0, 1],
+    )
     store = tmp_path / "s.db"
     synthetic.fill(ResultStore(f"sqlite:///{store}"), grid)
     good = tmp_path / "good.json"

@@ -7,12 +7,16 @@ import subprocess
 import pytest
 
 from bitscale.cli import main
-from bitscale.testing import synthetic
 from bitscale.leaderboard.paper import import_paper
+from bitscale.testing import synthetic
 
 EVIL = '<img src=x onerror=alert(1)>"&'
-GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
-                               methods={"rtn": 1.0, EVIL: 0.9}, precisions=["W16A16", "W4A16", "W8A8"], seeds=[0, 1])
+GRID = synthetic.SyntheticGrid(
+    families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+    methods={"rtn": 1.0, EVIL: 0.9},
+    precisions=["W16A16", "W4A16", "W8A8"],
+    seeds=[0, 1],
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +30,26 @@ def page(tmp_path_factory):
     store.record(**rec)
     import_paper(store)
     out = tmp / "page.html"
-    assert main(["leaderboard", "--store", str(tmp / "s.db"), "--format", "html", "--out", str(out),
-                 "--budget", "model_bits=2e6", "--jobs", "1", "--bootstrap", "100"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--store",
+                str(tmp / "s.db"),
+                "--format",
+                "html",
+                "--out",
+                str(out),
+                "--budget",
+                "model_bits=2e6",
+                "--jobs",
+                "1",
+                "--bootstrap",
+                "100",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -59,9 +81,19 @@ def _chromium() -> str | None:
 
 @pytest.mark.skipif(_chromium() is None, reason="no headless browser: `apt-get install -y chromium` to run this test")
 def test_page_renders_tables_and_plots_in_headless_chromium(page, tmp_path):
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom)
     assert body, "chromium produced no DOM"

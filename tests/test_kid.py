@@ -10,9 +10,18 @@ from bitscale.harness.evaluation.references import reference_for
 
 
 def _kid(x: np.ndarray, y: np.ndarray) -> float:
-    return kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=1, kid_subset_size=len(x),
-                                  kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
-                                  kid_kernel_poly_coef0=1, rng_seed=0, verbose=False)["kernel_inception_distance_mean"]
+    return kid_features_to_metric(
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        kid_subsets=1,
+        kid_subset_size=len(x),
+        kid_kernel="poly",
+        kid_kernel_poly_degree=3,
+        kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1,
+        rng_seed=0,
+        verbose=False,
+    )["kernel_inception_distance_mean"]
 
 
 def test_the_kid_estimator_is_biased_on_balanced_samples_and_unbiased_on_independent_ones():

@@ -56,14 +56,24 @@ def test_the_graph_sees_function_level_imports():
 
 
 def test_the_core_imports_no_zoo_leaderboard_or_cli():
-    bad = [f"{m} imports {t}" for m, ts in _graph().items() if _under(m, "bitscale.harness") for t in ts
-           if any(_under(t, p) for p in ("bitscale.zoo", "bitscale.leaderboard", "bitscale.cli"))]
+    bad = [
+        f"{m} imports {t}"
+        for m, ts in _graph().items()
+        if _under(m, "bitscale.harness")
+        for t in ts
+        if any(_under(t, p) for p in ("bitscale.zoo", "bitscale.leaderboard", "bitscale.cli"))
+    ]
     assert bad == []
 
 
 def test_quant_imports_nothing_of_the_harness():
-    bad = [f"{m} imports {t}" for m, ts in _graph().items() if _under(m, "bitscale.quant") for t in ts
-           if _under(t, "bitscale.harness")]
+    bad = [
+        f"{m} imports {t}"
+        for m, ts in _graph().items()
+        if _under(m, "bitscale.quant")
+        for t in ts
+        if _under(t, "bitscale.harness")
+    ]
     assert bad == []
 
 
@@ -84,7 +94,7 @@ def test_no_import_cycles():
         state[m] = 1
         for t in sorted(edges[m]):
             if state.get(t) == 1:
-                cycles.append(path[path.index(t):] + [t])
+                cycles.append(path[path.index(t) :] + [t])
             elif t not in state:
                 visit(t, path + [t])
         state[m] = 2
@@ -97,10 +107,12 @@ def test_no_import_cycles():
 
 # ---------------------------------------------------------------- hashes: byte-for-byte those of before the refactor
 
+
 def test_cell_hashes_and_fingerprints_are_unchanged(monkeypatch):
     """Cell hashes and protocol fingerprints are stored in users' databases and in baselines/ci-tiny.json;
     these values were computed before the layering refactor (commit 35ffe44)."""
     from bitscale import hookimpl
+    from bitscale.harness import cells
     from bitscale.harness.config import parse_experiment
     from bitscale.harness.evaluation.fid import protocol_fingerprint
     from bitscale.harness.planner import cell_hash, plan_grid
@@ -109,8 +121,6 @@ def test_cell_hashes_and_fingerprints_are_unchanged(monkeypatch):
     from bitscale.testing import synthetic
     from bitscale.testing.toy import ToyFamily
 
-    from bitscale.harness import cells
-
     monkeypatch.setattr(bitscale, "__version__", "0.1.0")  # the version is part of every hash
     # Pinned under protocol version 2 (the measurement protocol of issue 12 made version 3, which changes
     # every cell hash on purpose); the hashing itself must be the same bytes as before.
@@ -118,26 +128,45 @@ def test_cell_hashes_and_fingerprints_are_unchanged(monkeypatch):
     mod = types.ModuleType("pin_plugin")
     mod.register_models = hookimpl(lambda register: register(ToyFamily()))
     plugins = load_plugins([("pin", mod)], entrypoints=False)
-    exp = parse_experiment({
-        "name": "pin", "models": [{"family": "toy", "sizes": ["d1"]}],
-        "quantizers": ["rtn", {"name": "gptq", "options": {"group_size": 32}}],
-        "precisions": ["W16A16", "W4A16", "W8A8"], "seeds": [0, 1],
-        "evaluation": {"num_samples": 100, "calibration_batches": 2, "batch_size": 50}}, "pin.yaml")
+    exp = parse_experiment(
+        {
+            "name": "pin",
+            "models": [{"family": "toy", "sizes": ["d1"]}],
+            "quantizers": ["rtn", {"name": "gptq", "options": {"group_size": 32}}],
+            "precisions": ["W16A16", "W4A16", "W8A8"],
+            "seeds": [0, 1],
+            "evaluation": {"num_samples": 100, "calibration_batches": 2, "batch_size": 50},
+        },
+        "pin.yaml",
+    )
     hashes = {c.label: c.hash for c in plan_grid(exp, plugins).cells}
     assert hashes["toy/d1 W16A16 fp16 seed=0"] == "dc247e23923aa07f9df0"
     assert hashes["toy/d1 W4A16 rtn seed=1"] == "49b7a4a9b3dc4474f793"
     assert hashes["toy/d1 W4A16 gptq seed=0"] == "a3cca59255e56cce45a6"
     assert hashes["toy/d1 W8A8 gptq seed=1"] == "3dbce4c448e7498db6e3"
     # a shipped tiny-zoo cell of the CI gate's baseline (its hash names the shipped weights' files)
-    ci = parse_experiment({"name": "pin2", "models": [{"family": "var-tiny", "sizes": ["d2"]}],
-                           "quantizers": ["rtn"], "precisions": ["W16A16"], "seeds": [0],
-                           "evaluation": {"num_samples": 500}}, "pin2.yaml")  # the default then
+    ci = parse_experiment(
+        {
+            "name": "pin2",
+            "models": [{"family": "var-tiny", "sizes": ["d2"]}],
+            "quantizers": ["rtn"],
+            "precisions": ["W16A16"],
+            "seeds": [0],
+            "evaluation": {"num_samples": 500},
+        },
+        "pin2.yaml",
+    )  # the default then
     assert [c.hash for c in plan_grid(ci, plugins).cells] == ["714deccc1e63d466c5d4"]
     monkeypatch.setattr(cells, "PROTOCOL_VERSION", 3)
     assert plan_grid(exp, plugins).cells[0].hash != hashes["toy/d1 W16A16 fp16 seed=0"]  # a new protocol, new cells
 
-    details = {"reference": "digits-train", "extractor": "digits-classifier@abc", "num_samples": 1000, "seed": 3,
-               "t": (1, 2)}
+    details = {
+        "reference": "digits-train",
+        "extractor": "digits-classifier@abc",
+        "num_samples": 1000,
+        "seed": 3,
+        "t": (1, 2),
+    }
     assert protocol_fingerprint(details) == synthetic.protocol_fingerprint(details) == "cb993e15c46861df"
     assert paper.protocol()[0] == "4b0aac91c3acc4b1"
     assert paper.paper_cell_hash("2", "W4A16", "GPTQ", "d16") == "paper-785ec9f1a0a2f95bbff7"

@@ -4,14 +4,17 @@ import json
 
 import pytest
 
-from bitscale.testing import synthetic
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.results import load_results
 from bitscale.leaderboard.table import build_tables
+from bitscale.testing import synthetic
 
-SMALL = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
-                                methods={"rtn": 1.0, "gptq": 0.8}, precisions=["W16A16", "W8A16", "W4A16"],
-                                seeds=[0, 1])
+SMALL = synthetic.SyntheticGrid(
+    families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+    methods={"rtn": 1.0, "gptq": 0.8},
+    precisions=["W16A16", "W8A16", "W4A16"],
+    seeds=[0, 1],
+)
 
 
 @pytest.fixture
@@ -28,8 +31,13 @@ def _tables(store, **kw):
 def test_layout_w16a16_first_sizes_by_params_seeds_share_a_column(store):
     (t,) = _tables(store)
     assert list(t.frame.columns) == ["d1", "d2", "d4"]
-    assert list(t.frame.index) == [("W16A16", "fp16"), ("W8A16", "gptq"), ("W8A16", "rtn"),
-                                   ("W4A16", "gptq"), ("W4A16", "rtn")]
+    assert list(t.frame.index) == [
+        ("W16A16", "fp16"),
+        ("W8A16", "gptq"),
+        ("W8A16", "rtn"),
+        ("W4A16", "gptq"),
+        ("W4A16", "rtn"),
+    ]
     # the runner's fingerprint includes the seed; both seeds must still land in one column
     assert t.seeds == 2 and t.std.notna().all().all()
 
@@ -74,8 +82,13 @@ def test_csv_and_json_exports_carry_every_cell(store):
 
 def test_protocol_guard_separates_columns_and_explains_holes(store):
     # the same cells measured under another protocol (more samples): a separate table
-    other = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d8": 800_000}}, methods={"rtn": 1.0},
-                                    precisions=["W16A16", "W4A16"], seeds=[0], experiment="bigger")
+    other = synthetic.SyntheticGrid(
+        families={"toyvar": {"d1": 100_000, "d8": 800_000}},
+        methods={"rtn": 1.0},
+        precisions=["W16A16", "W4A16"],
+        seeds=[0],
+        experiment="bigger",
+    )
     for rec in synthetic.records(other):
         details = {**rec["protocol"][1], "num_samples": 5000}
         fp = synthetic.protocol_fingerprint(details)
@@ -98,8 +111,9 @@ def test_protocol_guard_separates_columns_and_explains_holes(store):
 
 
 def test_cell_measured_only_under_another_protocol_says_so(bitscale_store):
-    grid = synthetic.SyntheticGrid(families={"f": {"d1": 1000, "d2": 2000}}, methods={"rtn": 1.0},
-                                   precisions=["W16A16", "W4A16"], seeds=[0])
+    grid = synthetic.SyntheticGrid(
+        families={"f": {"d1": 1000, "d2": 2000}}, methods={"rtn": 1.0}, precisions=["W16A16", "W4A16"], seeds=[0]
+    )
     for rec in synthetic.records(grid):
         if rec["run"]["precision"] == "W4A16" and rec["run"]["size"] == "d2":
             details = {**rec["protocol"][1], "sampler": {"top_k": 5}}
@@ -113,8 +127,12 @@ def test_cell_measured_only_under_another_protocol_says_so(bitscale_store):
 def test_option_variants_of_one_method_are_separate_rows(bitscale_store):
     # Table 4: TopKLD at several K in one grid must give one row per K, not their average; options
     # every run shares (the QAT steps here) stay out of the labels.
-    grid = synthetic.SyntheticGrid(families={"f": {"d1": 1000, "d2": 2000}}, methods={"qat+topkld": 1.0},
-                                   precisions=["W16A16", "W3A16"], seeds=[0, 1])
+    grid = synthetic.SyntheticGrid(
+        families={"f": {"d1": 1000, "d2": 2000}},
+        methods={"qat+topkld": 1.0},
+        precisions=["W16A16", "W3A16"],
+        seeds=[0, 1],
+    )
     for k in (128, 32):
         for rec in synthetic.records(grid):
             run = rec["run"]
@@ -126,13 +144,18 @@ def test_option_variants_of_one_method_are_separate_rows(bitscale_store):
     (t,) = _tables(bitscale_store)
     # ... in numeric order of K, as the paper's Table 4
     assert list(t.frame.index) == [("W16A16", "fp16"), ("W3A16", "qat+topkld(k=32)"), ("W3A16", "qat+topkld(k=128)")]
-    assert t.frame.loc[("W3A16", "qat+topkld(k=128)"), "d1"] - t.frame.loc[("W3A16", "qat+topkld(k=32)"), "d1"] \
-        == pytest.approx(96)
+    assert t.frame.loc[("W3A16", "qat+topkld(k=128)"), "d1"] - t.frame.loc[
+        ("W3A16", "qat+topkld(k=32)"), "d1"
+    ] == pytest.approx(96)
 
 
 def test_names_from_plugins_are_escaped_in_every_format(bitscale_store):
-    grid = synthetic.SyntheticGrid(families={"fam_1|x": {"d1": 1000, "d2": 2000}},
-                                   methods={"<b>q&a_%|$</b>": 1.0}, precisions=["W16A16", "W4A16"], seeds=[0])
+    grid = synthetic.SyntheticGrid(
+        families={"fam_1|x": {"d1": 1000, "d2": 2000}},
+        methods={"<b>q&a_%|$</b>": 1.0},
+        precisions=["W16A16", "W4A16"],
+        seeds=[0],
+    )
     synthetic.fill(bitscale_store, grid)
     tables = _tables(bitscale_store)
     latex = render(tables, "latex")
@@ -153,12 +176,38 @@ def test_cli_renders_each_format_and_the_analysis_sections(store, tmp_path, caps
     db = store.url.removeprefix("sqlite:///")
     assert main(["leaderboard", "--store", db, "--format", "latex", "--deltas"]) == 0
     assert "\\begin{tabular}" in capsys.readouterr().out
-    assert main(["leaderboard", "--store", db, "--deltas", "rtn", "--budget", "model_bits=1.6e6",
-                 "--budget", "compute_bits=2e7", "--pareto", "mt", "--fits", "--bootstrap", "50"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--store",
+                db,
+                "--deltas",
+                "rtn",
+                "--budget",
+                "model_bits=1.6e6",
+                "--budget",
+                "compute_bits=2e7",
+                "--pareto",
+                "mt",
+                "--fits",
+                "--bootstrap",
+                "50",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for heading in ("delta vs rtn", "Best (size, precision) per method within model_bits <= 1.6e+06",
-                    "within compute_bits <= 2e+07", "Optimal precision at the budget", "Pareto front: FID vs mt",
-                    "Power-law fits", "Bivariate fits", "Shift vs the W16A16 curve"):
+    for heading in (
+        "delta vs rtn",
+        "Best (size, precision) per method within model_bits <= 1.6e+06",
+        "within compute_bits <= 2e+07",
+        "Optimal precision at the budget",
+        "Pareto front: FID vs mt",
+        "Power-law fits",
+        "Bivariate fits",
+        "Shift vs the W16A16 curve",
+    ):
         assert heading in out
     csv = tmp_path / "t.csv"
     assert main(["leaderboard", "--store", db, "--format", "csv", "--out", str(csv)]) == 0

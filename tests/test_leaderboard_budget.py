@@ -3,12 +3,16 @@
 import pytest
 
 from bitscale.harness.errors import ConfigError
-from bitscale.testing import synthetic
 from bitscale.leaderboard.budget import Budget, best_within, pareto, pareto_front
 from bitscale.leaderboard.results import load_results
+from bitscale.testing import synthetic
 
-GRID = synthetic.SyntheticGrid(families={"f": {"d1": 1000, "d2": 2000, "d4": 4000}}, methods={"rtn": 1.0},
-                               precisions=["W16A16", "W8A16", "W4A16", "W8A8"], seeds=[0, 1])
+GRID = synthetic.SyntheticGrid(
+    families={"f": {"d1": 1000, "d2": 2000, "d4": 4000}},
+    methods={"rtn": 1.0},
+    precisions=["W16A16", "W8A16", "W4A16", "W8A8"],
+    seeds=[0, 1],
+)
 
 
 @pytest.fixture

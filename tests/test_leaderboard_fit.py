@@ -3,15 +3,27 @@
 import numpy as np
 import pytest
 
-from bitscale.testing import synthetic
-from bitscale.leaderboard.fit import (_t_quantile, fit_bivariate, fit_power_law, fit_power_laws, optimal_precision,
-                                      shift_vs_full)
+from bitscale.leaderboard.fit import (
+    _t_quantile,
+    fit_bivariate,
+    fit_power_law,
+    fit_power_laws,
+    optimal_precision,
+    shift_vs_full,
+)
 from bitscale.leaderboard.paper import import_paper
 from bitscale.leaderboard.results import load_results
+from bitscale.testing import synthetic
 
 SIZES = {"d1": 100_000, "d2": 200_000, "d4": 400_000, "d8": 800_000}
-GRID = synthetic.SyntheticGrid(families={"f": SIZES}, methods={"rtn": 1.0}, precisions=["W16A16", "W4A16", "W3A16"],
-                               seeds=[0, 1, 2, 3], alpha=0.45, noise=0.02)
+GRID = synthetic.SyntheticGrid(
+    families={"f": SIZES},
+    methods={"rtn": 1.0},
+    precisions=["W16A16", "W4A16", "W3A16"],
+    seeds=[0, 1, 2, 3],
+    alpha=0.45,
+    noise=0.02,
+)
 
 
 @pytest.fixture
@@ -30,7 +42,7 @@ def test_recovers_the_exponent_with_a_bootstrap_ci_over_seeds(runs):
         assert f.r2 > 0.99
     # k relates to the law: FID = k0 N^-a pen = k0 (MT/w)^-a pen
     w16 = fits["W16A16"]
-    assert w16.predict(16 * 400_000) == pytest.approx(2000 * 400_000 ** -0.45, rel=0.05)
+    assert w16.predict(16 * 400_000) == pytest.approx(2000 * 400_000**-0.45, rel=0.05)
 
 
 def test_bootstrap_intervals_cover_the_true_exponent():
@@ -39,7 +51,7 @@ def test_bootstrap_intervals_cover_the_true_exponent():
     x = np.array([1e6, 2e6, 4e6, 8e6])
     hits = 0
     for _ in range(60):
-        vals = [50 * v ** -0.3 * np.exp(rng.normal(0, 0.05, 3)) for v in x]
+        vals = [50 * v**-0.3 * np.exp(rng.normal(0, 0.05, 3)) for v in x]
         lo, hi = fit_power_law(x, vals, n_boot=400, rng=rng)["alpha_ci"]
         hits += lo < 0.3 < hi
     assert hits >= 50
@@ -47,7 +59,7 @@ def test_bootstrap_intervals_cover_the_true_exponent():
 
 def test_one_seed_falls_back_to_standard_errors():
     x = np.array([1e6, 2e6, 4e6, 8e6])
-    vals = [np.array([30 * v ** -0.3 * (1 + e)]) for v, e in zip(x, (0.01, -0.01, 0.02, 0.0))]
+    vals = [np.array([30 * v**-0.3 * (1 + e)]) for v, e in zip(x, (0.01, -0.01, 0.02, 0.0))]
     r = fit_power_law(x, vals)
     assert r["ci_method"].startswith("OLS standard errors") and r["alpha_ci"][0] < 0.3 < r["alpha_ci"][1]
     r2 = fit_power_law(x[:2], vals[:2])

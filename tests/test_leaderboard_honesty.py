@@ -8,32 +8,54 @@ multi-seed cell with its overlap with W16A16 said.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
 import pytest
 
 from bitscale.harness.errors import ConfigError
 from bitscale.leaderboard import gate
-from bitscale.testing import synthetic
 from bitscale.leaderboard.budget import Budget, best_within, pareto_front
 from bitscale.leaderboard.fit import fit_bivariate, fit_power_laws, optimal_precision
 from bitscale.leaderboard.render import render
 from bitscale.leaderboard.report import build_report
 from bitscale.leaderboard.results import load_results
 from bitscale.leaderboard.table import best_mask, build_tables
-
-from datetime import datetime, timedelta
-
 from bitscale.precision import Precision
+from bitscale.testing import synthetic
 
 
-def _record(family: str, size: str, n: int, precision: str, seed: int, fid: float, *, method: str = "rtn",
-            options: dict | None = None, protocol: dict | None = None, extra: dict | None = None, i: int = 0) -> dict:
+def _record(
+    family: str,
+    size: str,
+    n: int,
+    precision: str,
+    seed: int,
+    fid: float,
+    *,
+    method: str = "rtn",
+    options: dict | None = None,
+    protocol: dict | None = None,
+    extra: dict | None = None,
+    i: int = 0,
+) -> dict:
     """One stored run (through the synthetic store's own record maker) with chosen options and protocol."""
     p = Precision.parse(precision)
     method = "fp16" if p.is_full else method
     details = {**(protocol or synthetic.PROTOCOL), "seed": seed}
-    rec = synthetic._record(synthetic.SyntheticGrid(), family, size, n, p, method, None, seed, fid, details,
-                            datetime(2025, 1, 1) + timedelta(seconds=i))
+    rec = synthetic._record(
+        synthetic.SyntheticGrid(),
+        family,
+        size,
+        n,
+        p,
+        method,
+        None,
+        seed,
+        fid,
+        details,
+        datetime(2025, 1, 1) + timedelta(seconds=i),
+    )
     rec["run"]["config"] = {"quantizer_options": options or {}}
     rec["metrics"] = {"fid": fid, **(extra or {})}
     return rec
@@ -50,8 +72,12 @@ def _fill(store, rows: list[tuple], **kw) -> None:
 @pytest.fixture
 def isc_store(bitscale_store):
     # Inception score: higher is better. gptq is the better method (lower FID, higher IS).
-    grid = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
-                                   methods={"rtn": 1.0, "gptq": 0.5}, precisions=["W16A16", "W4A16"], seeds=[0, 1])
+    grid = synthetic.SyntheticGrid(
+        families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+        methods={"rtn": 1.0, "gptq": 0.5},
+        precisions=["W16A16", "W4A16"],
+        seeds=[0, 1],
+    )
     for rec in synthetic.records(grid):
         rec["metrics"]["isc"] = 1000.0 / rec["metrics"]["fid"]
         bitscale_store.record(**rec)
@@ -105,14 +131,23 @@ def test_cli_metric_isc_says_higher_is_better(isc_store, capsys):
 # wins over the W4A16 fit (extrapolated beyond d6), yet the measured d6 W4A16 (25.67) beats every
 # W16A16 cell inside the budget (d4: 35.73).
 N = {"d2": 200_000, "d4": 600_000, "d6": 1_050_000}
-FID = {("W16A16", "d2"): 60.0, ("W16A16", "d4"): 35.73, ("W16A16", "d6"): 20.0,
-       ("W4A16", "d2"): 62.0, ("W4A16", "d4"): 38.0, ("W4A16", "d6"): 25.67}
+FID = {
+    ("W16A16", "d2"): 60.0,
+    ("W16A16", "d4"): 35.73,
+    ("W16A16", "d6"): 20.0,
+    ("W4A16", "d2"): 62.0,
+    ("W4A16", "d4"): 38.0,
+    ("W4A16", "d6"): 25.67,
+}
 
 
 @pytest.fixture
 def budget_runs(bitscale_store):
-    rows = [("var-tiny", size, N[size], prec, seed, fid * (1 + 0.01 * (seed - 1)))
-            for (prec, size), fid in FID.items() for seed in (0, 1, 2)]
+    rows = [
+        ("var-tiny", size, N[size], prec, seed, fid * (1 + 0.01 * (seed - 1)))
+        for (prec, size), fid in FID.items()
+        for seed in (0, 1, 2)
+    ]
     _fill(bitscale_store, rows)
     return load_results(bitscale_store).runs
 
@@ -154,8 +189,12 @@ def test_bivariate_reading_only_when_a_minus_c_is_resolved(bitscale_store):
     # FID flat in size and precision plus noise: nothing to read
     rng = np.random.default_rng(3)
     sizes = {"d1": 100_000, "d2": 200_000, "d4": 400_000}
-    rows = [("flat", s, n, p, seed, 40 * float(np.exp(rng.normal(0, 0.15))))
-            for s, n in sizes.items() for p in ("W16A16", "W8A16", "W4A16") for seed in (0, 1)]
+    rows = [
+        ("flat", s, n, p, seed, 40 * float(np.exp(rng.normal(0, 0.15))))
+        for s, n in sizes.items()
+        for p in ("W16A16", "W8A16", "W4A16")
+        for seed in (0, 1)
+    ]
     _fill(bitscale_store, rows)
     biv = fit_bivariate(load_results(bitscale_store).runs, "mt")
     row = biv.iloc[0]
@@ -165,12 +204,20 @@ def test_bivariate_reading_only_when_a_minus_c_is_resolved(bitscale_store):
 
 
 def test_bivariate_reading_given_when_resolved(bitscale_store):
-    synthetic.fill(bitscale_store, synthetic.SyntheticGrid(
-        families={"f": {"d1": 100_000, "d2": 200_000, "d4": 400_000, "d8": 800_000}}, methods={"rtn": 1.0},
-        precisions=["W16A16", "W8A16", "W4A16"], seeds=[0, 1], noise=0.01))
+    synthetic.fill(
+        bitscale_store,
+        synthetic.SyntheticGrid(
+            families={"f": {"d1": 100_000, "d2": 200_000, "d4": 400_000, "d8": 800_000}},
+            methods={"rtn": 1.0},
+            precisions=["W16A16", "W8A16", "W4A16"],
+            seeds=[0, 1],
+            noise=0.01,
+        ),
+    )
     row = fit_bivariate(load_results(bitscale_store).runs, "mt").iloc[0]
-    assert row["a_minus_c_lo"] > 0 and row["reading"] == "at fixed total bits, lower precision on a larger model " \
-                                                          "is better"
+    assert (
+        row["a_minus_c_lo"] > 0 and row["reading"] == "at fixed total bits, lower precision on a larger model is better"
+    )
 
 
 # ------------------------------------------------------------------ every cell's CI, overlap with FP
@@ -205,16 +252,18 @@ def test_every_multi_seed_cell_shows_its_ci_and_overlap_with_fp(bitscale_store):
 
 
 def test_each_row_shows_its_activation_scheme_and_sampling_coupling(bitscale_store):
-    rows = [("toy", s, n, p, 0, 30.0 + i) for i, (s, n) in enumerate({"d1": 100_000, "d2": 200_000}.items())
-            for p in ("W16A16", "W8A8")]
+    rows = [
+        ("toy", s, n, p, 0, 30.0 + i)
+        for i, (s, n) in enumerate({"d1": 100_000, "d2": 200_000}.items())
+        for p in ("W16A16", "W8A8")
+    ]
     _fill(bitscale_store, rows, options={"act_granularity": "tensor", "act_symmetric": False})
     coupled = {**synthetic.PROTOCOL, "sampling_coupling": "coupled"}
     rows2 = [("toy2", "d1", 100_000, p, 0, 30.0) for p in ("W16A16", "W4A8")]
     _fill(bitscale_store, rows2, options={"act_granularity": "tensor", "act_symmetric": False}, protocol=coupled)
     r = load_results(bitscale_store)
     text = render(build_tables(r.runs, "fid", protocols=r.protocols, prepared=r.runs), "plain")
-    assert "W8A8 rtn: activations: static per-tensor (calibrated), asymmetric min-max; sampling: independent" \
-           in text
+    assert "W8A8 rtn: activations: static per-tensor (calibrated), asymmetric min-max; sampling: independent" in text
     assert "W16A16 fp16: activations: none (A16)" in text
     assert "W4A8 rtn: activations: static per-tensor (calibrated), asymmetric min-max; sampling: coupled" in text
     csv = render(build_tables(r.runs, "fid", protocols=r.protocols, prepared=r.runs), "csv")
@@ -227,9 +276,16 @@ def test_each_row_shows_its_activation_scheme_and_sampling_coupling(bitscale_sto
 def test_coincident_lines_are_drawn_apart_with_a_note(bitscale_store, monkeypatch):
     # A8 costs nothing: W8A8 equals W8A16 and W4A8 equals W4A16 at equal MT, exactly
     monkeypatch.setitem(synthetic.A_PENALTY, 8, 1.0)
-    synthetic.fill(bitscale_store, synthetic.SyntheticGrid(
-        families={"f": {"d1": 100_000, "d2": 200_000, "d4": 400_000}}, methods={"rtn": 1.0},
-        precisions=["W16A16", "W8A16", "W4A16", "W8A8", "W4A8"], seeds=[0], noise=0.0))
+    synthetic.fill(
+        bitscale_store,
+        synthetic.SyntheticGrid(
+            families={"f": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+            methods={"rtn": 1.0},
+            precisions=["W16A16", "W8A16", "W4A16", "W8A8", "W4A8"],
+            seeds=[0],
+            noise=0.0,
+        ),
+    )
     from bitscale.leaderboard.plots import PlotSet
 
     ps = PlotSet(load_results(bitscale_store).runs)
@@ -252,8 +308,10 @@ def test_activation_scheme_and_coupling_words():
     from bitscale.leaderboard.row_protocol import activation_scheme, sampling_coupling
 
     assert activation_scheme("W8A8", {"act_granularity": "token"}) == "dynamic per-token, asymmetric min-max"
-    assert activation_scheme("W8A8", {"act_granularity": "tensor", "act_symmetric": True}) == \
-        "static per-tensor (calibrated), symmetric"
+    assert (
+        activation_scheme("W8A8", {"act_granularity": "tensor", "act_symmetric": True})
+        == "static per-tensor (calibrated), symmetric"
+    )
     assert activation_scheme("W4A16", {"act_granularity": "tensor"}) == "none (A16)"
     assert activation_scheme("W8A8", {}) == "not reported by the quantizer"
     assert sampling_coupling({"sampler": {"coupling": True}}) == "coupled"

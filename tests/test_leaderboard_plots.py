@@ -8,8 +8,12 @@ from bitscale.cli import main
 from bitscale.testing import synthetic
 
 NAME = "q$x<&"  # a dollar sign would start matplotlib mathtext; < and & must stay valid SVG
-GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
-                               methods={"rtn": 1.0, NAME: 0.8}, precisions=["W16A16", "W4A16", "W8A8"], seeds=[0, 1])
+GRID = synthetic.SyntheticGrid(
+    families={"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000}},
+    methods={"rtn": 1.0, NAME: 0.8},
+    precisions=["W16A16", "W4A16", "W8A8"],
+    seeds=[0, 1],
+)
 
 
 @pytest.fixture
@@ -45,8 +49,26 @@ def test_writes_png_and_svg_for_every_kind(store_path, tmp_path, capsys):
 
 def test_all_precisions_kinds_and_formats_can_be_chosen(store_path, tmp_path):
     out = tmp_path / "p"
-    assert main(["plot", "--store", str(store_path), "--out", str(out), "--jobs", "1", "--precision", "all",
-                 "--kind", "methods", "--image-format", "svg"]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "--store",
+                str(store_path),
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+                "--precision",
+                "all",
+                "--kind",
+                "methods",
+                "--image-format",
+                "svg",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["methods-toyvar-W4A16.svg", "methods-toyvar-W8A8.svg"]
 
 

@@ -23,8 +23,18 @@ from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
 
 KEYS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "official-keys"
 
-SMALL = GPTConfig(dim=128, n_layer=2, n_head=2, vocab_size=64, num_classes=10, block_size=16, multiple_of=32,
-                  token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+SMALL = GPTConfig(
+    dim=128,
+    n_layer=2,
+    n_head=2,
+    vocab_size=64,
+    num_classes=10,
+    block_size=16,
+    multiple_of=32,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+)
 
 
 def _small_gpt(seed: int = 0) -> GPT:
@@ -133,8 +143,9 @@ def test_seeded_sampling_is_deterministic() -> None:
     labels = torch.arange(6) % 10
 
     def run(seed: int) -> torch.Tensor:
-        return generate(gpt, labels, cfg=2.0, top_k=20, top_p=0.9, temperature=1.2,
-                        generator=torch.Generator().manual_seed(seed))
+        return generate(
+            gpt, labels, cfg=2.0, top_k=20, top_p=0.9, temperature=1.2, generator=torch.Generator().manual_seed(seed)
+        )
 
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -158,8 +169,14 @@ def test_forward_calibration_and_sample_shapes() -> None:
     torch.manual_seed(0)
     vq = VQModel(TOKENIZER).eval()
     gpt = GPT(GPTConfig(**{**SMALL.to_dict(), "vocab_size": TOKENIZER.codebook_size}))
-    model = LlamaGenModel(gpt.eval(), vq, "digits16", {"cfg": 2.0, "top_k": 0, "top_p": 1.0},
-                          calibration_tokens=lambda: encode_split(vq, "train"), batch_size=5)
+    model = LlamaGenModel(
+        gpt.eval(),
+        vq,
+        "digits16",
+        {"cfg": 2.0, "top_k": 0, "top_p": 1.0},
+        calibration_tokens=lambda: encode_split(vq, "train"),
+        batch_size=5,
+    )
     batches = model.calibration_batches(3, torch.Generator().manual_seed(0))
     again = model.calibration_batches(3, torch.Generator().manual_seed(0))
     assert len(batches) == 3 and all(torch.equal(a["tokens"], b["tokens"]) for a, b in zip(batches, again))

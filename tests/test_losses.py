@@ -244,8 +244,15 @@ def test_finite_for_extreme_and_masked_logits(cls):
     masked[..., :4] = float("-inf")
     student_masked = torch.randn(2, 5, 16, generator=g)
     student_masked[..., 2:6] = float("-inf")  # overlaps the teacher's mask only in part
-    for s, t in ((big, normal), (normal, big), (big, big.flip(-1)), (masked, masked.clone()),
-                 (normal, masked), (masked, normal), (student_masked, masked)):
+    for s, t in (
+        (big, normal),
+        (normal, big),
+        (big, big.flip(-1)),
+        (masked, masked.clone()),
+        (normal, masked),
+        (masked, normal),
+        (student_masked, masked),
+    ):
         leaf = s.clone().requires_grad_(True)
         value = cls()(leaf, t)
         assert torch.isfinite(value), (cls.name, float(value))

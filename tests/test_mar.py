@@ -76,12 +76,25 @@ def test_transformer_and_head_match_the_official_outputs(fixture) -> None:
 def test_sampled_latents_match_the_official_sampler_for_a_fixed_seed(fixture) -> None:
     t, meta = fixture
     s = meta["sample"]
-    out = sample_tokens(_small(fixture), t["sample_in.labels"], torch.Generator().manual_seed(s["seed"]),
-                        num_iter=s["num_iter"], cfg=s["cfg"], cfg_schedule=s["cfg_schedule"],
-                        temperature=s["temperature"], sampling_steps=s["sampling_steps"])
+    out = sample_tokens(
+        _small(fixture),
+        t["sample_in.labels"],
+        torch.Generator().manual_seed(s["seed"]),
+        num_iter=s["num_iter"],
+        cfg=s["cfg"],
+        cfg_schedule=s["cfg_schedule"],
+        temperature=s["temperature"],
+        sampling_steps=s["sampling_steps"],
+    )
     assert _close(out, t["out.sample"]) <= TOL
-    other = sample_tokens(_small(fixture), t["sample_in.labels"], torch.Generator().manual_seed(s["seed"] + 1),
-                          num_iter=s["num_iter"], cfg=s["cfg"], sampling_steps=s["sampling_steps"])
+    other = sample_tokens(
+        _small(fixture),
+        t["sample_in.labels"],
+        torch.Generator().manual_seed(s["seed"] + 1),
+        num_iter=s["num_iter"],
+        cfg=s["cfg"],
+        sampling_steps=s["sampling_steps"],
+    )
     assert _close(other, t["out.sample"]) > 0.1
 
 
@@ -115,9 +128,21 @@ def test_head_process_is_the_cosine_one_respaced() -> None:
 
 def _released_small(monkeypatch, tmp_path, mutate=None):
     """The released loader on a small MAR and autoencoder written in the official file layout."""
-    cfg = MARConfig(img_size=8, vae_stride=2, encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1,
-                    decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1, vae_embed_dim=16, buffer_size=2,
-                    class_num=10, diffloss_d=1, diffloss_w=32)
+    cfg = MARConfig(
+        img_size=8,
+        vae_stride=2,
+        encoder_embed_dim=32,
+        encoder_depth=1,
+        encoder_num_heads=1,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=1,
+        vae_embed_dim=16,
+        buffer_size=2,
+        class_num=10,
+        diffloss_d=1,
+        diffloss_w=32,
+    )
     monkeypatch.setattr(released, "mar_config", lambda size: cfg)
     small_vae = functools.partial(KLAutoencoder, 16, (1, 1), 32, 32)
     monkeypatch.setattr(released, "KLAutoencoder", small_vae)
@@ -128,8 +153,10 @@ def _released_small(monkeypatch, tmp_path, mutate=None):
     folder = tmp_path / "pretrained_models"
     (folder / "mar" / "mar_base").mkdir(parents=True)
     (folder / "vae").mkdir()
-    torch.save({"model": model, "model_ema": ema, "epoch": 799, "args": argparse.Namespace(model="mar_base")},
-               folder / "mar" / "mar_base" / "checkpoint-last.pth")
+    torch.save(
+        {"model": model, "model_ema": ema, "epoch": 799, "args": argparse.Namespace(model="mar_base")},
+        folder / "mar" / "mar_base" / "checkpoint-last.pth",
+    )
     torch.save({"model": small_vae().state_dict() | {"loss.logvar": torch.zeros(())}}, folder / "vae" / "kl16.ckpt")
     monkeypatch.setenv(released.ENV_DIR, str(folder))
     return ema
@@ -137,8 +164,7 @@ def _released_small(monkeypatch, tmp_path, mutate=None):
 
 def test_released_loads_the_ema_weights_strictly_and_samples(monkeypatch, tmp_path) -> None:
     ema = _released_small(monkeypatch, tmp_path)
-    model = released.MARFamily().build("mar-b", released.MAROptions(num_iter=2, sampling_steps=3),
-                                       torch.device("cpu"))
+    model = released.MARFamily().build("mar-b", released.MAROptions(num_iter=2, sampling_steps=3), torch.device("cpu"))
     assert torch.equal(model.module.class_emb.weight, ema["class_emb.weight"])
     assert model.sampler["cfg"] == 2.9 and model.sampler["temperature"] == 1.0
     images = model.sample(torch.tensor([1, 2]), torch.Generator().manual_seed(0))

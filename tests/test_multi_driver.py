@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 import sqlalchemy as sa
+from test_runner import _exp, fixture_plugin
 
 from bitscale.cli import main
 from bitscale.harness.config import load_experiment
 from bitscale.harness.planner import plan_grid, shard_of
 from bitscale.harness.plugin_loader import get_plugins
 from bitscale.harness.store import ResultStore
-from test_runner import _exp, fixture_plugin
 
 EXPERIMENT = textwrap.dedent("""
     name: multi

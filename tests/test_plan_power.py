@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +24,17 @@ def _plugin():
 
 
 def _exp(precisions, seeds=(0, 1)):
-    return parse_experiment({
-        "name": "pilot", "models": [{"family": "toy", "sizes": ["d1"]}], "quantizers": ["rtn"],
-        "precisions": list(precisions), "seeds": list(seeds),
-        "evaluation": {"num_samples": 60, "calibration_batches": 1, "batch_size": 30},
-    }, "pilot.yaml")
+    return parse_experiment(
+        {
+            "name": "pilot",
+            "models": [{"family": "toy", "sizes": ["d1"]}],
+            "quantizers": ["rtn"],
+            "precisions": list(precisions),
+            "seeds": list(seeds),
+            "evaluation": {"num_samples": 60, "calibration_batches": 1, "batch_size": 30},
+        },
+        "pilot.yaml",
+    )
 
 
 @pytest.fixture
@@ -69,7 +74,7 @@ def test_paired_metrics_leaderboard_and_plan_power_on_a_pilot(pilot, capsys):
     url = pilot.url
     assert main(["leaderboard", "--store", url, "--paired", "--format", "csv"]) == 0
     out = capsys.readouterr().out
-    paired = out[out.index("family,size,precision,method,seeds"):]
+    paired = out[out.index("family,size,precision,method,seeds") :]
     lines = paired.strip().splitlines()
     assert len(lines) == 3 and all(",2," in ln for ln in lines[1:])  # W4A16 and W3A16, 2 seeds each
     assert all(("CI overlaps FP" in ln) or ("worse" in ln) or ("better" in ln) for ln in lines[1:])
@@ -79,8 +84,8 @@ def test_paired_metrics_leaderboard_and_plan_power_on_a_pilot(pilot, capsys):
     assert main(["leaderboard", "--store", url, "--format", "html", "--out", str(page)]) == 0
     capsys.readouterr()
     html_text = page.read_text()
-    section = html_text[html_text.index('<h2 id="paired">'):]
-    section = section[:section.index("<h2 ", 5)]
+    section = html_text[html_text.index('<h2 id="paired">') :]
+    section = section[: section.index("<h2 ", 5)]
     assert section.count("<tr>") == 1 + 2 and "W4A16" in section and "W3A16" in section
 
     assert main(["plan-power", "--store", url, "--delta", "0.5", "--samples", "60,240", "--format", "csv"]) == 0
@@ -112,8 +117,9 @@ def test_twin_of_a_quantized_cell_is_the_planned_w16a16_cell(register_plugin):
 def test_a_store_without_a_pilot_is_refused(register_plugin, bitscale_store, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BITSCALE_CACHE", str(tmp_path / "cache"))
     register_plugin(_plugin())
-    run_plan(plan_grid(_exp(["W16A16", "W4A16"], seeds=(0,)), get_plugins()), bitscale_store, get_plugins(),
-             progress=False)  # one seed only: no spread to plan from
+    run_plan(
+        plan_grid(_exp(["W16A16", "W4A16"], seeds=(0,)), get_plugins()), bitscale_store, get_plugins(), progress=False
+    )  # one seed only: no spread to plan from
     assert main(["plan-power", "--store", bitscale_store.url, "--delta", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no pilot" in err[0]

@@ -80,8 +80,9 @@ def _cli(*args, env_extra=None):
     import os
 
     env = {**os.environ, "BITSCALE_NO_ENTRYPOINTS": "0", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "bitscale", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bitscale", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_example_package_is_discovered_by_plugins_list():

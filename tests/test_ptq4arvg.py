@@ -7,12 +7,24 @@ import pytest
 import torch
 
 from bitscale.harness.plugin_loader import load_plugins
-from bitscale.precision import NumberFormat, Precision
 from bitscale.plugins.quantizers.ptq4arvg import PTQ4ARVG, shift_and_scale
-from bitscale.plugins.quantizers.ptq4arvg.dgc import dgc_select, labels_of, mahalanobis, merge_samples, split_batches, with_labels
-from bitscale.quant.formats import QuantSpec, fake_quant_weight
-from bitscale.plugins.quantizers.ptq4arvg.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
+from bitscale.plugins.quantizers.ptq4arvg.dgc import (
+    dgc_select,
+    labels_of,
+    mahalanobis,
+    merge_samples,
+    split_batches,
+    with_labels,
+)
+from bitscale.plugins.quantizers.ptq4arvg.gps import (
+    ChannelStats,
+    collect_channel_stats,
+    gps_factors,
+    smoothquant_factors,
+)
 from bitscale.plugins.quantizers.ptq4arvg.stwq import TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.precision import NumberFormat, Precision
+from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.testing.toy import LinearModel, TokenGroupLinearModel, ToyModel
 
 PLUGINS = load_plugins(entrypoints=False)
@@ -21,13 +33,17 @@ TINY = sorted(e.name for e in PLUGINS.models if e.obj.trainable)
 
 def test_gps_factors_on_a_three_channel_example_by_hand():
     # channel ranges 2, 8, 4 -> anchor a = 1; weight ranges per input channel 1, 4, 1 -> s* = sqrt(8)/sqrt(4)
-    st = ChannelStats(xmin=torch.tensor([-1.0, -4.0, -2.0]), xmax=torch.tensor([1.0, 4.0, 2.0]),
-                      sum_x2=torch.tensor([4.0, 9.0, 16.0]), sum_dx2=torch.tensor([1.0, 2.0, 0.0]))
+    st = ChannelStats(
+        xmin=torch.tensor([-1.0, -4.0, -2.0]),
+        xmax=torch.tensor([1.0, 4.0, 2.0]),
+        sum_x2=torch.tensor([4.0, 9.0, 16.0]),
+        sum_dx2=torch.tensor([1.0, 2.0, 0.0]),
+    )
     w = torch.tensor([[0.5, 2.0, 0.5], [-0.5, -2.0, -0.5], [0.3, 1.0, 0.2]])
     spec = QuantSpec("int3", "channel")
     qw = fake_quant_weight(w, spec)
     dw2, qw2 = (w - qw).pow(2).sum(0), qw.pow(2).sum(0)
-    s_star = (8.0 ** 0.5) / (4.0 ** 0.5)
+    s_star = (8.0**0.5) / (4.0**0.5)
     s = gps_factors(st, [w], spec)
     assert s[1] == pytest.approx(s_star)  # the anchor keeps s*
     assert s[0] == pytest.approx(s_star * float(4.0 * dw2[0] / (1.0 * qw2[0])) ** 0.25)
@@ -39,18 +55,25 @@ def test_gps_factors_around_the_smoothquant_point_by_hand():
     # pre-scaled by t (the official order: SmoothQuant first, GPS on X / t and W t, s = t * g).
     # scaled ranges 2/1, 8/4, 4/1 = 2, 2, 4 -> anchor a = 2 (not the raw widest channel 1)
     t = torch.tensor([1.0, 4.0, 1.0])
-    st = ChannelStats(xmin=torch.tensor([-1.0, -4.0, -2.0]), xmax=torch.tensor([1.0, 4.0, 2.0]),
-                      sum_x2=torch.tensor([4.0, 9.0, 16.0]), sum_dx2=torch.tensor([1.0, 2.0, 3.0]), init=t)
+    st = ChannelStats(
+        xmin=torch.tensor([-1.0, -4.0, -2.0]),
+        xmax=torch.tensor([1.0, 4.0, 2.0]),
+        sum_x2=torch.tensor([4.0, 9.0, 16.0]),
+        sum_dx2=torch.tensor([1.0, 2.0, 3.0]),
+        init=t,
+    )
     w = torch.tensor([[0.5, 0.1, -0.5], [-0.5, -0.05, 0.25], [0.3, 0.2, 0.2]])
     spec = QuantSpec("int3", "channel")
     wt = w * t
     qw = fake_quant_weight(wt, spec)
     dw2, qw2 = (wt - qw).pow(2).sum(0), qw.pow(2).sum(0)
-    g_star = (4.0 ** 0.5) / (0.25 - (-0.5)) ** 0.5  # range of (W t)[:, 2] = 0.25 - (-0.5)
+    g_star = (4.0**0.5) / (0.25 - (-0.5)) ** 0.5  # range of (W t)[:, 2] = 0.25 - (-0.5)
     s = gps_factors(st, [w], spec)
     assert s[2] == pytest.approx(t[2] * g_star)  # the anchor keeps g*
     for i in (0, 1):
-        assert s[i] == pytest.approx(float(t[i]) * g_star * float(st.sum_x2[i] * dw2[i] / (st.sum_dx2[i] * qw2[i])) ** 0.25)
+        assert s[i] == pytest.approx(
+            float(t[i]) * g_star * float(st.sum_x2[i] * dw2[i] / (st.sum_dx2[i] * qw2[i])) ** 0.25
+        )
     assert float(dw2[0]) > 0 and float(dw2[1]) > 0  # the example exercises the formula, not the fallback
 
 
@@ -73,8 +96,9 @@ def test_gps_statistics_are_taken_around_the_smoothquant_point():
         model.linear.weight.copy_(torch.ones(8, 4) + 0.1 * torch.randn(8, 4, generator=g))
     w = model.linear.weight
     aspec, wspec = QuantSpec("int4", "token"), QuantSpec("int4", "channel")
-    st = collect_channel_stats(model, {"0": model.linear}, cal, aspec,
-                               init=lambda _n, s: smoothquant_factors(s, [w]), skip_tokens=1)["0"]
+    st = collect_channel_stats(
+        model, {"0": model.linear}, cal, aspec, init=lambda _n, s: smoothquant_factors(s, [w]), skip_tokens=1
+    )["0"]
     rows = x[:, 1:].reshape(-1, 4)
     assert torch.allclose(st.xmax, rows.amax(0)) and torch.allclose(st.xmin, rows.amin(0))  # sink left out
     assert torch.allclose(st.init, smoothquant_factors(st, [w]))
@@ -114,16 +138,20 @@ def test_dgc_picks_the_known_outliers_of_a_synthetic_pool():
     picked = dgc_select({"cond": cond, "uncond": uncond}, 3)
     assert sorted(picked) == [("cond", 5), ("cond", 17), ("uncond", 31)]
     d = mahalanobis(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]), shrinkage=0.0)
-    assert torch.allclose(d, torch.full((4,), 1.5 ** 0.5))  # mean (1,1), cov diag(4/3): d^2 = 2 * 3/4
+    assert torch.allclose(d, torch.full((4,), 1.5**0.5))  # mean (1,1), cov diag(4/3): d^2 = 2 * 3/4
 
 
 def test_batch_plumbing_roundtrip_and_null_class():
-    model = PLUGINS.models.get("llamagen-tiny").build("d3w64", PLUGINS.models.get("llamagen-tiny").Options(), torch.device("cpu"))
+    model = PLUGINS.models.get("llamagen-tiny").build(
+        "d3w64", PLUGINS.models.get("llamagen-tiny").Options(), torch.device("cpu")
+    )
     batches = model.calibration_batches(2, torch.Generator().manual_seed(0))
     samples = split_batches(batches)
     again = merge_samples(samples, 32)
     assert all(torch.equal(a[k], b[k]) for a, b in zip(again, batches) for k in a)
-    assert torch.equal(labels_of(with_labels(batches[0], torch.zeros(32, dtype=torch.long))), torch.zeros(32, dtype=torch.long))
+    assert torch.equal(
+        labels_of(with_labels(batches[0], torch.zeros(32, dtype=torch.long))), torch.zeros(32, dtype=torch.long)
+    )
 
 
 @functools.cache
@@ -139,8 +167,9 @@ def test_shift_and_scaling_keep_the_fp_output(family, gps):
     batches = model.calibration_batches(2, torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model.forward_batch(batches[1]).float()
-    _, _, folded, change = shift_and_scale(model, batches, QuantSpec("int4", "channel"),
-                                           QuantSpec("int4", "token"), gps=gps)
+    _, _, folded, change = shift_and_scale(
+        model, batches, QuantSpec("int4", "channel"), QuantSpec("int4", "token"), gps=gps
+    )
     with torch.no_grad():
         out = model.forward_batch(batches[1]).float()
     assert float((out - ref).norm() / ref.norm()) < 1e-4
@@ -155,8 +184,9 @@ def test_ptq4arvg_w4a4_runs_with_every_part_switched(tmp_path):
     batches = model.calibration_batches(1, torch.Generator().manual_seed(0))
     for opts in ({}, {"gps": False}, {"stwq": False}, {"dgc": False}):
         m = copy.deepcopy(model)
-        rep = PTQ4ARVG(PTQ4ARVG.Options(**opts)).quantize(m, Precision.parse("W4A4"), batches,
-                                                        generator=torch.Generator().manual_seed(0))
+        rep = PTQ4ARVG(PTQ4ARVG.Options(**opts)).quantize(
+            m, Precision.parse("W4A4"), batches, generator=torch.Generator().manual_seed(0)
+        )
         assert rep.effective_weight_bits > 4
         if opts.get("stwq", True):
             assert any(isinstance(q.act_quantizer, TokenGroupActQuantizer) for q in m.quant_layers().values())
@@ -170,9 +200,12 @@ def test_stwq_position_counter_follows_sampling(family):
     """A KV-cached generation feeds every position once: the counters end where they began."""
     model = copy.deepcopy(_pristine(family))
     batches = model.calibration_batches(1, torch.Generator().manual_seed(0))
-    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(model, Precision.parse("W8A8"), batches,
-                                                  generator=torch.Generator().manual_seed(0))
-    stwq = [q.act_quantizer for q in model.quant_layers().values() if isinstance(q.act_quantizer, TokenGroupActQuantizer)]
+    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(
+        model, Precision.parse("W8A8"), batches, generator=torch.Generator().manual_seed(0)
+    )
+    stwq = [
+        q.act_quantizer for q in model.quant_layers().values() if isinstance(q.act_quantizer, TokenGroupActQuantizer)
+    ]
     assert stwq
     imgs = model.sample(torch.arange(2), torch.Generator().manual_seed(0))
     assert imgs.dtype == torch.uint8
@@ -185,7 +218,8 @@ def test_token_group_layer_gets_var_groups():
     x = model.inputs(2, torch.Generator().manual_seed(0))
     assert x.shape == (2, 14, 64)
     assert model.token_gain.tolist() == pytest.approx([20.0] + [4.0] * 4 + [0.5] * 9)
-    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(model, Precision.parse("W4A4"),
-                                                  model.calibration_batches(2, torch.Generator().manual_seed(0)))
+    PTQ4ARVG(PTQ4ARVG.Options(dgc=False)).quantize(
+        model, Precision.parse("W4A4"), model.calibration_batches(2, torch.Generator().manual_seed(0))
+    )
     q = model.linear.act_quantizer
     assert isinstance(q, TokenGroupActQuantizer) and q.groups == var_groups((1, 2, 3))

@@ -13,9 +13,9 @@ import bitscale
 from bitscale import (
     PluginOptions,
     Precision,
+    Quantizer,
     QuantJob,
     QuantReport,
-    Quantizer,
     TrainableFamily,
     effective_weight_bits,
     hookimpl,

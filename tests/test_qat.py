@@ -11,7 +11,6 @@ from torch import nn
 
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.harness.plugin_loader import get_plugins
-from bitscale.precision import Precision
 from bitscale.plugins.losses.kl import ForwardKL
 from bitscale.plugins.losses.mse import MSE
 from bitscale.plugins.losses.topkld import TopKLD
@@ -19,6 +18,7 @@ from bitscale.plugins.quantizers.qat import QAT, QATOptions
 from bitscale.plugins.quantizers.qat.engine import build_student, lr_factor, trainable_groups
 from bitscale.plugins.quantizers.qat.teacher import TeacherOutputs
 from bitscale.plugins.quantizers.rtn import RTN
+from bitscale.precision import Precision
 from bitscale.quant.linear import QuantLinear
 from bitscale.testing.contract_checks import check_quantizer
 from bitscale.testing.toy import ToyModel
@@ -53,8 +53,9 @@ def relative_error(model: GenerativeModel, reference: list[torch.Tensor], batche
 def quantized(model, quantizer, precision="W3A16", loss=None, seed=0, batches=None):
     m = copy.deepcopy(model)
     batches = batches if batches is not None else m.calibration_batches(8, torch.Generator().manual_seed(seed))
-    report = quantizer.quantize(m, Precision.parse(precision), batches, loss=loss,
-                                generator=torch.Generator().manual_seed(seed))
+    report = quantizer.quantize(
+        m, Precision.parse(precision), batches, loss=loss, generator=torch.Generator().manual_seed(seed)
+    )
     return m, report
 
 
@@ -154,8 +155,9 @@ def test_train_all_parameters_changes_norms_too():
 @pytest.mark.parametrize("precision", ["W4A8", "W8A8:fp", "W4A16:fp", "w=int4,a=fp8_e4m3"])
 def test_weight_activation_and_fp_precisions(precision):
     model = ToyModel(depth=1)
-    m, report = quantized(model, QAT(QATOptions(steps=5, act_granularity="tensor", learnable_scales=True)),
-                          precision, loss=ForwardKL())
+    m, report = quantized(
+        model, QAT(QATOptions(steps=5, act_granularity="tensor", learnable_scales=True)), precision, loss=ForwardKL()
+    )
     acts = [q.act_quantizer for q in m.module.modules() if isinstance(q, QuantLinear)]
     if Precision.parse(precision).weight_only:
         acts = [a for a in acts if a is not None]
@@ -177,8 +179,9 @@ def test_teacher_cache_is_shared_across_cells_and_budget_fallback_is_identical()
     a, second = quantized(model, QAT(opts), loss=ForwardKL())
     assert second.extra["teacher_reused"] == 1
     # No cache at all: a frozen teacher copy computes every step, and the result is the same.
-    b, third = quantized(model, QAT(QATOptions(steps=5, teacher_cache_mb=0, share_teacher_cache=False)),
-                         loss=ForwardKL())
+    b, third = quantized(
+        model, QAT(QATOptions(steps=5, teacher_cache_mb=0, share_teacher_cache=False)), loss=ForwardKL()
+    )
     assert third.extra["teacher_cached_batches"] == 0
     sa, sb = a.module.state_dict(), b.module.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

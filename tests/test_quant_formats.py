@@ -10,13 +10,13 @@ import torch
 from bitscale.precision import FP_FORMATS, NumberFormat
 from bitscale.quant.formats import (
     QuantSpec,
+    _round_to_fp_binade,
     choose_qparams,
     fake_quant_activation,
     fake_quant_weight,
     fp_max,
     fp_representable,
     quantize_codes,
-    _round_to_fp_binade,
     round_to_fp,
     vq_storage_bits,
     weight_qparams,
@@ -60,7 +60,10 @@ def test_fp_rounds_to_representable_values_and_saturates(name: str) -> None:
     assert torch.allclose((q[x.abs() <= fp_max(name)].abs() - xs).abs(), nearest)
 
 
-@pytest.mark.parametrize("name,maximum", [("fp8_e4m3", 448.0), ("fp8_e5m2", 57344.0), ("fp6_e3m2", 28.0), ("fp6_e2m3", 7.5), ("fp4_e2m1", 6.0)])
+@pytest.mark.parametrize(
+    "name,maximum",
+    [("fp8_e4m3", 448.0), ("fp8_e5m2", 57344.0), ("fp6_e3m2", 28.0), ("fp6_e2m3", 7.5), ("fp4_e2m1", 6.0)],
+)
 def test_fp_max_follows_ocp_semantics(name: str, maximum: float) -> None:
     assert fp_max(name) == maximum
 
@@ -190,9 +193,14 @@ def test_int_symmetric_restricted_range() -> None:
     assert len(torch.unique(q[0])) <= 15
 
 
-@pytest.mark.parametrize("symmetric,restricted,qrange", [
-    (True, False, (-8, 7)), (True, True, (-7, 7)), (False, False, (0, 15)),
-])
+@pytest.mark.parametrize(
+    "symmetric,restricted,qrange",
+    [
+        (True, False, (-8, 7)),
+        (True, True, (-7, 7)),
+        (False, False, (0, 15)),
+    ],
+)
 def test_int_grid_agrees_with_torchao_affine(symmetric: bool, restricted: bool, qrange: tuple[int, int]) -> None:
     """Our (scale, zero) through torchao's quantize/dequantize must give our fake-quant.
 
@@ -287,7 +295,10 @@ def test_effective_bits_are_exact() -> None:
     assert weight_storage_bits(shape, g) / (4096 * 4096) == 4 + 20 / 128
     # symmetric and fp formats store no zero-point
     assert weight_storage_bits(shape, QuantSpec("int4", "group", 128, symmetric=True)) / 4096**2 == 4 + 16 / 128
-    assert weight_storage_bits(shape, QuantSpec("int4", "group", 128, symmetric=True, restricted=True)) / 4096**2 == 4 + 16 / 128
+    assert (
+        weight_storage_bits(shape, QuantSpec("int4", "group", 128, symmetric=True, restricted=True)) / 4096**2
+        == 4 + 16 / 128
+    )
     assert weight_storage_bits(shape, QuantSpec("fp4_e2m1", "group", 32)) / 4096**2 == 4 + 0.5
     # ragged groups round up
     assert weight_storage_bits((2, 130), QuantSpec("int3", "group", 128, symmetric=True)) == 2 * 130 * 3 + 4 * 16

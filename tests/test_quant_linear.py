@@ -74,7 +74,9 @@ def test_smoothing_is_an_exact_fold_in_full_precision() -> None:
 
 def test_on_the_fly_weight_quantization_trains_through_ste() -> None:
     lin = _lin()
-    q = QuantLinear.from_linear(lin, weight_spec=INT4, on_the_fly=True, learnable_weight_scale=True, reuse_storage=False)
+    q = QuantLinear.from_linear(
+        lin, weight_spec=INT4, on_the_fly=True, learnable_weight_scale=True, reuse_storage=False
+    )
     x = torch.randn(8, 32)
     assert torch.allclose(q(x), F.linear(x, fake_quant_weight(lin.weight, INT4), lin.bias), atol=1e-5)
     q(x).pow(2).sum().backward()

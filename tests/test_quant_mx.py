@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from bitscale.precision import NumberFormat, Precision
-from bitscale.quant.formats import QuantSpec, fake_quant_activation, fake_quant_block, fake_quant_weight, weight_storage_bits
+from bitscale.quant.formats import (
+    QuantSpec,
+    fake_quant_activation,
+    fake_quant_block,
+    fake_quant_weight,
+    weight_storage_bits,
+)
 from bitscale.testing.toy import LinearModel
 
 
@@ -67,8 +73,10 @@ def test_weights_and_activations_use_blocks_along_input_channels():
     w = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
     assert torch.equal(fake_quant_weight(w, QuantSpec.block("mxfp4")), fake_quant_block(w, NumberFormat("mxfp4_e2m1")))
     a = torch.randn(2, 3, 64)
-    assert torch.equal(fake_quant_activation(a, QuantSpec.block("mxfp8", activation=True)),
-                       fake_quant_block(a, NumberFormat("mxfp8_e4m3")))
+    assert torch.equal(
+        fake_quant_activation(a, QuantSpec.block("mxfp8", activation=True)),
+        fake_quant_block(a, NumberFormat("mxfp8_e4m3")),
+    )
 
 
 @pytest.mark.parametrize("name", ["rtn", "gptq", "smoothquant", "quarot", "svdquant"])
@@ -95,16 +103,20 @@ def test_against_torchao_reference_casts():
     consts = pytest.importorskip("torchao.prototype.mx_formats.constants")
     nv = pytest.importorskip("torchao.prototype.mx_formats.nvfp4_tensor")
     x = torch.randn(8, 128, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 3, 128)
-    for name, elem in [("mxfp8_e4m3", torch.float8_e4m3fn), ("mxfp8_e5m2", torch.float8_e5m2),
-                       ("mxfp6_e3m2", consts.DTYPE_FP6_E3M2), ("mxfp6_e2m3", consts.DTYPE_FP6_E2M3),
-                       ("mxfp4_e2m1", torch.float4_e2m1fn_x2)]:
+    for name, elem in [
+        ("mxfp8_e4m3", torch.float8_e4m3fn),
+        ("mxfp8_e5m2", torch.float8_e5m2),
+        ("mxfp6_e3m2", consts.DTYPE_FP6_E3M2),
+        ("mxfp6_e2m3", consts.DTYPE_FP6_E2M3),
+        ("mxfp4_e2m1", torch.float4_e2m1fn_x2),
+    ]:
         scale, data = mx.to_mx(x, elem, 32)
         ref = mx.to_dtype(data, scale, elem, 32, torch.float32)
         assert torch.equal(fake_quant_block(x, NumberFormat(name)), ref), name
     x = x / 100
     pts = nv.per_tensor_amax_to_scale(x.abs().amax())
     scale, data = nv.nvfp4_quantize(x, 16, pts)
-    ref = (nv.f4_unpacked_to_f32(nv.unpack_uint4(data)).reshape(8, -1, 16) * scale.float().reshape(8, -1, 1) * pts)
+    ref = nv.f4_unpacked_to_f32(nv.unpack_uint4(data)).reshape(8, -1, 16) * scale.float().reshape(8, -1, 1) * pts
     # same codes and block scales; the dequantized product may differ in the last float bit
     assert torch.allclose(fake_quant_block(x, NumberFormat("nvfp4")), ref.reshape(8, 128), rtol=1e-6, atol=0)
 

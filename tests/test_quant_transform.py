@@ -137,9 +137,9 @@ def test_docs_plugins_rotation_example_runs():
     """The rotation quantizer of docs/plugins.md, as written there."""
     from typing import ClassVar
 
-    from bitscale import Precision, QuantJob, QuantReport, Quantizer
-    from bitscale.quant import Rotation, TransformLinear, set_submodule
+    from bitscale import Precision, Quantizer, QuantJob, QuantReport
     from bitscale.harness.quant_recipe import QuantOptions, act_quantizer, make_report, weight_spec
+    from bitscale.quant import Rotation, TransformLinear, set_submodule
     from bitscale.testing.toy import ToyModel
 
     class MyRotation(Quantizer[QuantOptions]):
@@ -150,9 +150,10 @@ def test_docs_plugins_rotation_example_runs():
         def apply(self, job: QuantJob) -> QuantReport:
             spec = weight_spec(job.precision.weights, self.options)
             for name, lin in job.model.quant_layers().items():
-                rot = Rotation.hadamard(lin.in_features, job.generator)        # seeded by the cell
-                q = TransformLinear.from_linear(lin, rotation=rot, weight_spec=spec,
-                                                act_quantizer=act_quantizer(job.precision, self.options))
+                rot = Rotation.hadamard(lin.in_features, job.generator)  # seeded by the cell
+                q = TransformLinear.from_linear(
+                    lin, rotation=rot, weight_spec=spec, act_quantizer=act_quantizer(job.precision, self.options)
+                )
                 set_submodule(job.model.module, name, q)
             return make_report(job.model)
 

@@ -9,14 +9,14 @@ import torch
 from pydantic import ValidationError
 
 from bitscale.harness.contracts import GenerativeModel, Quantizer
+from bitscale.plugins.quantizers.gptvq.kernel import gptvq_quantize
+from bitscale.plugins.quantizers.smoothquant import smooth_model
 from bitscale.precision import Precision
 from bitscale.quant.capture import collect_hessians
 from bitscale.quant.formats import QuantSpec, fake_quant_weight
 from bitscale.quant.gptq import gptq_quantize
-from bitscale.testing.gptq_reference import gptq_obs
-from bitscale.plugins.quantizers.gptvq.kernel import gptvq_quantize
 from bitscale.quant.linear import QuantLinear
-from bitscale.plugins.quantizers.smoothquant import smooth_model
+from bitscale.testing.gptq_reference import gptq_obs
 from bitscale.testing.toy import LinearModel, ToyModel
 
 PLUGIN_MODULES = [
@@ -145,7 +145,11 @@ def test_weight_symmetric_option_picks_the_grid_and_activations_stay_restricted(
     assert steps["restricted"] == pytest.approx(float(ref.abs().max()) / 3, rel=1e-5)
     # configurations that never name the grid keep their option dump (and so their cell hashes)
     assert ALL["rtn"].Options().model_dump(mode="json") == {
-        "act_granularity": "token", "act_symmetric": False, "group_size": None, "weight_symmetric": False}
+        "act_granularity": "token",
+        "act_symmetric": False,
+        "group_size": None,
+        "weight_symmetric": False,
+    }
     with pytest.raises(ValidationError, match="expected true .*, false .* or 'restricted'"):
         ALL["rtn"].Options(weight_symmetric="full")
 
@@ -196,7 +200,9 @@ def _out_err(w: torch.Tensor, wq: torch.Tensor, x: torch.Tensor) -> float:
 @pytest.mark.parametrize("bits", [3, 4])
 @pytest.mark.parametrize("group_size", [None, 128])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_gptq_matches_reference_and_beats_rtn(correlated_layer, bits: int, group_size: int | None, symmetric: bool) -> None:
+def test_gptq_matches_reference_and_beats_rtn(
+    correlated_layer, bits: int, group_size: int | None, symmetric: bool
+) -> None:
     w, h, x = correlated_layer
     spec = QuantSpec(f"int{bits}", "group" if group_size else "channel", group_size, symmetric)
     ours = _out_err(w, gptq_quantize(w, h, spec).weight, x)
@@ -233,7 +239,9 @@ def test_gptq_chunks_hessians_within_a_memory_budget() -> None:
     rep = ALL["gptq"](opts).quantize(model, Precision.parse("W4A16"), _calib(model))
     assert rep.extra["calibration_passes"] > 1
     one = _toy()
-    rep1 = ALL["gptq"](ALL["gptq"].Options(hessian_memory_fraction=10)).quantize(one, Precision.parse("W4A16"), _calib(one))
+    rep1 = ALL["gptq"](ALL["gptq"].Options(hessian_memory_fraction=10)).quantize(
+        one, Precision.parse("W4A16"), _calib(one)
+    )
     assert rep1.extra["calibration_passes"] == 1
     batches = _calib(ref, 2)
     assert _rel_err(model, ref, batches) < 2 * _rel_err(one, ref, batches) + 1e-4
@@ -337,7 +345,9 @@ def _block_err(name: str, precision: str, **options) -> tuple[float, float]:
     ref, model = _block(), _block()
     cls = ALL[name]
     rep = cls(cls.Options(**options)).quantize(model, Precision.parse(precision), _calib(model, 8))
-    return _rel_err(model, ref, model.calibration_batches(4, torch.Generator().manual_seed(9))), rep.effective_weight_bits
+    return _rel_err(
+        model, ref, model.calibration_batches(4, torch.Generator().manual_seed(9))
+    ), rep.effective_weight_bits
 
 
 def test_gptvq_and_omniquant_beat_rtn_at_w3a16_on_a_transformer_block() -> None:

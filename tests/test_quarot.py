@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bitscale.harness.plugin_loader import load_plugins
-from bitscale.precision import Precision
 from bitscale.plugins.quantizers.quarot import QuaRot, rotate_model
+from bitscale.precision import Precision
 from bitscale.quant.formats import QuantSpec, weight_storage_bits
 from bitscale.quant.transform import TransformLinear
 from bitscale.testing.toy import ToyModel
@@ -56,8 +56,9 @@ def test_norms_fold_into_toy_model():
 def test_quarot_runs_and_reports_rotation_bits(weights):
     model = ToyModel()
     batches = model.calibration_batches(2, torch.Generator().manual_seed(0))
-    rep = QuaRot(QuaRot.Options(weights=weights)).quantize(model, Precision.parse("W4A4"), batches,
-                                                            generator=torch.Generator().manual_seed(0))
+    rep = QuaRot(QuaRot.Options(weights=weights)).quantize(
+        model, Precision.parse("W4A4"), batches, generator=torch.Generator().manual_seed(0)
+    )
     m_spec = QuantSpec("int4", "channel")
     layers = model.quant_layers().values()
     expected = sum(weight_storage_bits(tuple(m.weight.shape), m_spec) + m.in_features for m in layers)  # + sign bits
@@ -70,8 +71,12 @@ def test_w4a4_on_an_outlier_layer_quarot_gptq_and_svdquant_beat_rtn_and_smoothqu
     from bitscale.testing.toy import LinearModel
 
     errs = {}
-    for label, name, opts in (("rtn", "rtn", {}), ("sq", "smoothquant", {}), ("quarot", "quarot", {}),
-                              ("svd", "svdquant", {})):
+    for label, name, opts in (
+        ("rtn", "rtn", {}),
+        ("sq", "smoothquant", {}),
+        ("quarot", "quarot", {}),
+        ("svd", "svdquant", {}),
+    ):
         m, ref = LinearModel(256, 128, outlier_channels=4), LinearModel(256, 128, outlier_channels=4)
         cal = m.calibration_batches(8, torch.Generator().manual_seed(0))
         cls = PLUGINS.quantizers.get(name)

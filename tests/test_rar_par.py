@@ -21,7 +21,8 @@ from bitscale.plugins.models.par.order import region_order, to_par_order, to_ras
 from bitscale.plugins.models.par.training import train_par
 from bitscale.plugins.models.rar import RARFamily
 from bitscale.plugins.models.rar import released as rar_released
-from bitscale.plugins.models.rar.generate import generate as rar_generate, guidance_scale
+from bitscale.plugins.models.rar.generate import generate as rar_generate
+from bitscale.plugins.models.rar.generate import guidance_scale
 from bitscale.plugins.models.rar.gpt import RAR, RARConfig
 from bitscale.plugins.models.rar.maskgit_vq import MaskGITVQ, MaskGITVQConfig
 from bitscale.plugins.models.rar.training import draw_orders, random_ratio, train_rar
@@ -31,18 +32,38 @@ KEYS = json.loads((DATA / "rar_par_official_keys.json").read_text())
 GOLDEN = load_file(str(DATA / "rar_par_official_outputs.safetensors"))
 
 # The small configs of tools/parity_rar_par.py, whose official outputs the fixtures hold.
-RAR_SMALL = RARConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                      image_seq_len=16, codebook_size=32, num_classes=10)
+RAR_SMALL = RARConfig(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    image_seq_len=16,
+    codebook_size=32,
+    num_classes=10,
+)
 VQ_SMALL = MaskGITVQConfig(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16, codebook_size=32)
-_PAR = dict(dim=64, n_layer=2, n_head=1, vocab_size=64, num_classes=10, multiple_of=32,
-            token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
-PAR_SMALL = {"4x": PARConfig(block_size=16, ar_token_num=4, spe_token_num=3, **_PAR),
-             "16x": PARConfig(block_size=64, ar_token_num=16, spe_token_num=15, **_PAR)}
+_PAR = dict(
+    dim=64,
+    n_layer=2,
+    n_head=1,
+    vocab_size=64,
+    num_classes=10,
+    multiple_of=32,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+)
+PAR_SMALL = {
+    "4x": PARConfig(block_size=16, ar_token_num=4, spe_token_num=3, **_PAR),
+    "16x": PARConfig(block_size=64, ar_token_num=16, spe_token_num=15, **_PAR),
+}
 
 
 def _golden(prefix: str) -> dict[str, torch.Tensor]:
     """Entries under ``prefix`` (weights are stored as float16 values, exactly: the tool rounds them so)."""
-    return {k[len(prefix):]: v.float() if v.is_floating_point() else v for k, v in GOLDEN.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: v.float() if v.is_floating_point() else v for k, v in GOLDEN.items() if k.startswith(prefix)
+    }
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, list[int]]:
@@ -270,9 +291,9 @@ def test_qat_with_logit_losses_beats_rtn_on_the_tiny_families(family: str, loss_
     import copy
 
     from bitscale.harness.plugin_loader import get_plugins
-    from bitscale.precision import Precision
     from bitscale.plugins.quantizers.qat import QAT, QATOptions
     from bitscale.plugins.quantizers.rtn import RTN
+    from bitscale.precision import Precision
 
     torch.set_num_threads(1)
     plugins = get_plugins()
@@ -287,8 +308,12 @@ def test_qat_with_logit_losses_beats_rtn_on_the_tiny_families(family: str, loss_
         batches = m.calibration_batches(8, torch.Generator().manual_seed(0))
         quantizer.quantize(m, Precision.parse("W3A16"), batches, loss=loss, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():  # KL of the quantized model's next-token distributions from the full-precision ones
-            kls = [torch.nn.functional.kl_div(m.forward_batch(b).log_softmax(-1), r.log_softmax(-1), log_target=True,
-                                              reduction="batchmean") for b, r in zip(held_out, reference)]
+            kls = [
+                torch.nn.functional.kl_div(
+                    m.forward_batch(b).log_softmax(-1), r.log_softmax(-1), log_target=True, reduction="batchmean"
+                )
+                for b, r in zip(held_out, reference)
+            ]
         return float(torch.stack(kls).mean())
 
     rtn = error(RTN(RTN.Options()))
@@ -303,7 +328,10 @@ def test_coupled_noise_draws_the_same_tokens_whatever_the_generator_and_cache() 
     labels = torch.tensor([0, 4, 9])
     noise = TokenNoise(sample_keys(0, torch.arange(3)))
     rar, par = _random_rar(), _random_par()
-    for gen_fn, model, kw in ((rar_generate, rar, {"guidance": 3.0, "guidance_pow": 1.0}), (par_generate, par, {"cfg": 2.0})):
+    for gen_fn, model, kw in (
+        (rar_generate, rar, {"guidance": 3.0, "guidance_pow": 1.0}),
+        (par_generate, par, {"cfg": 2.0}),
+    ):
         a = gen_fn(model, labels, generator=torch.Generator().manual_seed(0), noise=noise, **kw)
         b = gen_fn(model, labels, generator=torch.Generator().manual_seed(1), noise=noise, use_cache=False, **kw)
         c = gen_fn(model, labels, generator=torch.Generator().manual_seed(0), **kw)

@@ -11,10 +11,10 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
+import ray_plugins  # noqa: E402  (tests/ is on the path; Ray workers import it by name)
+
 from bitscale.cli import main  # noqa: E402
 from bitscale.harness.store import ResultStore  # noqa: E402
-
-import ray_plugins  # noqa: E402  (tests/ is on the path; Ray workers import it by name)
 
 TESTS = str(Path(__file__).parent)
 
@@ -37,11 +37,18 @@ def ray_instance():
 
 def _experiment(tmp_path, quantizers, precisions, sizes, num_samples, batch_size) -> str:
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "ray-test", "models": [{"family": "toy", "sizes": sizes}], "quantizers": quantizers,
-        "precisions": precisions, "seeds": [0],
-        "evaluation": {"num_samples": num_samples, "calibration_batches": 1, "batch_size": batch_size},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "ray-test",
+                "models": [{"family": "toy", "sizes": sizes}],
+                "quantizers": quantizers,
+                "precisions": precisions,
+                "seeds": [0],
+                "evaluation": {"num_samples": num_samples, "calibration_batches": 1, "batch_size": batch_size},
+            }
+        )
+    )
     return str(path)
 
 
@@ -52,14 +59,36 @@ def _results(url):
 
 def test_a_grid_on_ray_matches_the_local_run_cell_for_cell(register_plugin, tmp_path, capsys):
     register_plugin(ray_plugins.plugin())
-    grid = _experiment(tmp_path, ["rtn"], ["W16A16", "W8A16", "W4A16", "W3A16", "W8A8", "W4A8"], ["d1", "d2"],
-                       num_samples=30, batch_size=10)
+    grid = _experiment(
+        tmp_path,
+        ["rtn"],
+        ["W16A16", "W8A16", "W4A16", "W3A16", "W8A8", "W4A8"],
+        ["d1", "d2"],
+        num_samples=30,
+        batch_size=10,
+    )
     local, remote = f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
     common = ["--no-progress", "--threads", "1"]
     assert main(["run", grid, "--store", local, "--keep-samples", str(tmp_path / "local"), *common]) == 0
     # Three sample shards per cell, i.e. 36 shard tasks + 12 gather-and-score tasks.
-    assert main(["run", grid, "--store", remote, "--executor", "ray", "--sample-shards", "3",
-                 "--keep-samples", str(tmp_path / "ray"), *common]) == 0
+    assert (
+        main(
+            [
+                "run",
+                grid,
+                "--store",
+                remote,
+                "--executor",
+                "ray",
+                "--sample-shards",
+                "3",
+                "--keep-samples",
+                str(tmp_path / "ray"),
+                *common,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert sum(ln.startswith("  toy/") and ": FID " in ln for ln in out.splitlines()) == 24
     a, b = _results(local), _results(remote)
@@ -77,8 +106,14 @@ def test_a_grid_on_ray_matches_the_local_run_cell_for_cell(register_plugin, tmp_
 def test_a_killed_worker_is_retried_and_every_cell_is_stored_once(register_plugin, tmp_path, capsys):
     register_plugin(ray_plugins.plugin())
     marker = tmp_path / "killed-once"
-    grid = _experiment(tmp_path, [{"name": "fixture-kill-once", "options": {"marker": str(marker)}}],
-                       ["W16A16", "W8A16", "W4A16"], ["d1"], num_samples=20, batch_size=20)
+    grid = _experiment(
+        tmp_path,
+        [{"name": "fixture-kill-once", "options": {"marker": str(marker)}}],
+        ["W16A16", "W8A16", "W4A16"],
+        ["d1"],
+        num_samples=20,
+        batch_size=20,
+    )
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress", "--max-retries", "1"]) == 0
     assert marker.exists()  # a worker really was SIGKILLed mid-cell
@@ -90,8 +125,14 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_once(register_plugi
 def test_a_worker_killed_beyond_its_retries_fails_only_its_cell(register_plugin, tmp_path, capsys, monkeypatch):
     register_plugin(ray_plugins.plugin())
     # A marker in a folder that does not exist: every attempt dies before it can write it.
-    grid = _experiment(tmp_path, [{"name": "fixture-kill-once", "options": {"marker": str(tmp_path / "no" / "m")}},
-                                  "rtn"], ["W16A16", "W4A16"], ["d1"], num_samples=20, batch_size=20)
+    grid = _experiment(
+        tmp_path,
+        [{"name": "fixture-kill-once", "options": {"marker": str(tmp_path / "no" / "m")}}, "rtn"],
+        ["W16A16", "W4A16"],
+        ["d1"],
+        num_samples=20,
+        batch_size=20,
+    )
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert main(["run", grid, "--store", url, "--executor", "ray", "--no-progress", "--max-retries", "0"]) == 1
     by_method = {r.method: r for r in ResultStore(url).runs()}
@@ -118,15 +159,20 @@ def test_ctrl_c_on_the_driver_keeps_finished_cells_and_the_rerun_resumes(registe
     import sys
     import time
 
-    grid = _experiment(tmp_path, ["rtn"], ["W16A16", "W8A16", "W4A16", "W3A16"], ["d1", "d2"],
-                       num_samples=200, batch_size=100)
+    grid = _experiment(
+        tmp_path, ["rtn"], ["W16A16", "W8A16", "W4A16", "W3A16"], ["d1", "d2"], num_samples=200, batch_size=100
+    )
     url, script, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "driver.py", tmp_path / "out.txt"
     script.write_text(DRIVER)
     address = ray.get_runtime_context().gcs_address  # a second driver on this module's Ray instance
     with open(out, "w") as fh:
         # SIGINT as a terminal's Ctrl-C delivers it (a shell may start children with it ignored).
-        p = subprocess.Popen([sys.executable, str(script), grid, url, address], stdout=fh, stderr=subprocess.DEVNULL,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        p = subprocess.Popen(
+            [sys.executable, str(script), grid, url, address],
+            stdout=fh,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 180
         while time.time() < deadline and ": FID " not in out.read_text() and p.poll() is None:
             time.sleep(0.2)

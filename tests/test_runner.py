@@ -50,11 +50,17 @@ def fixture_plugin():
 
 
 def _exp(quantizers, precisions=("W16A16", "W8A16", "W4A16"), sizes=("d1",), seeds=(0,)):
-    return parse_experiment({
-        "name": "t", "models": [{"family": "toy", "sizes": list(sizes)}], "quantizers": list(quantizers),
-        "precisions": list(precisions), "seeds": list(seeds),
-        "evaluation": {"num_samples": 100, "calibration_batches": 2, "batch_size": 50},
-    }, "t.yaml")
+    return parse_experiment(
+        {
+            "name": "t",
+            "models": [{"family": "toy", "sizes": list(sizes)}],
+            "quantizers": list(quantizers),
+            "precisions": list(precisions),
+            "seeds": list(seeds),
+            "evaluation": {"num_samples": 100, "calibration_batches": 2, "batch_size": 50},
+        },
+        "t.yaml",
+    )
 
 
 def test_grid_runs_and_resumes_without_duplicates(register_plugin, store, capsys):

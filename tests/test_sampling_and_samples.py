@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +62,17 @@ def _toy_plugin():
 
 
 def _exp():
-    return parse_experiment({
-        "name": "keep", "models": [{"family": "toy", "sizes": ["d1"]}], "quantizers": ["rtn"],
-        "precisions": ["W16A16", "W4A16"], "seeds": [0],
-        "evaluation": {"num_samples": 40, "calibration_batches": 1, "batch_size": 20},
-    }, "keep.yaml")
+    return parse_experiment(
+        {
+            "name": "keep",
+            "models": [{"family": "toy", "sizes": ["d1"]}],
+            "quantizers": ["rtn"],
+            "precisions": ["W16A16", "W4A16"],
+            "seeds": [0],
+            "evaluation": {"num_samples": 40, "calibration_batches": 1, "batch_size": 20},
+        },
+        "keep.yaml",
+    )
 
 
 def test_kept_samples_rescore_to_the_stored_fid_exactly(register_plugin, bitscale_store, tmp_path):
@@ -95,8 +100,9 @@ def test_rescore_cli_and_its_errors(register_plugin, bitscale_store, tmp_path, c
     assert main(["rescore", "--store", url]) == 2
     assert "no finished run with kept samples" in capsys.readouterr().err
     register_plugin(_toy_plugin())
-    run_plan(plan_grid(_exp(), get_plugins()), bitscale_store, get_plugins(), progress=False,
-             keep_samples=tmp_path / "k")
+    run_plan(
+        plan_grid(_exp(), get_plugins()), bitscale_store, get_plugins(), progress=False, keep_samples=tmp_path / "k"
+    )
     assert main(["rescore", "--store", url, "--extractor", "no-such-net"]) == 2
     assert "no such feature extractor" in capsys.readouterr().err
     assert main(["rescore", "--store", url]) == 0
@@ -132,10 +138,12 @@ def test_executor_flags_are_checked_before_anything_runs(tmp_path, capsys):
 
 
 def test_the_local_run_path_never_imports_ray():
-    code = ("import sys, bitscale.cli, bitscale.cli.run, bitscale.harness.runner, "
-            "bitscale.harness.executors.local, bitscale.harness.cellwork, bitscale.cli.rescore; "
-            "from bitscale.cli import build_parser; build_parser(); "
-            "assert 'ray' not in sys.modules, 'ray was imported'")
+    code = (
+        "import sys, bitscale.cli, bitscale.cli.run, bitscale.harness.runner, "
+        "bitscale.harness.executors.local, bitscale.harness.cellwork, bitscale.cli.rescore; "
+        "from bitscale.cli import build_parser; build_parser(); "
+        "assert 'ray' not in sys.modules, 'ray was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -147,8 +155,7 @@ def test_block_spread_scores_disjoint_blocks_of_each_seed(register_plugin, bitsc
     register_plugin(_toy_plugin())
     exp = _exp()
     exp = exp.model_copy(update={"seeds": [0, 1], "precisions": ["W16A16"]})
-    run_plan(plan_grid(exp, get_plugins()), bitscale_store, get_plugins(), progress=False,
-             keep_samples=tmp_path / "k")
+    run_plan(plan_grid(exp, get_plugins()), bitscale_store, get_plugins(), progress=False, keep_samples=tmp_path / "k")
     (spread,) = block_spread(bitscale_store, 20)
     assert spread.label == "toy/d1 W16A16 fp16" and sorted(spread.seeds) == [0, 1]
     assert len(spread.fids) == 4  # 2 seeds x 40 samples / 20

@@ -29,14 +29,19 @@ class SQLiteWithCredentials(SQLiteDialect_pysqlite):
 registry.register("sqlitepw", __name__, "SQLiteWithCredentials")
 
 
-@pytest.mark.parametrize("url, shown", [
-    (f"postgresql://user:{SECRET}@db.example:5432/bench", "postgresql://user:***@db.example:5432/bench"),
-    (f"postgresql+psycopg://user:{SECRET}@db/bench?sslmode=require",
-     "postgresql+psycopg://user:***@db/bench?sslmode=require"),
-    (f"postgresql://user:{SECRET}", "postgresql://user:***"),  # unparseable: the "port" is the password
-    (f"postgresql://user:{SECRET}@db:notaport/bench", "postgresql://user:***@db:notaport/bench"),
-    ("sqlite:////tmp/a:b.db", "sqlite:////tmp/a:b.db"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (f"postgresql://user:{SECRET}@db.example:5432/bench", "postgresql://user:***@db.example:5432/bench"),
+        (
+            f"postgresql+psycopg://user:{SECRET}@db/bench?sslmode=require",
+            "postgresql+psycopg://user:***@db/bench?sslmode=require",
+        ),
+        (f"postgresql://user:{SECRET}", "postgresql://user:***"),  # unparseable: the "port" is the password
+        (f"postgresql://user:{SECRET}@db:notaport/bench", "postgresql://user:***@db:notaport/bench"),
+        ("sqlite:////tmp/a:b.db", "sqlite:////tmp/a:b.db"),
+    ],
+)
 def test_redact_hides_passwords_only(url, shown):
     assert redact(url) == shown
 
@@ -58,16 +63,35 @@ def test_no_command_prints_or_writes_the_password(tmp_path, capsys, register_plu
     register_plugin(plugin)
     url = f"sqlitepw://bench:{SECRET}@/{tmp_path / 'r.db'}"
     exp = tmp_path / "e.yaml"
-    exp.write_text("name: secrets\nmodels: [{family: toy, sizes: [d1]}]\nseeds: [0, 1]\n"
-                   "evaluation: {num_samples: 100, calibration_batches: 1, batch_size: 100}\n")
+    exp.write_text(
+        "name: secrets\nmodels: [{family: toy, sizes: [d1]}]\nseeds: [0, 1]\n"
+        "evaluation: {num_samples: 100, calibration_batches: 1, batch_size: 100}\n"
+    )
     assert main(["run", str(exp), "--store", url, "--no-progress"]) == 0
     assert main(["run", str(exp), "--store", url, "--no-progress"]) == 0  # "... already in URL"
-    files = {"baseline": tmp_path / "b.json", "summary": tmp_path / "summary.md", "page": tmp_path / "page.html",
-             "json": tmp_path / "check.json"}
-    assert main(["baseline", "export", "--store", url, "--out", str(files["baseline"]),
-                 "--noise-rel-std", "0.05"]) == 0
-    assert main(["check", "--baseline", str(files["baseline"]), "--store", url, "--summary", str(files["summary"]),
-                 "--json", str(files["json"])]) == 0
+    files = {
+        "baseline": tmp_path / "b.json",
+        "summary": tmp_path / "summary.md",
+        "page": tmp_path / "page.html",
+        "json": tmp_path / "check.json",
+    }
+    assert main(["baseline", "export", "--store", url, "--out", str(files["baseline"]), "--noise-rel-std", "0.05"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--baseline",
+                str(files["baseline"]),
+                "--store",
+                url,
+                "--summary",
+                str(files["summary"]),
+                "--json",
+                str(files["json"]),
+            ]
+        )
+        == 0
+    )
     assert main(["leaderboard", "--store", url, "--format", "html", "--out", str(files["page"])]) == 0
     assert main(["leaderboard", "--store", url, "--metric", "nonexistent"]) == 2  # an error naming the store
     out, err = capsys.readouterr()

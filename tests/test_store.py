@@ -15,12 +15,14 @@ import sqlalchemy as sa
 
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.store import ResultStore
-from bitscale.harness.store.urls import normalize_url, redact as display_url
 from bitscale.harness.store.schema import TEXT_LIMITS
+from bitscale.harness.store.urls import normalize_url
+from bitscale.harness.store.urls import redact as display_url
 from bitscale.testing import synthetic
 
-GRID = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000, "d2": 200_000}}, precisions=["W16A16", "W4A16"],
-                               seeds=[0, 1])
+GRID = synthetic.SyntheticGrid(
+    families={"toyvar": {"d1": 100_000, "d2": 200_000}}, precisions=["W16A16", "W4A16"], seeds=[0, 1]
+)
 
 
 def test_records_queries_and_retries(store):
@@ -73,8 +75,13 @@ def test_fresh_store_opened_by_racing_processes_gets_one_schema(store_url):
     assert store.count() == 2
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
-        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "protocols", "runs", "metrics",
-                                                            "cell_experiments"}
+        assert set(sa.inspect(conn).get_table_names()) == {
+            "alembic_version",
+            "protocols",
+            "runs",
+            "metrics",
+            "cell_experiments",
+        }
 
 
 # Killing a process during its first migration, on both backends: test_store_crash_safety.py.
@@ -104,8 +111,14 @@ def test_postgres_urls_use_psycopg_3():
     assert normalize_url("results.db") == "sqlite:///results.db"
 
 
-@pytest.mark.parametrize("url", ["postgresql://alice:s3cr3t-pw@host:5432/db", "postgresql://alice:s3cr3t-pw",
-                                 "postgresql://alice:s3cr3t-pw@host:notaport/db"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:s3cr3t-pw@host:5432/db",
+        "postgresql://alice:s3cr3t-pw",
+        "postgresql://alice:s3cr3t-pw@host:notaport/db",
+    ],
+)
 def test_passwords_are_hidden_even_in_malformed_urls(url):
     shown = display_url(normalize_url(url))
     assert "s3cr3t-pw" not in shown and "alice" in shown and "***" in shown
@@ -149,7 +162,6 @@ def test_claims_exclude_other_processes_and_die_with_them(store, tmp_path):
         holder.wait()
     with store.claim("a" * 20, wait=True) as mine:  # a killed holder's claim is gone at once
         assert mine
-
 
 
 def test_config_name_limit_is_the_store_column():

@@ -42,8 +42,13 @@ def store_url(request, tmp_path):
 
 def _killed_at(point: str, url: str, code: str = OPEN) -> None:
     env = {"BITSCALE_FAULT": point, "BITSCALE_NO_ENTRYPOINTS": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code, url], env={**env, "PYTHONPATH": ":".join(sys.path)},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, url],
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point}: {proc.stderr[-500:]}"
 
 
@@ -53,8 +58,10 @@ def test_kill_during_schema_setup_leaves_a_usable_store(store_url, n):
     store = ResultStore(store_url)  # used to fail forever: "table protocols already exists"
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
-    assert synthetic.fill(store, synthetic.SyntheticGrid(families={"t": {"d1": 10}}, precisions=["W16A16"],
-                                                         seeds=[0])) == 1
+    assert (
+        synthetic.fill(store, synthetic.SyntheticGrid(families={"t": {"d1": 10}}, precisions=["W16A16"], seeds=[0]))
+        == 1
+    )
 
 
 def test_kill_before_a_commit_loses_only_the_cell_in_flight(store_url):
@@ -98,11 +105,14 @@ def _bad_store(kind: str, tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("not-a-database", "file is not a database; is it a bitscale store"),
-    ("newer-schema", "schema revision '9999', newer than this bitscale knows"),
-    ("malformed-url", "not a valid database URL"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("not-a-database", "file is not a database; is it a bitscale store"),
+        ("newer-schema", "schema revision '9999', newer than this bitscale knows"),
+        ("malformed-url", "not a valid database URL"),
+    ],
+)
 @pytest.mark.parametrize("command", ["leaderboard", "check"])
 def test_unusable_stores_are_one_line_input_errors(tmp_path, capsys, kind, message, command):
     store = _bad_store(kind, tmp_path)
@@ -122,8 +132,10 @@ def test_a_read_command_creates_no_schema_in_an_empty_file(tmp_path, capsys):
     empty = tmp_path / "empty.db"
     empty.touch()
     baseline = tmp_path / "b.json"
-    synthetic.fill(ResultStore(f"sqlite:///{tmp_path / 'ok.db'}"),
-                   synthetic.SyntheticGrid(families={"t": {"d1": 10}}, precisions=["W16A16"]))
+    synthetic.fill(
+        ResultStore(f"sqlite:///{tmp_path / 'ok.db'}"),
+        synthetic.SyntheticGrid(families={"t": {"d1": 10}}, precisions=["W16A16"]),
+    )
     assert main(["baseline", "export", "--store", str(tmp_path / "ok.db"), "--out", str(baseline)]) == 0
     capsys.readouterr()
     assert main(["check", "--baseline", str(baseline), "--store", str(empty)]) == 2

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bitscale.precision import Precision
 from bitscale.plugins.quantizers.svdquant import SVDQuant, branch_rank_cap
+from bitscale.precision import Precision
 from bitscale.quant.formats import QuantSpec, weight_storage_bits
 from bitscale.quant.lowrank import LowRankLinear, lowrank_bits
 from bitscale.testing.toy import LinearModel
@@ -23,11 +23,14 @@ def test_svdquant_w4a4_bits_and_branch(iters):
     m = LinearModel(256, 128, outlier_channels=4)
     cal = m.calibration_batches(4, torch.Generator().manual_seed(0))
     rep = SVDQuant(SVDQuant.Options(rank=32, max_branch_bits=1.0, iters=iters)).quantize(
-        m, Precision.parse("W4A4"), cal, generator=torch.Generator().manual_seed(0))
+        m, Precision.parse("W4A4"), cal, generator=torch.Generator().manual_seed(0)
+    )
     lin = m.linear
     assert isinstance(lin, LowRankLinear) and lin.rank == 5  # 1.0 * 32768 / 6144 = 5.3
     spec = QuantSpec("int4", "group", 64)
-    expected = weight_storage_bits((128, 256), spec) + lowrank_bits(128, 256, 5) + (16 * 256 if lin.smooth is not None else 0)
+    expected = (
+        weight_storage_bits((128, 256), spec) + lowrank_bits(128, 256, 5) + (16 * 256 if lin.smooth is not None else 0)
+    )
     assert rep.effective_weight_bits == pytest.approx(expected / (128 * 256))
 
 

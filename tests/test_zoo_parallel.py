@@ -14,11 +14,10 @@ import types
 import pytest
 import torch
 
-from bitscale import hookimpl
+from bitscale import TrainableFamily, hookimpl
 from bitscale.cli import main
-from bitscale import TrainableFamily
-from bitscale.testing.toy import ToyFamily
 from bitscale.harness.artifacts import cache
+from bitscale.testing.toy import ToyFamily
 from bitscale.zoo import parallel
 from bitscale.zoo.parallel import TrainingFailed, train_units
 from bitscale.zoo.units import staged_units, units_for
@@ -138,9 +137,11 @@ def test_a_failing_worker_names_its_artifact_and_exits_non_zero(zoo_cache, regis
 def test_sizes_waiting_for_a_failed_shared_stage_are_not_started(zoo_cache):
     with pytest.raises(TrainingFailed) as err:
         train_units(units_for(FailingShared(), ["s1", "s2"], None), 1, progress=False, log=lambda line: None)
-    assert sorted(str(err.value).split("; ")) == ["failing-shared/s1: not trained: failing-shared/shared failed",
-                                                  "failing-shared/s2: not trained: failing-shared/shared failed",
-                                                  "failing-shared/shared: OSError: disk on fire"]
+    assert sorted(str(err.value).split("; ")) == [
+        "failing-shared/s1: not trained: failing-shared/shared failed",
+        "failing-shared/s2: not trained: failing-shared/shared failed",
+        "failing-shared/shared: OSError: disk on fire",
+    ]
     assert _events() == []
 
 
@@ -163,9 +164,13 @@ def test_builtin_families_plan_their_shared_stage_before_their_sizes(zoo_cache):
     units = units_for(LlamaGenTinyFamily(), ["d3w64", "d4w128"], LlamaGenTinyOptions(steps=5, tokenizer_steps=2))
     # step overrides name their own artifacts (as var-tiny's do): the default zoo is never overwritten
     assert [(u.artifact, u.after) for u in units] == [
-        ("llamagen-tiny/vq-s2", None), ("llamagen-tiny/d3w64-s5-vq-s2", "llamagen-tiny/vq-s2"),
-        ("llamagen-tiny/d4w128-s5-vq-s2", "llamagen-tiny/vq-s2")]
+        ("llamagen-tiny/vq-s2", None),
+        ("llamagen-tiny/d3w64-s5-vq-s2", "llamagen-tiny/vq-s2"),
+        ("llamagen-tiny/d4w128-s5-vq-s2", "llamagen-tiny/vq-s2"),
+    ]
     assert units[2].cost > units[1].cost > 0
     units = units_for(VarTinyFamily(), ["d2"], VarTinyOptions(steps=5, vae_steps=2))
     assert [(u.artifact, u.size, u.after) for u in units] == [
-        ("var-tiny/vqvae-s2", None, None), ("var-tiny/d2-s5-v2", "d2", "var-tiny/vqvae-s2")]
+        ("var-tiny/vqvae-s2", None, None),
+        ("var-tiny/d2-s5-v2", "d2", "var-tiny/vqvae-s2"),
+    ]

@@ -11,12 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bitscale.cli import main
+from bitscale.harness.artifacts import cache, shipped
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.evaluation import digits_classifier
 from bitscale.harness.evaluation.references import reference_for
 from bitscale.harness.plugin_loader import load_plugins
 from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions
-from bitscale.harness.artifacts import cache, shipped
 
 TINY = [e.obj for e in load_plugins(entrypoints=False).models if e.obj.trainable]
 
@@ -167,8 +167,13 @@ def test_the_gate_names_changed_shipped_weights_instead_of_missing_cells(tmp_pat
     from bitscale.harness.store import ResultStore
     from bitscale.testing import synthetic
 
-    grid = synthetic.SyntheticGrid(families={"toyvar": {"d1": 100_000}}, methods={"rtn": 1.0},
-                                   precisions=["W16A16", "W4A16"], seeds=[0, 1], noise=0.02)
+    grid = synthetic.SyntheticGrid(
+        families={"toyvar": {"d1": 100_000}},
+        methods={"rtn": 1.0},
+        precisions=["W16A16", "W4A16"],
+        seeds=[0, 1],
+        noise=0.02,
+    )
     store = ResultStore(f"sqlite:///{tmp_path / 'base.db'}")
     for rec in synthetic.records(grid):
         store.record(run=rec["run"], metrics=rec["metrics"], protocol=rec["protocol"])
@@ -196,13 +201,16 @@ def test_zoo_train_says_when_another_process_trained_the_model(empty_cache, monk
     family, opts = VarTinyFamily(), VarTinyOptions(vae_steps=2, steps=2)
     units = family.training_units(["d2"], opts)  # planned while nothing is trained
     assert [u.artifact for u in units] == list(family.artifact_names("d2", opts))
-    other = ("from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions; "
-             "VarTinyFamily().train('d2', VarTinyOptions(vae_steps=2, steps=2))")
+    other = (
+        "from bitscale.plugins.models.var.tiny import VarTinyFamily, VarTinyOptions; "
+        "VarTinyFamily().train('d2', VarTinyOptions(vae_steps=2, steps=2))"
+    )
     subprocess.run([sys.executable, "-c", other], check=True)  # ... and trained by another process meanwhile
     lines: list[str] = []
     train_units(units, 1, progress=False, log=lines.append)
     assert [line for line in lines if not line.startswith("training ")] == [
-        f"{u.artifact}: trained by another process meanwhile; loaded" for u in units]
+        f"{u.artifact}: trained by another process meanwhile; loaded" for u in units
+    ]
 
 
 def test_a_process_that_would_load_other_weights_refuses_the_cell(empty_cache, monkeypatch):
@@ -212,8 +220,15 @@ def test_a_process_that_would_load_other_weights_refuses_the_cell(empty_cache, m
     from bitscale.harness.config import parse_experiment
     from bitscale.harness.planner import plan_grid
 
-    exp = parse_experiment({"name": "w", "models": [{"family": "var-tiny", "sizes": ["d2"]}],
-                            "quantizers": ["rtn"], "precisions": ["W16A16"]}, "w.yaml")
+    exp = parse_experiment(
+        {
+            "name": "w",
+            "models": [{"family": "var-tiny", "sizes": ["d2"]}],
+            "quantizers": ["rtn"],
+            "precisions": ["W16A16"],
+        },
+        "w.yaml",
+    )
     cell = plan_grid(exp, load_plugins(entrypoints=False)).cells[0]
     monkeypatch.setenv(shipped.SOURCE_ENV, "trained")  # this "worker" has nothing trained
     with pytest.raises(BitscaleError, match="would load other weights than the grid was planned with"):
@@ -245,6 +260,9 @@ def test_zoo_ship_names_ships_only_what_changed(empty_cache, shipped_copy, capsy
     after = json.loads((shipped_copy / "catalog.json").read_text())["artifacts"]
     assert set(after) == set(before)
     assert after["llamagen-tiny/d3w64"]["sha256"] != before["llamagen-tiny/d3w64"]["sha256"]
-    assert {n: e for n, e in after.items() if n != "llamagen-tiny/d3w64"} == \
-           {n: e for n, e in before.items() if n != "llamagen-tiny/d3w64"}
-    assert shipped.file_sha256(shipped_copy / "llamagen-tiny/d3w64.safetensors") == after["llamagen-tiny/d3w64"]["sha256"]
+    assert {n: e for n, e in after.items() if n != "llamagen-tiny/d3w64"} == {
+        n: e for n, e in before.items() if n != "llamagen-tiny/d3w64"
+    }
+    assert (
+        shipped.file_sha256(shipped_copy / "llamagen-tiny/d3w64.safetensors") == after["llamagen-tiny/d3w64"]["sha256"]
+    )

@@ -49,11 +49,31 @@ OUTPUTS_FILE = FIXTURES / "mar-parity.safetensors"
 TOL = 1e-5
 
 #: The small config compared (bitscale field names; the official constructor takes the same ones).
-SMALL = {"img_size": 64, "vae_stride": 16, "patch_size": 1, "encoder_embed_dim": 64, "encoder_depth": 1,
-         "encoder_num_heads": 2, "decoder_embed_dim": 64, "decoder_depth": 1, "decoder_num_heads": 2,
-         "vae_embed_dim": 4, "buffer_size": 4, "class_num": 10, "diffloss_d": 2, "diffloss_w": 64}
-SAMPLE = {"num_iter": 4, "cfg": 2.0, "cfg_schedule": "linear", "temperature": 0.9, "sampling_steps": 10, "seed": 7,
-          "batch": 3}
+SMALL = {
+    "img_size": 64,
+    "vae_stride": 16,
+    "patch_size": 1,
+    "encoder_embed_dim": 64,
+    "encoder_depth": 1,
+    "encoder_num_heads": 2,
+    "decoder_embed_dim": 64,
+    "decoder_depth": 1,
+    "decoder_num_heads": 2,
+    "vae_embed_dim": 4,
+    "buffer_size": 4,
+    "class_num": 10,
+    "diffloss_d": 2,
+    "diffloss_w": 64,
+}
+SAMPLE = {
+    "num_iter": 4,
+    "cfg": 2.0,
+    "cfg_schedule": "linear",
+    "temperature": 0.9,
+    "sampling_steps": 10,
+    "seed": 7,
+    "batch": 3,
+}
 SMALL_VAE = {"ch": 32, "ch_mult": (1, 1), "embed_dim": 4, "resolution": 32}
 KL16 = {"ch": 128, "ch_mult": (1, 1, 2, 2, 4), "embed_dim": 16, "resolution": 256}
 
@@ -86,8 +106,10 @@ def randomise(module: nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if name.endswith("ln.weight") or "norm" in name
-                                                                  and name.endswith("weight") else 0.0))
+            p.copy_(
+                torch.randn(p.shape, generator=g) * 0.1
+                + (1.0 if name.endswith("ln.weight") or "norm" in name and name.endswith("weight") else 0.0)
+            )
 
 
 def keys_of(module: nn.Module) -> list[list]:
@@ -127,14 +149,21 @@ def compare_small(mar_mod, vae_mod) -> dict[str, torch.Tensor]:
     mask = torch.zeros(b, seq).scatter(1, orders[:, :11], 1.0)
     labels = torch.tensor([0, 3, 9, 5])
     with torch.no_grad():
-        z_off = official.forward_mae_decoder(official.forward_mae_encoder(tokens, mask, official.class_emb(labels)), mask)
+        z_off = official.forward_mae_decoder(
+            official.forward_mae_encoder(tokens, mask, official.class_emb(labels)), mask
+        )
         z_ours = ours(tokens, mask, labels)
         null = torch.full((b,), SMALL["class_num"])
         z_null_off = official.forward_mae_decoder(
-            official.forward_mae_encoder(tokens, mask, official.fake_latent.repeat(b, 1)), mask)
+            official.forward_mae_encoder(tokens, mask, official.fake_latent.repeat(b, 1)), mask
+        )
         z_null_ours = ours(tokens, mask, null)
         rows = 8
-        x, t, zc = torch.randn(rows, c, generator=g), torch.randint(0, 1000, (rows,), generator=g), torch.randn(rows, 64, generator=g)
+        x, t, zc = (
+            torch.randn(rows, c, generator=g),
+            torch.randint(0, 1000, (rows,), generator=g),
+            torch.randn(rows, 64, generator=g),
+        )
         head_off, head_ours = official.diffloss.net(x, t, zc), ours.diffloss.net(x, t, zc)
         cfg_off = official.diffloss.net.forward_with_cfg(x, t, zc, 2.5)
         half = x[: rows // 2]
@@ -149,18 +178,34 @@ def compare_small(mar_mod, vae_mod) -> dict[str, torch.Tensor]:
     fixed_orders = torch.argsort(torch.rand(s["batch"], seq), dim=1)  # what random_orders draws first
     official.sample_orders = lambda bsz: fixed_orders
     with torch.no_grad():
-        sample_off = official.sample_tokens(s["batch"], num_iter=s["num_iter"], cfg=s["cfg"],
-                                            cfg_schedule=s["cfg_schedule"], labels=sample_labels,
-                                            temperature=s["temperature"])
-        sample_ours = sample_tokens(ours, sample_labels, torch.Generator().manual_seed(s["seed"]),
-                                    num_iter=s["num_iter"], cfg=s["cfg"], cfg_schedule=s["cfg_schedule"],
-                                    temperature=s["temperature"], sampling_steps=s["sampling_steps"])
+        sample_off = official.sample_tokens(
+            s["batch"],
+            num_iter=s["num_iter"],
+            cfg=s["cfg"],
+            cfg_schedule=s["cfg_schedule"],
+            labels=sample_labels,
+            temperature=s["temperature"],
+        )
+        sample_ours = sample_tokens(
+            ours,
+            sample_labels,
+            torch.Generator().manual_seed(s["seed"]),
+            num_iter=s["num_iter"],
+            cfg=s["cfg"],
+            cfg_schedule=s["cfg_schedule"],
+            temperature=s["temperature"],
+            sampling_steps=s["sampling_steps"],
+        )
     assert torch.equal(random_orders(s["batch"], seq, torch.Generator().manual_seed(s["seed"])), fixed_orders)
 
     # KL-16: full size (random weights, 32x32 input) in the report; a small one in the fixture.
-    report = {"z": max_diff(z_off, z_ours), "z (null class)": max_diff(z_null_off, z_null_ours),
-              "head": max_diff(head_off, head_ours), "head cfg": max_diff(cfg_off, cfg_ours),
-              "sampled latents": max_diff(sample_off, sample_ours)}
+    report = {
+        "z": max_diff(z_off, z_ours),
+        "z (null class)": max_diff(z_null_off, z_null_ours),
+        "head": max_diff(head_off, head_ours),
+        "head cfg": max_diff(cfg_off, cfg_ours),
+        "sampled latents": max_diff(sample_off, sample_ours),
+    }
     img = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     for label, kw in (("kl16", KL16), ("small vae", SMALL_VAE)):
         torch.manual_seed(3)
@@ -175,17 +220,34 @@ def compare_small(mar_mod, vae_mod) -> dict[str, torch.Tensor]:
         report[f"{label} mean"], report[f"{label} std"] = max_diff(post.mean, mean), max_diff(post.std, std)
         report[f"{label} decode"] = max_diff(dec_off, dec_ours)
         if label == "small vae":
-            vae_fixture = {**{f"vae.{k}": v for k, v in off_vae.state_dict().items()}, "vae_in.images": img,
-                           "vae_in.latents": zlat, "vae_out.mean": post.mean, "vae_out.std": post.std,
-                           "vae_out.decoded": dec_off}
+            vae_fixture = {
+                **{f"vae.{k}": v for k, v in off_vae.state_dict().items()},
+                "vae_in.images": img,
+                "vae_in.latents": zlat,
+                "vae_out.mean": post.mean,
+                "vae_out.std": post.std,
+                "vae_out.decoded": dec_off,
+            }
     width = max(map(len, report))
     for name, diff in report.items():
         print(f"  {name:<{width}}  max |official - bitscale| = {diff:.3g}  {'ok' if diff <= TOL else 'FAIL'}")
     assert all(d <= TOL for d in report.values()), "parity above tolerance"
-    return {**{f"model.{k}": v for k, v in official.state_dict().items()},
-            "in.tokens": tokens, "in.mask": mask, "in.labels": labels, "out.z": z_off, "out.z_null": z_null_off,
-            "head_in.x": x, "head_in.t": t, "head_in.z": zc, "out.head": head_off, "out.head_cfg": cfg_off,
-            "sample_in.labels": sample_labels, "out.sample": sample_off, **vae_fixture}
+    return {
+        **{f"model.{k}": v for k, v in official.state_dict().items()},
+        "in.tokens": tokens,
+        "in.mask": mask,
+        "in.labels": labels,
+        "out.z": z_off,
+        "out.z_null": z_null_off,
+        "head_in.x": x,
+        "head_in.t": t,
+        "head_in.z": zc,
+        "out.head": head_off,
+        "out.head_cfg": cfg_off,
+        "sample_in.labels": sample_labels,
+        "out.sample": sample_off,
+        **vae_fixture,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-fixtures", action="store_true", help=f"(re)write {KEYS_FILE.name} and {OUTPUTS_FILE.name}")
     args = ap.parse_args(argv)
     if not (args.official / "models" / "mar.py").exists():
-        print(f"error: {args.official} is not a copy of LTH14/mar (no models/mar.py); pass --official PATH", file=sys.stderr)
+        print(
+            f"error: {args.official} is not a copy of LTH14/mar (no models/mar.py); pass --official PATH",
+            file=sys.stderr,
+        )
         return 2
     torch.set_num_threads(1)
     mar_mod, vae_mod = import_official(args.official)

@@ -40,25 +40,58 @@ from bitscale.plugins.models.checkpoint import load_strict
 from bitscale.plugins.models.par.generate import generate as par_generate
 from bitscale.plugins.models.par.gpt import PARGPT, PARConfig
 from bitscale.plugins.models.par.order import to_par_order, to_raster_order
+from bitscale.plugins.models.par.released import par_config
 from bitscale.plugins.models.rar.generate import generate as rar_generate
 from bitscale.plugins.models.rar.gpt import RAR, RARConfig
 from bitscale.plugins.models.rar.maskgit_vq import MaskGITVQ, MaskGITVQConfig
 from bitscale.plugins.models.rar.released import rar_config
-from bitscale.plugins.models.par.released import par_config
 
 TOL = 1e-5
 SEED = 1234
 
 #: The small configs compared (fixtures store their weights).
-RAR_SMALL = RARConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                      image_seq_len=16, codebook_size=32, num_classes=10, pos_extra=1024, timestep_extra=100)
+RAR_SMALL = RARConfig(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    image_seq_len=16,
+    codebook_size=32,
+    num_classes=10,
+    pos_extra=1024,
+    timestep_extra=100,
+)
 RAR_SAMPLER = {"guidance": 4.0, "guidance_pow": 2.75, "temperature": 1.02}
 VQ_SMALL = MaskGITVQConfig(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16, codebook_size=32)
 PAR_SMALL = {
-    "4x": PARConfig(dim=64, n_layer=2, n_head=1, vocab_size=64, block_size=16, num_classes=10, multiple_of=32,
-                    ar_token_num=4, spe_token_num=3, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0),
-    "16x": PARConfig(dim=64, n_layer=2, n_head=1, vocab_size=64, block_size=64, num_classes=10, multiple_of=32,
-                     ar_token_num=16, spe_token_num=15, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0),
+    "4x": PARConfig(
+        dim=64,
+        n_layer=2,
+        n_head=1,
+        vocab_size=64,
+        block_size=16,
+        num_classes=10,
+        multiple_of=32,
+        ar_token_num=4,
+        spe_token_num=3,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+    ),
+    "16x": PARConfig(
+        dim=64,
+        n_layer=2,
+        n_head=1,
+        vocab_size=64,
+        block_size=64,
+        num_classes=10,
+        multiple_of=32,
+        ar_token_num=16,
+        spe_token_num=15,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+    ),
 }
 PAR_SAMPLER = {"cfg": 1.5, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
@@ -124,23 +157,38 @@ def key_shapes(module: torch.nn.Module) -> dict[str, list[int]]:
 
 
 def official_rar(rar_mod: types.ModuleType, cfg: RARConfig) -> torch.nn.Module:
-    gen = Attr(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
-               num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
-               image_seq_len=cfg.image_seq_len, condition_num_classes=cfg.num_classes, dropout=0.0, attn_drop=0.0)
+    gen = Attr(
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        image_seq_len=cfg.image_seq_len,
+        condition_num_classes=cfg.num_classes,
+        dropout=0.0,
+        attn_drop=0.0,
+    )
     config = Attr(model=Attr(generator=gen, vq_model=Attr(codebook_size=cfg.codebook_size)))
     return rar_mod.RAR(config)
 
 
 def official_maskgit_vq(vq_mod: types.ModuleType, cfg: MaskGITVQConfig, resolution: int) -> torch.nn.Module:
     """The official ``PretrainedTokenizer`` composition (encoder, decoder, quantize) of the official classes."""
-    conf = Attr(channel_mult=list(cfg.channel_mult), num_resolutions=len(cfg.channel_mult), dropout=0.0,
-                hidden_channels=cfg.hidden_channels, num_channels=cfg.num_channels,
-                num_res_blocks=cfg.num_res_blocks, resolution=resolution, z_channels=cfg.z_channels)
+    conf = Attr(
+        channel_mult=list(cfg.channel_mult),
+        num_resolutions=len(cfg.channel_mult),
+        dropout=0.0,
+        hidden_channels=cfg.hidden_channels,
+        num_channels=cfg.num_channels,
+        num_res_blocks=cfg.num_res_blocks,
+        resolution=resolution,
+        z_channels=cfg.z_channels,
+    )
     tok = torch.nn.Module()
     tok.encoder = vq_mod.Encoder(conf)
     tok.decoder = vq_mod.Decoder(conf)
-    tok.quantize = vq_mod.VectorQuantizer(num_embeddings=cfg.codebook_size, embedding_dim=cfg.z_channels,
-                                          commitment_cost=0.25)
+    tok.quantize = vq_mod.VectorQuantizer(
+        num_embeddings=cfg.codebook_size, embedding_dim=cfg.z_channels, commitment_cost=0.25
+    )
     return tok
 
 
@@ -172,17 +220,25 @@ def rar_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
         rows.append((f"RAR logits, {what}", f"max |diff| {d:.2e}", d <= TOL))
 
     torch.manual_seed(SEED + 2)
-    off_tokens = off.generate(labels, guidance_scale=RAR_SAMPLER["guidance"],
-                              randomize_temperature=RAR_SAMPLER["temperature"],
-                              guidance_scale_pow=RAR_SAMPLER["guidance_pow"])
+    off_tokens = off.generate(
+        labels,
+        guidance_scale=RAR_SAMPLER["guidance"],
+        randomize_temperature=RAR_SAMPLER["temperature"],
+        guidance_scale_pow=RAR_SAMPLER["guidance_pow"],
+    )
     ours_rng = torch.Generator().manual_seed(SEED + 2)
     # The official generate first draws B uniforms from the global RNG for a label dropout of probability 0
     # (preprocess_condition); skip the same draws so that both samplers see the same random stream.
     torch.rand(labels.shape, generator=ours_rng)
     our_tokens = rar_generate(ours, labels, generator=ours_rng, **RAR_SAMPLER)
     same = bool((off_tokens == our_tokens).all())
-    rows.append(("RAR generated tokens (KV cache, power-cosine cfg)",
-                 f"{int((off_tokens == our_tokens).sum())}/{off_tokens.numel()} equal", same))
+    rows.append(
+        (
+            "RAR generated tokens (KV cache, power-cosine cfg)",
+            f"{int((off_tokens == our_tokens).sum())}/{off_tokens.numel()} equal",
+            same,
+        )
+    )
 
     off_vq = official_maskgit_vq(vq_mod, VQ_SMALL, resolution=16).eval()
     randomize(off_vq, SEED + 3)
@@ -196,17 +252,30 @@ def rar_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
     rows.append(("MaskGIT-VQGAN decode", f"max |diff| {d:.2e}", d <= TOL))
     off_codes = off_vq.quantize(off_vq.encoder(images01))[1]
     ours_codes = ours_vq.encode_tokens(images01)
-    rows.append(("MaskGIT-VQGAN encode (codes)", f"{int((off_codes == ours_codes).sum())}/{off_codes.numel()} equal",
-                 bool((off_codes == ours_codes).all())))
+    rows.append(
+        (
+            "MaskGIT-VQGAN encode (codes)",
+            f"{int((off_codes == ours_codes).sum())}/{off_codes.numel()} equal",
+            bool((off_codes == ours_codes).all()),
+        )
+    )
 
-    fixtures.update({
-        **{f"rar.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
-        **{f"maskgit.weights.{k}": v.half().contiguous() for k, v in off_vq.state_dict().items()},
-        "rar.tokens": tokens, "rar.labels": labels, "rar.orders": orders,
-        "rar.logits_raster": off_raster.contiguous(), "rar.logits_random": off_random.contiguous(),
-        "rar.generated": off_tokens, "maskgit.codes": codes, "maskgit.images01": images01,
-        "maskgit.decoded": off_dec.contiguous(), "maskgit.encoded": off_codes,
-    })
+    fixtures.update(
+        {
+            **{f"rar.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
+            **{f"maskgit.weights.{k}": v.half().contiguous() for k, v in off_vq.state_dict().items()},
+            "rar.tokens": tokens,
+            "rar.labels": labels,
+            "rar.orders": orders,
+            "rar.logits_raster": off_raster.contiguous(),
+            "rar.logits_random": off_random.contiguous(),
+            "rar.generated": off_tokens,
+            "maskgit.codes": codes,
+            "maskgit.images01": images01,
+            "maskgit.decoded": off_dec.contiguous(),
+            "maskgit.encoded": off_codes,
+        }
+    )
     return rows
 
 
@@ -214,11 +283,22 @@ def rar_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
 
 
 def official_par(gpt_mod: types.ModuleType, cfg: PARConfig) -> torch.nn.Module:
-    args = gpt_mod.ModelArgs(dim=cfg.dim, n_layer=cfg.n_layer, n_head=cfg.n_head, vocab_size=cfg.vocab_size,
-                             block_size=cfg.block_size, num_classes=cfg.num_classes, multiple_of=cfg.multiple_of,
-                             cls_token_num=cfg.cls_token_num, spe_token_num=cfg.spe_token_num,
-                             ar_token_num=cfg.ar_token_num, token_dropout_p=0.0, resid_dropout_p=0.0,
-                             ffn_dropout_p=0.0, class_dropout_prob=cfg.class_dropout_prob)
+    args = gpt_mod.ModelArgs(
+        dim=cfg.dim,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        vocab_size=cfg.vocab_size,
+        block_size=cfg.block_size,
+        num_classes=cfg.num_classes,
+        multiple_of=cfg.multiple_of,
+        cls_token_num=cfg.cls_token_num,
+        spe_token_num=cfg.spe_token_num,
+        ar_token_num=cfg.ar_token_num,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+        class_dropout_prob=cfg.class_dropout_prob,
+    )
     return gpt_mod.Transformer(args)
 
 
@@ -261,21 +341,39 @@ def par_parity(repo: Path, fixtures: dict[str, torch.Tensor]) -> list[tuple[str,
         rows.append((f"PAR-{variant} logits (group mask, eval)", f"max |diff| {d:.2e}", d <= TOL))
 
         torch.manual_seed(SEED + 2)
-        off_seq = gen_mod.generate(off, labels, n, cfg_scale=PAR_SAMPLER["cfg"], temperature=PAR_SAMPLER["temperature"],
-                                   top_k=PAR_SAMPLER["top_k"], top_p=PAR_SAMPLER["top_p"], sample_logits=True,
-                                   ar_token_num=cfg.ar_token_num, spe_token_num=cfg.spe_token_num)
+        off_seq = gen_mod.generate(
+            off,
+            labels,
+            n,
+            cfg_scale=PAR_SAMPLER["cfg"],
+            temperature=PAR_SAMPLER["temperature"],
+            top_k=PAR_SAMPLER["top_k"],
+            top_p=PAR_SAMPLER["top_p"],
+            sample_logits=True,
+            ar_token_num=cfg.ar_token_num,
+            spe_token_num=cfg.spe_token_num,
+        )
         for layer in off.layers:  # the official cache stays attached (and in state_dict) after sampling
             layer.attention.kv_cache = None
         our_seq = par_generate(ours, labels, generator=torch.Generator().manual_seed(SEED + 2), **PAR_SAMPLER)
         off_grid = official_par_to_raster(off_seq.long(), grid, cfg.ar_token_num)
         our_grid = to_raster_order(our_seq, grid, cfg.ar_token_num)
-        rows.append((f"PAR-{variant} generated tokens (KV cache, cfg {PAR_SAMPLER['cfg']})",
-                     f"{int((off_grid == our_grid).sum())}/{off_grid.numel()} equal", bool((off_grid == our_grid).all())))
-        fixtures.update({
-            **{f"par{variant}.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
-            f"par{variant}.tokens": raster, f"par{variant}.labels": labels,
-            f"par{variant}.logits": off_logits.contiguous(), f"par{variant}.generated": off_grid,
-        })
+        rows.append(
+            (
+                f"PAR-{variant} generated tokens (KV cache, cfg {PAR_SAMPLER['cfg']})",
+                f"{int((off_grid == our_grid).sum())}/{off_grid.numel()} equal",
+                bool((off_grid == our_grid).all()),
+            )
+        )
+        fixtures.update(
+            {
+                **{f"par{variant}.weights.{k}": v.half().contiguous() for k, v in off.state_dict().items()},
+                f"par{variant}.tokens": raster,
+                f"par{variant}.labels": labels,
+                f"par{variant}.logits": off_logits.contiguous(),
+                f"par{variant}.generated": off_grid,
+            }
+        )
     return rows
 
 
@@ -302,9 +400,13 @@ def official_keys(rar_repo: Path, par_repo: Path) -> dict[str, dict[str, list[in
     with torch.device("meta"), cpu_linspace():
         rar_b = official_rar(rar_mod, rar_config("rar-b"))
         cfg = par_config("xl-4x")
-        par_xl = gpt_mod.GPT_models["GPT-XL"](vocab_size=cfg.vocab_size, block_size=cfg.block_size,
-                                              num_classes=cfg.num_classes, spe_token_num=cfg.spe_token_num,
-                                              ar_token_num=cfg.ar_token_num)
+        par_xl = gpt_mod.GPT_models["GPT-XL"](
+            vocab_size=cfg.vocab_size,
+            block_size=cfg.block_size,
+            num_classes=cfg.num_classes,
+            spe_token_num=cfg.spe_token_num,
+            ar_token_num=cfg.ar_token_num,
+        )
     return {"rar-b": key_shapes(rar_b), "par-xl-4x": key_shapes(par_xl)}
 
 

@@ -33,8 +33,7 @@ def num_blocks(model: GenerativeModel) -> int:
     return min(counts) if counts else 0
 
 
-def resolve_layers(model: GenerativeModel, family: str, kinds: list[str],
-                   blocks: list[int] | None) -> dict[str, str]:
+def resolve_layers(model: GenerativeModel, family: str, kinds: list[str], blocks: list[int] | None) -> dict[str, str]:
     """``{"fc1@3": "blocks.3.mlp.fc1", ...}`` for ``kinds`` x ``blocks`` (default: first, middle and last block)."""
     templates = model.activation_layers
     if not templates:
@@ -67,9 +66,11 @@ def collect(model: GenerativeModel, labels: torch.Tensor, seed: int, layers: dic
     stats: dict[str, dict[str, list]] = {key: {"quantiles": [], "std": [], "channel_absmax": []} for key in layers}
     handles = []
     for key, name in layers.items():
+
         def hook(_m, args, _key=key):
             x = args[0]
             seen[_key].append(x.detach().float().reshape(-1, x.shape[-1]).cpu())
+
         handles.append(modules[name].register_forward_pre_hook(hook))
     labels_out = []
     try:
@@ -94,9 +95,14 @@ def collect(model: GenerativeModel, labels: torch.Tensor, seed: int, layers: dic
         q = np.array(st["quantiles"])
         absmax = np.maximum(np.abs(q[:, 0]), np.abs(q[:, -1]))
         std = np.array(st["std"])
-        out["layers"][key] = {"module": layers[key], "quantiles": q.tolist(), "std": std.tolist(),
-                              "channel_absmax": np.stack(st["channel_absmax"]),
-                              "range_cv": _cv(absmax), "std_cv": _cv(std)}
+        out["layers"][key] = {
+            "module": layers[key],
+            "quantiles": q.tolist(),
+            "std": std.tolist(),
+            "channel_absmax": np.stack(st["channel_absmax"]),
+            "range_cv": _cv(absmax),
+            "std_cv": _cv(std),
+        }
     return out
 
 

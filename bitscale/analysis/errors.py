@@ -22,18 +22,26 @@ from bitscale.harness.contracts import GenerativeModel
 
 
 @torch.no_grad()
-def step_errors(fp: GenerativeModel, quantized: GenerativeModel, labels: torch.Tensor, seed: int,
-                teacher_forced: bool) -> dict[str, Any]:
+def step_errors(
+    fp: GenerativeModel, quantized: GenerativeModel, labels: torch.Tensor, seed: int, teacher_forced: bool
+) -> dict[str, Any]:
     """Per step: relative error of the features and of the reconstruction (mean and 95% CI over samples)."""
     steps: list[dict[str, Any]] = []
-    with fp.generation_phases(labels, torch.Generator().manual_seed(seed)) as gf, \
-            quantized.generation_phases(labels, torch.Generator().manual_seed(seed)) as gq:
+    with (
+        fp.generation_phases(labels, torch.Generator().manual_seed(seed)) as gf,
+        quantized.generation_phases(labels, torch.Generator().manual_seed(seed)) as gq,
+    ):
         for s in range(gf.num_steps):
             ff, fq = gf.extract(s), gq.extract(s)
             rf, rq = gf.reconstruct(s, ff), gq.reconstruct(s, fq)
-            steps.append({"step": s, "label": gf.step_label(s),
-                          "extraction": mean_ci(relative_error(fq, ff)),
-                          "reconstruction": mean_ci(relative_error(rq, rf))})
+            steps.append(
+                {
+                    "step": s,
+                    "label": gf.step_label(s),
+                    "extraction": mean_ci(relative_error(fq, ff)),
+                    "reconstruction": mean_ci(relative_error(rq, rf)),
+                }
+            )
             gf.advance(s, rf)
             gq.advance(s, rf if teacher_forced else rq)
         # Teacher-forced, the quantized model ends on the FP model's reconstructions: no final error to report.
@@ -49,7 +57,10 @@ def analyze_errors(fp: GenerativeModel, quantized: GenerativeModel, labels: torc
         res = step_errors(fp, quantized, labels, seed, forced)
         ext = sum(s["extraction"]["mean"] for s in res["steps"]) / len(res["steps"])
         rec = sum(s["reconstruction"]["mean"] for s in res["steps"]) / len(res["steps"])
-        res["summary"] = {"mean_extraction": ext, "mean_reconstruction": rec,
-                          "reconstruction_over_extraction": rec / ext if ext > 0 else None}
+        res["summary"] = {
+            "mean_extraction": ext,
+            "mean_reconstruction": rec,
+            "reconstruction_over_extraction": rec / ext if ext > 0 else None,
+        }
         out[mode] = res
     return out

@@ -34,10 +34,16 @@ class ModelSpec:
     seed: int = 0
 
     def resolved(self) -> dict[str, Any]:
-        return {"family": self.family, "size": self.size, "model_options": self.model_options,
-                "method": self.method, "precision": Precision.parse(self.precision).label,
-                "quantizer_options": self.quantizer_options, "calibration_batches": self.calibration_batches,
-                "seed": self.seed}
+        return {
+            "family": self.family,
+            "size": self.size,
+            "model_options": self.model_options,
+            "method": self.method,
+            "precision": Precision.parse(self.precision).label,
+            "quantizer_options": self.quantizer_options,
+            "calibration_batches": self.calibration_batches,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -66,8 +72,10 @@ def check_spec(spec: ModelSpec, plugins: PluginSet | None = None, need_quantized
     except ValueError as exc:
         raise ConfigError(f"--precision: {exc}") from None
     if need_quantized and precision.is_full:
-        raise ConfigError("this analysis compares a quantized model with its full-precision twin: "
-                          "give a quantized --precision such as W4A8")
+        raise ConfigError(
+            "this analysis compares a quantized model with its full-precision twin: "
+            "give a quantized --precision such as W4A8"
+        )
     if not precision.is_full:
         if spec.method is None:
             raise ConfigError(f"--precision {precision.label} needs a quantizer: pass --method (e.g. rtn)")
@@ -78,18 +86,23 @@ def check_spec(spec: ModelSpec, plugins: PluginSet | None = None, need_quantized
     return family
 
 
-def load(spec: ModelSpec, device: torch.device | None = None, plugins: PluginSet | None = None,
-         need_quantized: bool = False) -> Loaded:
+def load(
+    spec: ModelSpec, device: torch.device | None = None, plugins: PluginSet | None = None, need_quantized: bool = False
+) -> Loaded:
     """Build the family's model of ``spec.size`` and, for a quantized precision, its quantized copy."""
     plugins = plugins or get_plugins()
     family = check_spec(spec, plugins, need_quantized)
     opts = family.Options.model_validate(spec.model_options)
     fp = family.build(spec.size, opts, device or torch.device("cpu"))
     if not fp.exposes_phases:
-        raise BitscaleError(f"not supported: {spec.family} does not expose generation phases "
-                            "(see docs/analysis.md, 'For plugin authors')")
-    versions = {"bitscale": bitscale.__version__,
-                "family": plugins.version_of(plugins.models.entry(spec.family).plugin)}
+        raise BitscaleError(
+            f"not supported: {spec.family} does not expose generation phases "
+            "(see docs/analysis.md, 'For plugin authors')"
+        )
+    versions = {
+        "bitscale": bitscale.__version__,
+        "family": plugins.version_of(plugins.models.entry(spec.family).plugin),
+    }
     quantized, report = None, None
     precision = Precision.parse(spec.precision)
     if not precision.is_full:
@@ -100,10 +113,15 @@ def load(spec: ModelSpec, device: torch.device | None = None, plugins: PluginSet
         gen = torch.Generator().manual_seed(spec.seed)
         calib = quantized.calibration_batches(spec.calibration_batches, gen)
         report = q_cls(q_cls.Options.model_validate(spec.quantizer_options)).quantize(
-            quantized, precision, calib, generator=gen)
-    provenance = {"versions": versions, "weights": family.weights_id(spec.size, opts),
-                  "sampler": dict(fp.sampler), "style": fp.style,
-                  "effective_weight_bits": report.effective_weight_bits if report else None}
+            quantized, precision, calib, generator=gen
+        )
+    provenance = {
+        "versions": versions,
+        "weights": family.weights_id(spec.size, opts),
+        "sampler": dict(fp.sampler),
+        "style": fp.style,
+        "effective_weight_bits": report.effective_weight_bits if report else None,
+    }
     return Loaded(fp, quantized, provenance)
 
 

@@ -36,8 +36,9 @@ def add_noise(features: torch.Tensor, snr_db: float, pattern: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def generate(model: GenerativeModel, labels: torch.Tensor, seed: int,
-             noise: dict[int, float] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def generate(
+    model: GenerativeModel, labels: torch.Tensor, seed: int, noise: dict[int, float] | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """(reconstruction per step, final output) of one generation, with noise at ``{step: snr_db}``."""
     recs = []
     with model.generation_phases(labels, torch.Generator().manual_seed(seed)) as g:
@@ -57,8 +58,9 @@ def num_steps(model: GenerativeModel, labels: torch.Tensor, seed: int) -> tuple[
         return g.num_steps, [g.step_label(s) for s in range(g.num_steps)]
 
 
-def noise_tolerance(model: GenerativeModel, labels: torch.Tensor, seed: int, snrs: list[float],
-                    step: int) -> dict[str, Any]:
+def noise_tolerance(
+    model: GenerativeModel, labels: torch.Tensor, seed: int, snrs: list[float], step: int
+) -> dict[str, Any]:
     """Fig. 3a: loss of the final output vs noise intensity at ``step``, and Pearson's r between them."""
     _, clean = generate(model, labels, seed)
     per_sample, points = [], []
@@ -66,16 +68,22 @@ def noise_tolerance(model: GenerativeModel, labels: torch.Tensor, seed: int, snr
         _, out = generate(model, labels, seed, {step: snr})
         loss = relative_error(out, clean).pow(2).cpu().numpy()
         per_sample.append(loss)
-        points.append({"snr_db": snr, "intensity": 10 ** (-snr / 10), **{f"loss_{k}": v for k, v in mean_ci(loss).items()}})
+        points.append(
+            {"snr_db": snr, "intensity": 10 ** (-snr / 10), **{f"loss_{k}": v for k, v in mean_ci(loss).items()}}
+        )
     intensity = np.array([p["intensity"] for p in points])
     losses = np.array([p["loss_mean"] for p in points])
     ci = pearson_bootstrap(intensity, np.stack(per_sample), seed)
     # Plateaus: neighbouring SNRs whose mean loss is exactly equal (a discrete space absorbs the change).
     flat = float(np.mean(losses[1:] == losses[:-1])) if len(losses) > 1 else 0.0
-    return {"step": step, "points": points, "pearson_r": pearson(intensity, losses),
-            "pearson_r_ci": list(ci) if ci else None,
-            "pearson_r_vs_db": pearson(-np.array(snrs, dtype=float), losses),
-            "flat_fraction": flat}
+    return {
+        "step": step,
+        "points": points,
+        "pearson_r": pearson(intensity, losses),
+        "pearson_r_ci": list(ci) if ci else None,
+        "pearson_r_vs_db": pearson(-np.array(snrs, dtype=float), losses),
+        "flat_fraction": flat,
+    }
 
 
 def noisy_steps(total: int, fraction: float) -> int:
@@ -83,12 +91,18 @@ def noisy_steps(total: int, fraction: float) -> int:
     return max(1, math.ceil(fraction * total - 1e-9))
 
 
-def accumulation(model: GenerativeModel, labels: torch.Tensor, seed: int, snr: float,
-                 fraction: float = 0.1) -> dict[str, Any]:
+def accumulation(
+    model: GenerativeModel, labels: torch.Tensor, seed: int, snr: float, fraction: float = 0.1
+) -> dict[str, Any]:
     """Fig. 3b: equal-SNR noise in the first ``fraction`` of steps; the reconstruction's error at every step."""
     clean, clean_out = generate(model, labels, seed)
     k = noisy_steps(len(clean), fraction)
     noisy, out = generate(model, labels, seed, {s: snr for s in range(k)})
     steps = [{"step": s, "noisy": s < k, **mean_ci(relative_error(n, c))} for s, (n, c) in enumerate(zip(noisy, clean))]
-    return {"snr_db": snr, "fraction": fraction, "noisy_steps": k, "steps": steps,
-            "final_output": mean_ci(relative_error(out, clean_out))}
+    return {
+        "snr_db": snr,
+        "fraction": fraction,
+        "noisy_steps": k,
+        "steps": steps,
+        "final_output": mean_ci(relative_error(out, clean_out)),
+    }

@@ -79,14 +79,17 @@ def noise_figure(tolerance: dict[str, Any], title: str):
         pts = tolerance["points"]
         snr = np.array([p["snr_db"] for p in pts])
         ax.plot(snr, [p["loss_mean"] for p in pts], marker="o", ms=3, color="tab:purple")
-        ax.fill_between(snr, [p["loss_lo"] for p in pts], [p["loss_hi"] for p in pts], color="tab:purple", alpha=0.2,
-                        lw=0)
+        ax.fill_between(
+            snr, [p["loss_lo"] for p in pts], [p["loss_hi"] for p in pts], color="tab:purple", alpha=0.2, lw=0
+        )
         ax.invert_xaxis()  # more noise to the right
         ax.set_xlabel("SNR of the injected noise (dB)")
         ax.set_ylabel("loss of the final output vs noise-free")
         r = tolerance["pearson_r"]
-        ax.set_title(f"{title}\nnoise at step {tolerance['step']}; Pearson r(intensity, loss) = "
-                     f"{'undefined' if r is None else f'{r:.3f}'}")
+        ax.set_title(
+            f"{title}\nnoise at step {tolerance['step']}; Pearson r(intensity, loss) = "
+            f"{'undefined' if r is None else f'{r:.3f}'}"
+        )
     return fig
 
 
@@ -138,8 +141,13 @@ def activation_figures(act: dict[str, Any], title: str) -> dict[str, Any]:
         for i, kind in enumerate(kinds):
             for j, block in enumerate(blocks):
                 ax, lay = axes[i][j], act["layers"][f"{kind}@{block}"]
-                im = ax.imshow(np.asarray(lay["channel_absmax"]).T, aspect="auto", origin="lower", cmap="viridis",
-                               interpolation="nearest")
+                im = ax.imshow(
+                    np.asarray(lay["channel_absmax"]).T,
+                    aspect="auto",
+                    origin="lower",
+                    cmap="viridis",
+                    interpolation="nearest",
+                )
                 fig.colorbar(im, ax=ax)
                 ax.set_title(f"{kind}, block {block}: max |x| per channel")
                 ax.set_ylabel("channel")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,10 @@ def _provenance(spec: ModelSpec) -> dict[str, Any]:
     plugins = get_plugins()
     family = check_spec(spec, plugins)
     opts = family.Options.model_validate(spec.model_options)
-    versions = {"bitscale": bitscale.__version__,
-                "family": plugins.version_of(plugins.models.entry(spec.family).plugin)}
+    versions = {
+        "bitscale": bitscale.__version__,
+        "family": plugins.version_of(plugins.models.entry(spec.family).plugin),
+    }
     if spec.method and spec.precision and not _is_full(spec.precision):
         versions["quantizer"] = plugins.version_of(plugins.quantizers.entry(spec.method).plugin)
     return {"versions": versions, "weights": family.weights_id(spec.size, opts)}
@@ -51,8 +53,15 @@ def _title(spec: ModelSpec) -> str:
     return f"{spec.family} {spec.size}{q}"
 
 
-def execute(kind: str, spec: ModelSpec, params: dict[str, Any], root: Path, compute: Compute,
-            force: bool = False, need_quantized: bool = False) -> tuple[StoredAnalysis, bool]:
+def execute(
+    kind: str,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    root: Path,
+    compute: Compute,
+    force: bool = False,
+    need_quantized: bool = False,
+) -> tuple[StoredAnalysis, bool]:
     """Reuse the stored analysis of this config and weights, or compute and store it."""
     check_spec(spec, need_quantized=need_quantized)
     prov = _provenance(spec)
@@ -66,11 +75,23 @@ def execute(kind: str, spec: ModelSpec, params: dict[str, Any], root: Path, comp
     torch.manual_seed(spec.seed)
     loaded = load(spec, need_quantized=need_quantized)
     numbers, arrays, figures = compute(loaded)
-    provenance = {**loaded.provenance, **prov, "git_sha": git_sha(), "host": socket.gethostname(),
-                  "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "seconds": round(time.perf_counter() - t, 2), "torch": torch.__version__}
-    document = {"kind": kind, "hash": digest, "title": _title(spec), "config": config, "provenance": provenance,
-                "result": numbers}
+    provenance = {
+        **loaded.provenance,
+        **prov,
+        "git_sha": git_sha(),
+        "host": socket.gethostname(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t, 2),
+        "torch": torch.__version__,
+    }
+    document = {
+        "kind": kind,
+        "hash": digest,
+        "title": _title(spec),
+        "config": config,
+        "provenance": provenance,
+        "result": numbers,
+    }
 
     def write_files(folder: Path) -> None:
         if arrays:
@@ -83,6 +104,7 @@ def execute(kind: str, spec: ModelSpec, params: dict[str, Any], root: Path, comp
 
 def run_errors(spec: ModelSpec, num_samples: int, root: Path, force: bool = False) -> tuple[StoredAnalysis, bool]:
     """Fig. 2 for the quantized model of ``spec`` against its full-precision twin."""
+
     def compute(m: Loaded):
         labels = labels_for(m.fp, num_samples)
         res = errors.analyze_errors(m.fp, m.quantized, labels, spec.seed)
@@ -91,8 +113,16 @@ def run_errors(spec: ModelSpec, num_samples: int, root: Path, force: bool = Fals
     return execute("errors", spec, {"num_samples": num_samples}, root, compute, force, need_quantized=True)
 
 
-def run_noise(spec: ModelSpec, num_samples: int, snrs: list[float], step: int | None, accumulation_snr: float,
-              fraction: float, root: Path, force: bool = False) -> tuple[StoredAnalysis, bool]:
+def run_noise(
+    spec: ModelSpec,
+    num_samples: int,
+    snrs: list[float],
+    step: int | None,
+    accumulation_snr: float,
+    fraction: float,
+    root: Path,
+    force: bool = False,
+) -> tuple[StoredAnalysis, bool]:
     """Fig. 3a (noise at one step, swept SNR) and Fig. 3b (noise in the first ``fraction`` of steps)."""
     if len(snrs) < 3:
         raise ConfigError(f"--snr needs at least 3 values for a correlation, got {len(snrs)}")
@@ -109,26 +139,37 @@ def run_noise(spec: ModelSpec, num_samples: int, snrs: list[float], step: int | 
         tol = noise.noise_tolerance(model, labels, spec.seed, snrs, at)
         acc = noise.accumulation(model, labels, spec.seed, accumulation_snr, fraction)
         title = _title(spec)
-        figs = {"noise-tolerance": plots.noise_figure(tol, title),
-                "accumulation": plots.accumulation_figure(acc, step_labels, title)}
+        figs = {
+            "noise-tolerance": plots.noise_figure(tol, title),
+            "accumulation": plots.accumulation_figure(acc, step_labels, title),
+        }
         return {"tolerance": tol, "accumulation": acc, "step_labels": step_labels}, {}, figs
 
-    params = {"num_samples": num_samples, "snr_db": snrs, "step": step, "accumulation_snr_db": accumulation_snr,
-              "fraction": fraction}
+    params = {
+        "num_samples": num_samples,
+        "snr_db": snrs,
+        "step": step,
+        "accumulation_snr_db": accumulation_snr,
+        "fraction": fraction,
+    }
     return execute("noise-tolerance", spec, params, root, compute, force)
 
 
-def run_activations(spec: ModelSpec, num_samples: int, kinds: list[str], blocks: list[int] | None, root: Path,
-                    force: bool = False) -> tuple[StoredAnalysis, bool]:
+def run_activations(
+    spec: ModelSpec, num_samples: int, kinds: list[str], blocks: list[int] | None, root: Path, force: bool = False
+) -> tuple[StoredAnalysis, bool]:
     """Fig. 4 / 11-16: input activations of ``kinds`` x ``blocks`` over the generation steps."""
+
     def compute(m: Loaded):
         model = m.quantized or m.fp
         layers = activations.resolve_layers(model, spec.family, kinds, blocks)
         res = activations.collect(model, labels_for(model, num_samples), spec.seed, layers)
         arrays = {key: lay.pop("channel_absmax") for key, lay in res["layers"].items()}
-        figs = plots.activation_figures({**res, "layers": {k: {**v, "channel_absmax": arrays[k]}
-                                                           for k, v in res["layers"].items()}}, _title(spec))
+        figs = plots.activation_figures(
+            {**res, "layers": {k: {**v, "channel_absmax": arrays[k]} for k, v in res["layers"].items()}}, _title(spec)
+        )
         return res, arrays, figs
 
-    return execute("activations", spec, {"num_samples": num_samples, "kinds": kinds, "blocks": blocks}, root,
-                   compute, force)
+    return execute(
+        "activations", spec, {"num_samples": num_samples, "kinds": kinds, "blocks": blocks}, root, compute, force
+    )

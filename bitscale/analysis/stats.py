@@ -31,7 +31,9 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def pearson_bootstrap(x: np.ndarray, per_sample: np.ndarray, seed: int, n_boot: int = 1000) -> tuple[float, float] | None:
+def pearson_bootstrap(
+    x: np.ndarray, per_sample: np.ndarray, seed: int, n_boot: int = 1000
+) -> tuple[float, float] | None:
     """95% percentile CI of ``pearson(x, mean over a resample of samples)``; ``per_sample`` is (points, samples)."""
     rng = np.random.default_rng(seed)
     n = per_sample.shape[1]

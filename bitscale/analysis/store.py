@@ -29,8 +29,12 @@ ARRAYS = "arrays.npz"
 
 def analysis_hash(kind: str, config: dict[str, Any], provenance: dict[str, Any]) -> str:
     """20 hex digits over the canonical JSON of what determines the numbers."""
-    ident = {"kind": kind, "config": config, "versions": provenance.get("versions"),
-             "weights": provenance.get("weights")}
+    ident = {
+        "kind": kind,
+        "config": config,
+        "versions": provenance.get("versions"),
+        "weights": provenance.get("weights"),
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -43,8 +47,9 @@ def analyses_root(store_url: str, override: str | None) -> Path:
     url = normalize_url(store_url)
     if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
         return Path(url.removeprefix("sqlite:///")).resolve().parent / "analyses"
-    raise BitscaleError("analyses are files next to the store, but this store is not a SQLite file; "
-                        "pass --analyses DIR")
+    raise BitscaleError(
+        "analyses are files next to the store, but this store is not a SQLite file; pass --analyses DIR"
+    )
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bitscale: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("\nbitscale: interrupted; finished cells are saved, run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "\nbitscale: interrupted; finished cells are saved, run the same command again to resume", file=sys.stderr
+        )
         return 130
 
 

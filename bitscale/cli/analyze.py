@@ -42,8 +42,14 @@ def _option(text: str) -> tuple[str, object]:
 def _common(p: argparse.ArgumentParser, quantized: str) -> None:
     p.add_argument("--family", required=True, help="model family (e.g. var-tiny, dit-tiny, llamagen-tiny)")
     p.add_argument("--size", help="model size (default: the family's largest)")
-    p.add_argument("--model-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                   help="family option, e.g. sampling_steps=10 (repeatable)")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="family option, e.g. sampling_steps=10 (repeatable)",
+    )
     p.add_argument("--method", help=f"quantizer{quantized}")
     p.add_argument("--precision", help="precision of the quantized model, e.g. W4A8")
     p.add_argument("--quantizer-option", action="append", type=_option, default=[], metavar="KEY=VALUE")
@@ -56,23 +62,37 @@ def _common(p: argparse.ArgumentParser, quantized: str) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="dissect generation: errors per phase, noise tolerance, activations",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "analyze",
+        help="dissect generation: errors per phase, noise tolerance, activations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     kinds = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     e = kinds.add_parser("errors", help="Fig. 2: quantized vs FP error after extraction and reconstruction")
     _common(e, " (required with --precision)")
     n = kinds.add_parser("noise-tolerance", help="Fig. 3a/3b: loss vs SNR of injected noise; accumulation")
     _common(n, " (optional: analyse the quantized model instead of FP)")
-    n.add_argument("--snr", type=_snrs, default=_snrs(DEFAULT_SNRS), metavar="DB,DB,...",
-                   help=f"SNRs of the sweep in dB (default {DEFAULT_SNRS})")
+    n.add_argument(
+        "--snr",
+        type=_snrs,
+        default=_snrs(DEFAULT_SNRS),
+        metavar="DB,DB,...",
+        help=f"SNRs of the sweep in dB (default {DEFAULT_SNRS})",
+    )
     n.add_argument("--step", type=int, help="step that gets the noise (default: the middle step)")
     n.add_argument("--accumulation-snr", type=float, default=20.0, help="SNR (dB) of Fig. 3b's noise (default 20)")
     n.add_argument("--fraction", type=float, default=0.1, help="leading fraction of steps with noise (default 0.1)")
     a = kinds.add_parser("activations", help="Fig. 4/11-16: fc1/qkv/fc2 input activations over steps")
     _common(a, " (optional: look at the quantized model's activations)")
     a.add_argument("--layer", action="append", metavar="KIND", help="fc1, qkv, fc2 (repeatable; default all three)")
-    a.add_argument("--block", action="append", type=int, metavar="N",
-                   help="block index from 0 (repeatable; default first, middle, last)")
+    a.add_argument(
+        "--block",
+        action="append",
+        type=int,
+        metavar="N",
+        help="block index from 0 (repeatable; default first, middle, last)",
+    )
     for q in (e, n, a):
         q.set_defaults(func=run)
 
@@ -85,17 +105,27 @@ def run(args: argparse.Namespace) -> int:
 
     family = get_plugins().models.get(args.family)
     precision = args.precision or "W16A16"
-    spec = ModelSpec(args.family, args.size or family.sizes[-1], dict(args.model_option), args.method, precision,
-                     dict(args.quantizer_option), args.calibration_batches, args.seed)
+    spec = ModelSpec(
+        args.family,
+        args.size or family.sizes[-1],
+        dict(args.model_option),
+        args.method,
+        precision,
+        dict(args.quantizer_option),
+        args.calibration_batches,
+        args.seed,
+    )
     root = analyses_root(args.store, args.analyses)
     if args.analysis == "errors":
         stored, reused = analyses.run_errors(spec, args.samples, root, args.force)
     elif args.analysis == "noise-tolerance":
-        stored, reused = analyses.run_noise(spec, args.samples, args.snr, args.step, args.accumulation_snr,
-                                            args.fraction, root, args.force)
+        stored, reused = analyses.run_noise(
+            spec, args.samples, args.snr, args.step, args.accumulation_snr, args.fraction, root, args.force
+        )
     else:
-        stored, reused = analyses.run_activations(spec, args.samples, args.layer or ["fc1", "qkv", "fc2"],
-                                                  args.block, root, args.force)
+        stored, reused = analyses.run_activations(
+            spec, args.samples, args.layer or ["fc1", "qkv", "fc2"], args.block, root, args.force
+        )
     from bitscale.analysis.summary import summary_lines
 
     for line in summary_lines(stored.result):

@@ -18,8 +18,12 @@ from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("baseline", help="export a baseline file for `bitscale check`", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "baseline",
+        help="export a baseline file for `bitscale check`",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
     ex = bsub.add_parser("export", help="write the store's current results to a baseline JSON file")
     ex.add_argument("--out", required=True, metavar="FILE", help="baseline file to write")
@@ -27,11 +31,18 @@ def add_parser(sub) -> None:
     ex.add_argument("--experiment", metavar="NAME", help="only runs recorded by this experiment")
     ex.add_argument("--family", action="append", metavar="NAME", help="only this family (repeatable)")
     ex.add_argument("--metric", default="fid", help="metric to gate (default fid)")
-    ex.add_argument("--sigma", type=float, default=3.0,
-                    help="default threshold in noise standard deviations stored in the file (default 3)")
-    ex.add_argument("--noise-rel-std", type=float, metavar="R",
-                    help="use this relative seed noise (e.g. 0.02) instead of measuring it: only for "
-                         "grids run with a single seed")
+    ex.add_argument(
+        "--sigma",
+        type=float,
+        default=3.0,
+        help="default threshold in noise standard deviations stored in the file (default 3)",
+    )
+    ex.add_argument(
+        "--noise-rel-std",
+        type=float,
+        metavar="R",
+        help="use this relative seed noise (e.g. 0.02) instead of measuring it: only for grids run with a single seed",
+    )
     ex.set_defaults(func=run_export)
 
 
@@ -50,11 +61,16 @@ def run_export(args: argparse.Namespace) -> int:
     write_baseline(baseline, args.out)
     if baseline.failed:
         # Known failures are reported by `bitscale check` but do not fail it: say so now.
-        print(f"bitscale: warning: {len(baseline.failed)} cell(s) had failed and are recorded as known failures "
-              f"(e.g. {baseline.failed[0]}); the gate will not fail on them. Fix them and export again if "
-              "they should pass.", file=sys.stderr)
+        print(
+            f"bitscale: warning: {len(baseline.failed)} cell(s) had failed and are recorded as known failures "
+            f"(e.g. {baseline.failed[0]}); the gate will not fail on them. Fix them and export again if "
+            "they should pass.",
+            file=sys.stderr,
+        )
     pools = {c.noise.pool for c in baseline.cells}
-    print(f"wrote {args.out}: {len(baseline.cells)} cells, {sum(len(c.values) for c in baseline.cells)} runs, "
-          f"{len(pools)} noise pool{'s' * (len(pools) != 1)}"
-          + (f", {len(baseline.failed)} failed cells listed" if baseline.failed else ""))
+    print(
+        f"wrote {args.out}: {len(baseline.cells)} cells, {sum(len(c.values) for c in baseline.cells)} runs, "
+        f"{len(pools)} noise pool{'s' * (len(pools) != 1)}"
+        + (f", {len(baseline.failed)} failed cells listed" if baseline.failed else "")
+    )
     return 0

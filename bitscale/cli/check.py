@@ -21,17 +21,35 @@ from bitscale.cli.common import add_store_option, positive_int
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("check", help="fail when scores regress against a baseline (CI gate)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "check",
+        help="fail when scores regress against a baseline (CI gate)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON from `bitscale baseline export`")
     add_store_option(p)
     p.add_argument("--experiment", metavar="NAME", help="only runs recorded by this experiment")
-    p.add_argument("--sigma", type=float, default=None,
-                   help="threshold in noise standard deviations (default: the baseline's, normally 3)")
-    p.add_argument("--threshold", type=float, default=None, metavar="DELTA",
-                   help="fixed threshold in metric units instead of the measured noise")
-    p.add_argument("--floor", type=float, default=0.0, metavar="DELTA",
-                   help="smallest threshold in metric units, for pipelines whose seeds agree exactly (default 0)")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="threshold in noise standard deviations (default: the baseline's, normally 3)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="fixed threshold in metric units instead of the measured noise",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=0.0,
+        metavar="DELTA",
+        help="smallest threshold in metric units, for pipelines whose seeds agree exactly (default 0)",
+    )
     p.add_argument("--strict", action="store_true", help="missing cells fail the check too")
     p.add_argument("--summary", metavar="FILE", help="also append the markdown summary to FILE")
     p.add_argument("--json", metavar="FILE", help="write every cell's comparison as JSON")
@@ -48,13 +66,17 @@ def run(args: argparse.Namespace) -> int:
 
     baseline = read_baseline(args.baseline)  # before the store: a bad baseline is the likelier mistake
     # A NaN threshold never regresses, a negative one always does: both are input errors.
-    for flag, value, low in (("--sigma", args.sigma, "positive"), ("--threshold", args.threshold, "zero or more"),
-                             ("--floor", args.floor, "zero or more")):
+    for flag, value, low in (
+        ("--sigma", args.sigma, "positive"),
+        ("--threshold", args.threshold, "zero or more"),
+        ("--floor", args.floor, "zero or more"),
+    ):
         if value is not None and not (math.isfinite(value) and (value > 0 if low == "positive" else value >= 0)):
             raise BitscaleError(f"{flag} must be a finite number, {low}; got {value}")
     results = load_results(open_store(args.store), baseline.metric, args.experiment)
-    result = check(baseline, results, args.sigma, args.threshold, args.floor, args.strict,
-                   artifacts=shipped_artifacts())
+    result = check(
+        baseline, results, args.sigma, args.threshold, args.floor, args.strict, artifacts=shipped_artifacts()
+    )
     text = summary_markdown(result, baseline, args.baseline, results.store_url, args.threshold, args.max_rows)
     print(text, end="")
     if args.summary:

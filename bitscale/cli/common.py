@@ -9,9 +9,13 @@ from bitscale.harness.store import DEFAULT_URL
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=os.environ.get("BITSCALE_STORE", DEFAULT_URL), metavar="URL",
-                   help="results store: a SQLAlchemy URL or a SQLite file path "
-                        "(default: $BITSCALE_STORE or sqlite:///bitscale.db)")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("BITSCALE_STORE", DEFAULT_URL),
+        metavar="URL",
+        help="results store: a SQLAlchemy URL or a SQLite file path "
+        "(default: $BITSCALE_STORE or sqlite:///bitscale.db)",
+    )
 
 
 def _whole_number(text: str, least: int, what: str) -> int:

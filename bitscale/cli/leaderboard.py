@@ -26,44 +26,90 @@ FORMATS = ("github", "latex", "plain", "csv", "json", "html")
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     """--family / --source / --experiment / --metric, shared with ``bitscale plot``."""
-    p.add_argument("--metric", default="fid",
-                   help="metric to show (fid, isc; kid only in stores of older versions; default fid)")
+    p.add_argument(
+        "--metric", default="fid", help="metric to show (fid, isc; kid only in stores of older versions; default fid)"
+    )
     p.add_argument("--family", action="append", metavar="NAME", help="only this model family (repeatable)")
-    p.add_argument("--source", action="append", choices=("measured", "paper"),
-                   help="only measured or only published rows (default: both, never mixed)")
+    p.add_argument(
+        "--source",
+        action="append",
+        choices=("measured", "paper"),
+        help="only measured or only published rows (default: both, never mixed)",
+    )
     p.add_argument("--experiment", metavar="NAME", help="only runs recorded by this experiment")
-    p.add_argument("--effective", action="store_true",
-                   help="count effective bits (scales, zero-points, codebooks) instead of nominal ones")
+    p.add_argument(
+        "--effective",
+        action="store_true",
+        help="count effective bits (scales, zero-points, codebooks) instead of nominal ones",
+    )
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("leaderboard", help="render the leaderboard from the store",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "leaderboard",
+        help="render the leaderboard from the store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_store_option(p)
-    p.add_argument("--format", choices=FORMATS, default="github",
-                   help="github, latex, plain, csv, json, or html (the full page; default github)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="github",
+        help="github, latex, plain, csv, json, or html (the full page; default github)",
+    )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     add_filter_options(p)
-    p.add_argument("--deltas", nargs="?", const=True, default=False, metavar="METHOD",
-                   help="show each cell's difference to W16A16, or to METHOD's row of the same precision")
-    p.add_argument("--budget", action="append", default=[], metavar="LIMITS",
-                   help="model_bits=X and/or compute_bits=Y (comma-separated): best (size, precision) per "
-                        "method within it, and the fitted optimal precision; repeat for several budgets")
-    p.add_argument("--pareto", action="append", choices=("mt", "ct"), default=[],
-                   help="print the Pareto front of FID against total model (mt) or compute (ct) bits")
+    p.add_argument(
+        "--deltas",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="METHOD",
+        help="show each cell's difference to W16A16, or to METHOD's row of the same precision",
+    )
+    p.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="LIMITS",
+        help="model_bits=X and/or compute_bits=Y (comma-separated): best (size, precision) per "
+        "method within it, and the fitted optimal precision; repeat for several budgets",
+    )
+    p.add_argument(
+        "--pareto",
+        action="append",
+        choices=("mt", "ct"),
+        default=[],
+        help="print the Pareto front of FID against total model (mt) or compute (ct) bits",
+    )
     p.add_argument("--fits", action="store_true", help="print the scaling-law fits and down-left shifts")
-    p.add_argument("--paired", action="store_true",
-                   help="print each quantized cell's ΔFID vs its W16A16 twin (same seeds and noise) with its 95%% CI "
-                        "and distance to full precision; cells whose CI contains 0 say 'CI overlaps FP'")
-    p.add_argument("--fig1", action="store_true",
-                   help="the paper's Fig. 1 per family: below-left of W16A16 at equal MT/CT (with CIs) beside the "
-                        "change at equal size, and the best precision within each budget (default: each W16A16 "
-                        "model's MT)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the fits' confidence intervals (default 1000)")
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="print each quantized cell's ΔFID vs its W16A16 twin (same seeds and noise) with its 95%% CI "
+        "and distance to full precision; cells whose CI contains 0 say 'CI overlaps FP'",
+    )
+    p.add_argument(
+        "--fig1",
+        action="store_true",
+        help="the paper's Fig. 1 per family: below-left of W16A16 at equal MT/CT (with CIs) beside the "
+        "change at equal size, and the best precision within each budget (default: each W16A16 "
+        "model's MT)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the fits' confidence intervals (default 1000)",
+    )
     p.add_argument("--jobs", type=int, default=None, help="processes drawing the HTML page's plots")
-    p.add_argument("--analyses", metavar="DIR",
-                   help="stored `bitscale analyze` results for the HTML page (default: analyses/ beside a SQLite store)")
+    p.add_argument(
+        "--analyses",
+        metavar="DIR",
+        help="stored `bitscale analyze` results for the HTML page (default: analyses/ beside a SQLite store)",
+    )
     p.set_defaults(func=run)
 
 
@@ -98,26 +144,43 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
         key = f"{axis}_eff" if args.effective else axis
         out.append(_frame_text(report.fronts[key], args.format, f"Pareto front: FID vs {key}"))
     if report.fig1 is not None:
-        out.append(_frame_text(report.fig1, args.format, "Fig. 1: quantized vs W16A16 at equal total bits "
-                                                          "(fitted-curve shift, 95% CI) and at equal size "
-                                                          "(change vs the same model in W16A16, 95% CI)"))
-        out.append(_frame_text(report.fig1_budgets, args.format, "Fig. 1: best measured cell within each budget "
-                                                                  "(method or W16A16; resolved = its CI clears "
-                                                                  "the runner-up's)"))
+        out.append(
+            _frame_text(
+                report.fig1,
+                args.format,
+                "Fig. 1: quantized vs W16A16 at equal total bits "
+                "(fitted-curve shift, 95% CI) and at equal size "
+                "(change vs the same model in W16A16, 95% CI)",
+            )
+        )
+        out.append(
+            _frame_text(
+                report.fig1_budgets,
+                args.format,
+                "Fig. 1: best measured cell within each budget "
+                "(method or W16A16; resolved = its CI clears "
+                "the runner-up's)",
+            )
+        )
     if args.fits:
         from bitscale.leaderboard.fit import fits_frame
 
         for axis, fits in report.fits.items():
-            out.append(_frame_text(fits_frame(fits), args.format,
-                                   f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
+            out.append(_frame_text(fits_frame(fits), args.format, f"Power-law fits FID = k·bits^-alpha, bits = {axis}"))
         out.append(_frame_text(report.bivariate, args.format, "Bivariate fits FID = k·N^-a·P^-c"))
-        out.append(_frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = "
-                                                            "down-left)"))
+        out.append(
+            _frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = down-left)")
+        )
     if args.paired:
         from bitscale.leaderboard.paired import paired_table
 
-        out.append(_frame_text(paired_table(report.results.runs), args.format,
-                               "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)"))
+        out.append(
+            _frame_text(
+                paired_table(report.results.runs),
+                args.format,
+                "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)",
+            )
+        )
     return out
 
 
@@ -141,8 +204,13 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = [Budget.parse(b) for b in args.budget]
     results = load(args)
-    report = build_report(results, budgets=budgets, effective=args.effective, n_boot=args.bootstrap,
-                          fig1=args.fig1 or args.format == "html")
+    report = build_report(
+        results,
+        budgets=budgets,
+        effective=args.effective,
+        n_boot=args.bootstrap,
+        fig1=args.fig1 or args.format == "html",
+    )
     if args.deltas not in (True, False) and results.runs["method_label"].ne(args.deltas).all():
         print(f"bitscale: warning: no method {args.deltas!r} in the store; its deltas will be empty", file=sys.stderr)
     if args.format == "html":
@@ -151,8 +219,7 @@ def run(args: argparse.Namespace) -> int:
 
         plot_set = PlotSet(results.runs, report.fits, args.effective, results.metric)
         plots = render_plots(plot_set, ("png",), jobs=args.jobs)
-        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas,
-                           analyses=_analyses(args))
+        text = render_page(report, [(p, enc["png"]) for p, enc in plots], args.deltas, analyses=_analyses(args))
     else:
         text = render(report.tables, args.format, args.deltas)
         extra = _extra_sections(args, report)

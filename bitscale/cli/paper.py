@@ -14,15 +14,20 @@ from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("paper", help="import or show the paper's published results", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "paper",
+        help="import or show the paper's published results",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     psub = p.add_subparsers(dest="paper_command", metavar="ACTION", required=True)
     imp = psub.add_parser("import", help="write the published Tables 2-5 into the store")
     add_store_option(imp)
     imp.set_defaults(func=run_import)
     show = psub.add_parser("show", help="print a published table (2, 3, 4 or 5) from the shipped data")
-    show.add_argument("--table", type=int, choices=(2, 3, 4, 5), action="append",
-                      help="which table (repeatable; default all)")
+    show.add_argument(
+        "--table", type=int, choices=(2, 3, 4, 5), action="append", help="which table (repeatable; default all)"
+    )
     show.add_argument("--format", choices=("github", "latex", "plain", "csv", "json", "html"), default="github")
     show.set_defaults(func=run_show)
 

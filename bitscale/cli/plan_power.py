@@ -17,8 +17,12 @@ from bitscale.cli.common import add_store_option
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plan-power", help="seeds x samples needed to resolve a ΔFID, from a pilot run",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "plan-power",
+        help="seeds x samples needed to resolve a ΔFID, from a pilot run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_store_option(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--delta", metavar="FID", help="the ΔFID to resolve, in FID points")
@@ -76,13 +80,19 @@ def run(args: argparse.Namespace) -> int:
     results = filter_results(load_results(store, "fid", args.experiment), args.family, ["measured"])
     pilot = pilot_variances(results.runs, results.protocols)
     if pilot.empty:
-        raise BitscaleError(f"{store.url}: no pilot: plan-power needs quantized cells with paired metrics "
-                            "(bitscale >= protocol 3) and at least 2 seeds; run a small grid with seeds: [0, 1] first")
+        raise BitscaleError(
+            f"{store.url}: no pilot: plan-power needs quantized cells with paired metrics "
+            "(bitscale >= protocol 3) and at least 2 seeds; run a small grid with seeds: [0, 1] first"
+        )
     if relative is not None and pilot["fp_fid"].isna().all():
-        raise BitscaleError(f"{store.url}: --relative needs W16A16 cells with at least 2 seeds in the pilot; "
-                            "use --delta or add them")
+        raise BitscaleError(
+            f"{store.url}: --relative needs W16A16 cells with at least 2 seeds in the pilot; use --delta or add them"
+        )
     table = plan(pilot, delta, relative, confidence, power, counts)
     what = f"ΔFID {delta:g}" if delta is not None else f"ΔFID {relative:g} x FP FID"
-    sys.stdout.write(_frame_text(table, args.format, f"Seeds x samples to resolve {what} "
-                                                      f"(confidence {confidence:g}, power {power:g})"))
+    sys.stdout.write(
+        _frame_text(
+            table, args.format, f"Seeds x samples to resolve {what} (confidence {confidence:g}, power {power:g})"
+        )
+    )
     return 0

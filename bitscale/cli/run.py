@@ -13,43 +13,84 @@ EXECUTORS = ("local", "ray")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run an experiment grid (default: the built-in quick grid)",
-                       description=__doc__)
+    p = sub.add_parser("run", help="run an experiment grid (default: the built-in quick grid)", description=__doc__)
     p.add_argument("experiment", nargs="?", help="experiment YAML file (default: the built-in quick grid)")
     add_store_option(p)
     p.add_argument("--dry-run", action="store_true", help="plan and list the cells, run nothing")
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
-    p.add_argument("--force", action="store_true",
-                   help="run every cell again even if stored, replacing its row (e.g. after editing a plugin "
-                        "installed with pip install -e, whose version did not change)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every cell again even if stored, replacing its row (e.g. after editing a plugin "
+        "installed with pip install -e, whose version did not change)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--format", default="github", help="leaderboard format printed at the end (default github)")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
-                        "busy machine; with --executor ray, the CPUs each cell asks for (default 1)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a "
+        "busy machine; with --executor ray, the CPUs each cell asks for (default 1)",
+    )
     x = p.add_argument_group("executor", "where cells run (docs/executors.md)")
-    x.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local: one cell after another in this process (default); ray: each cell a Ray task")
-    x.add_argument("--ray-address", metavar="ADDR", default=None,
-                   help="Ray cluster to use: 'auto' (the one `ray start` made here) or ray://host:port; "
-                        "default: start a local Ray instance sized to this machine")
-    x.add_argument("--gpus-per-cell", type=non_negative_float, default=None, metavar="G",
-                   help="GPUs each cell asks Ray for (default: the model family's, else 1 when the cluster "
-                        "has GPUs, else 0)")
-    x.add_argument("--max-retries", type=non_negative_int, default=None, metavar="N",
-                   help="times Ray reruns a cell whose worker died before it is stored as failed (default 2)")
-    x.add_argument("--sample-shards", type=positive_int, default=1, metavar="N",
-                   help="split each cell's sampling into N tasks, gathered and scored once; the images are "
-                        "the same for any N")
-    p.add_argument("--keep-samples", metavar="DIR", default=None,
-                   help="keep each cell's images as DIR/<sha256>.npz (ADM layout), recorded on its run; "
-                        "`bitscale rescore` scores them again")
-    p.add_argument("--zoo-weights", choices=("shipped", "trained"), default=None,
-                   help="tiny-zoo weights: shipped with bitscale, the same on every machine (default), or "
-                        "trained on this machine (`bitscale zoo train`; missing ones are trained first)")
-    p.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
-                   help="run only shard I of N (1-based) of the grid, split by cell hash: N jobs (e.g. a Slurm "
-                        "job array) writing one store cover the grid once")
+    x.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: one cell after another in this process (default); ray: each cell a Ray task",
+    )
+    x.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default=None,
+        help="Ray cluster to use: 'auto' (the one `ray start` made here) or ray://host:port; "
+        "default: start a local Ray instance sized to this machine",
+    )
+    x.add_argument(
+        "--gpus-per-cell",
+        type=non_negative_float,
+        default=None,
+        metavar="G",
+        help="GPUs each cell asks Ray for (default: the model family's, else 1 when the cluster has GPUs, else 0)",
+    )
+    x.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="times Ray reruns a cell whose worker died before it is stored as failed (default 2)",
+    )
+    x.add_argument(
+        "--sample-shards",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="split each cell's sampling into N tasks, gathered and scored once; the images are the same for any N",
+    )
+    p.add_argument(
+        "--keep-samples",
+        metavar="DIR",
+        default=None,
+        help="keep each cell's images as DIR/<sha256>.npz (ADM layout), recorded on its run; "
+        "`bitscale rescore` scores them again",
+    )
+    p.add_argument(
+        "--zoo-weights",
+        choices=("shipped", "trained"),
+        default=None,
+        help="tiny-zoo weights: shipped with bitscale, the same on every machine (default), or "
+        "trained on this machine (`bitscale zoo train`; missing ones are trained first)",
+    )
+    p.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N (1-based) of the grid, split by cell hash: N jobs (e.g. a Slurm "
+        "job array) writing one store cover the grid once",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,8 +118,11 @@ def _shard(plan, shard: tuple[int, int] | None) -> None:
 
 def _check_executor_options(args: argparse.Namespace) -> None:
     if args.executor == "local":
-        for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-cell", args.gpus_per_cell),
-                            ("--max-retries", args.max_retries)):
+        for flag, value in (
+            ("--ray-address", args.ray_address),
+            ("--gpus-per-cell", args.gpus_per_cell),
+            ("--max-retries", args.max_retries),
+        ):
             if value is not None:
                 raise ConfigError(f"{flag} applies to the Ray executor; add --executor ray or drop {flag}")
     if args.executor == "ray":
@@ -98,9 +142,12 @@ def _executor(args: argparse.Namespace):
         from bitscale.harness.executors.ray_executor import RayExecutor
 
         # A factory: Ray starts only when some cell is missing.
-        return lambda: RayExecutor(args.ray_address, threads_per_cell=args.threads or 1,
-                                   gpus_per_cell=args.gpus_per_cell,
-                                   max_retries=2 if args.max_retries is None else args.max_retries)
+        return lambda: RayExecutor(
+            args.ray_address,
+            threads_per_cell=args.threads or 1,
+            gpus_per_cell=args.gpus_per_cell,
+            max_retries=2 if args.max_retries is None else args.max_retries,
+        )
     return None  # the runner's default: local
 
 
@@ -112,9 +159,12 @@ def _warn_stale(plan, store, provenance) -> None:
         return  # no plugin runs from a working tree: nothing can have changed under its version
     stale = stale_cells(plan.cells, store.started_at(c.hash for c in plan.cells), provenance)
     for name, cells in stale.items():
-        print(f"bitscale: warning: plugin {name!r} is installed from a working tree and its code changed after "
-              f"{len(cells)} stored cell(s) of this grid were computed (e.g. {cells[0].label}); they are reused "
-              "as they are: rerun with --force to compute them again", file=sys.stderr)
+        print(
+            f"bitscale: warning: plugin {name!r} is installed from a working tree and its code changed after "
+            f"{len(cells)} stored cell(s) of this grid were computed (e.g. {cells[0].label}); they are reused "
+            "as they are: rerun with --force to compute them again",
+            file=sys.stderr,
+        )
 
 
 def _report_load_errors(plugins) -> None:
@@ -146,8 +196,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c.hash}  {c.label}  model_bits={c.model_bits:.3g} compute_bits={c.compute_bits:.3g}")
         print(f"{len(plan.cells)} cells planned")
         if plan.untrained:
-            print(f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes "
-                  f"{'and the shard split ' if args.shard else ''}are provisional")
+            print(
+                f"{len(plan.untrained)} of them on tiny-zoo weights not trained yet: their hashes "
+                f"{'and the shard split ' if args.shard else ''}are provisional"
+            )
         return 0
     store = ResultStore(args.store)  # a bad --store fails now, not after minutes of training
     if plan.untrained:  # never a cached plan: this process planned it with the plugins loaded
@@ -171,8 +223,11 @@ def run(args: argparse.Namespace) -> int:
     if len(failed_rows):
         for _, r in failed_rows.iterrows():
             print(f"FAILED {r['family']}/{r['size']} {r['precision']} {r['method']}", file=sys.stderr)
-        print(f"bitscale: {len(failed_rows)} cell(s) failed (tracebacks are in the store); "
-              "fix the plugin and rerun with --retry-failed", file=sys.stderr)
+        print(
+            f"bitscale: {len(failed_rows)} cell(s) failed (tracebacks are in the store); "
+            "fix the plugin and rerun with --retry-failed",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -189,7 +244,16 @@ def _compute(plan, store, experiment: str, args: argparse.Namespace) -> tuple[in
         # Tiny models do small matmuls: threads that wait on each other at every op cost more than
         # they gain once other jobs share the cores (measured 10x+ slower QAT steps on 2 busy cores).
         torch.set_num_threads(args.threads)
-    summary = run_plan(plan, store, get_plugins(), experiment=experiment, retry_failed=args.retry_failed,
-                       force=args.force, progress=not args.no_progress, executor=_executor(args),
-                       sample_shards=args.sample_shards, keep_samples=args.keep_samples)
+    summary = run_plan(
+        plan,
+        store,
+        get_plugins(),
+        experiment=experiment,
+        retry_failed=args.retry_failed,
+        force=args.force,
+        progress=not args.no_progress,
+        executor=_executor(args),
+        sample_shards=args.sample_shards,
+        keep_samples=args.keep_samples,
+    )
     return summary.ran, summary.ok, summary.failed, summary.skipped_done

@@ -27,12 +27,19 @@ progress bars (one job, trained in this process, does): a line says when each mo
 def add_parser(sub) -> None:
     p = sub.add_parser("zoo", help="train or list the tiny model zoo", description=__doc__)
     zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
-    tr = zsub.add_parser("train", help="train missing tiny models (all, or FAMILY / FAMILY/SIZE)",
-                         description=TRAIN_HELP)
+    tr = zsub.add_parser(
+        "train", help="train missing tiny models (all, or FAMILY / FAMILY/SIZE)", description=TRAIN_HELP
+    )
     tr.add_argument("names", nargs="*", metavar="NAME", help="e.g. var-tiny or var-tiny/d2 (default: all)")
     tr.add_argument("--force", action="store_true", help="retrain even when cached (shared stages only if stale)")
-    tr.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
-                    help="worker processes, one core each (default: the usable CPU cores); 1 trains here")
+    tr.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes, one core each (default: the usable CPU cores); 1 trains here",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no training progress bars (as TQDM_DISABLE=1)")
     tr.set_defaults(func=train)
     ls = zsub.add_parser("list", help="list trainable families and sizes, shipped and cached weights")
@@ -67,7 +74,14 @@ def list_zoo(args: argparse.Namespace) -> int:
         names = family.artifacts(size, opts)
         with shipped.using("trained"):
             cached = bool(names) and all(cache.load_manifest(n) is not None and cache.has_weights(n) for n in names)
-        rows.append([family.name, size, f"{family.num_params(size, opts):,}",
-                     "yes" if names and all(n in catalog for n in names) else "no", "yes" if cached else "no"])
+        rows.append(
+            [
+                family.name,
+                size,
+                f"{family.num_params(size, opts):,}",
+                "yes" if names and all(n in catalog for n in names) else "no",
+                "yes" if cached else "no",
+            ]
+        )
     print(tabulate(rows, headers=["family", "size", "params", "shipped", f"trained in {cache.cache_dir()}"]))
     return 0

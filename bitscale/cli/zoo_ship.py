@@ -17,7 +17,6 @@ import json
 import platform
 import shutil
 
-
 from bitscale.cli.common import positive_int
 from bitscale.harness.artifacts import shipped
 
@@ -25,12 +24,23 @@ SHIP_HELP = __doc__.split("\n\n", 1)[1]
 
 
 def add_parser(zsub) -> None:
-    p = zsub.add_parser("ship", help="copy the cached tiny-zoo weights into the package (maintainers)",
-                        description=SHIP_HELP)
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="FAMILY or FAMILY/SIZE to ship (default: the whole tiny zoo and the extractor)")
-    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
-                   help="worker processes for what is still to train (default: the usable cores)")
+    p = zsub.add_parser(
+        "ship", help="copy the cached tiny-zoo weights into the package (maintainers)", description=SHIP_HELP
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="FAMILY or FAMILY/SIZE to ship (default: the whole tiny zoo and the extractor)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes for what is still to train (default: the usable cores)",
+    )
     p.set_defaults(func=ship)
 
 
@@ -48,9 +58,9 @@ def cpu_model() -> str:
 def ship(args: argparse.Namespace) -> int:
     import torch
 
-    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
-    from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache
+    from bitscale.harness.evaluation import digits_classifier
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
 
     old = shipped.catalog()
     shipped.use_trained()  # read and train the cache, never the files being replaced
@@ -75,8 +85,12 @@ def ship(args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         manifest.pop("sha256", None)
-        artifacts[name] = {"sha256": shipped.file_sha256(target), "bytes": target.stat().st_size,
-                           "manifest": manifest, "trained_on": machine}
+        artifacts[name] = {
+            "sha256": shipped.file_sha256(target),
+            "bytes": target.stat().st_size,
+            "manifest": manifest,
+            "trained_on": machine,
+        }
         print(f"shipped {name}: {artifacts[name]['sha256'][:12]}… ({artifacts[name]['bytes'] / 1e6:.2f} MB)")
     for stale in shipped.WEIGHTS_DIR.rglob("*.safetensors"):
         if stale.relative_to(shipped.WEIGHTS_DIR).with_suffix("").as_posix() not in artifacts:

@@ -14,19 +14,27 @@ import argparse
 import tempfile
 
 from bitscale.cli.common import positive_int
-from bitscale.harness.errors import BitscaleError
 from bitscale.harness.artifacts import shipped
+from bitscale.harness.errors import BitscaleError
 
 VERIFY_HELP = __doc__.split("\n\n", 1)[1]
 
 
 def add_parser(zsub) -> None:
-    p = zsub.add_parser("verify", help="retrain the shipped tiny zoo here and compare (bit for bit, else FID)",
-                        description=VERIFY_HELP)
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="FAMILY, FAMILY/SIZE or 'classifier' (default: everything shipped)")
-    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
-                   help="training worker processes (default: the usable cores)")
+    p = zsub.add_parser(
+        "verify", help="retrain the shipped tiny zoo here and compare (bit for bit, else FID)", description=VERIFY_HELP
+    )
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="FAMILY, FAMILY/SIZE or 'classifier' (default: everything shipped)"
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="training worker processes (default: the usable cores)",
+    )
     p.add_argument("--samples", type=positive_int, default=500, help="samples per FID (default 500)")
     p.set_defaults(func=verify)
 
@@ -34,9 +42,9 @@ def add_parser(zsub) -> None:
 def verify(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
-    from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.artifacts import cache
+    from bitscale.harness.evaluation import digits_classifier
+    from bitscale.zoo.pretrain import shipped_artifacts, sizes_by_family, train_into_cache
 
     catalog = shipped.catalog()
     if not catalog:
@@ -58,28 +66,36 @@ def verify(args: argparse.Namespace) -> int:
             if classifier:
                 digits_classifier.train_classifier()
                 trained[digits_classifier.ARTIFACT] = cache.weights_sha256(digits_classifier.ARTIFACT)
-        rows = [[n, catalog[n]["sha256"][:12], trained[n][:12],
-                 "identical" if trained[n] == catalog[n]["sha256"] else "differs"] for n in names]
+        rows = [
+            [
+                n,
+                catalog[n]["sha256"][:12],
+                trained[n][:12],
+                "identical" if trained[n] == catalog[n]["sha256"] else "differs",
+            ]
+            for n in names
+        ]
         print(tabulate(rows, headers=["artifact", "shipped sha256", "trained here", "bit for bit"]))
         differ = {n for n in names if trained[n] != catalog[n]["sha256"]}
         if not differ:
             print(f"\nall {len(names)} artifacts reproduced bit for bit on this machine")
             return 0
-        print(f"\n{len(differ)} of {len(names)} artifacts differ; what that does to FID "
-              f"({args.samples} samples, seed 0, the shipped feature extractor):")
+        print(
+            f"\n{len(differ)} of {len(names)} artifacts differ; what that does to FID "
+            f"({args.samples} samples, seed 0, the shipped feature extractor):"
+        )
         print(tabulate(_consequences(sizes, differ, tmp, args.samples), headers=["model", "shipped", "trained here"]))
     return 0
 
 
 def _consequences(sizes: dict[object, list[str]], differ: set[str], tmp: str, samples: int) -> list[list[str]]:
+    import torch
+
+    from bitscale.harness.artifacts import cache
     from bitscale.harness.evaluation import digits_classifier
     from bitscale.harness.evaluation.fid import score
     from bitscale.harness.evaluation.references import reference_for
     from bitscale.harness.sampling import num_chunks, sample_chunks
-
-    import torch
-
-    from bitscale.harness.artifacts import cache
 
     rows = []
     cpu = torch.device("cpu")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bitscale.hashing import json_digest
 from bitscale.harness.errors import ConfigError
+from bitscale.hashing import json_digest
 from bitscale.precision import Precision, compute_bits, model_bits
 
 # Bump when the evaluation procedure changes meaning. 2: each sample chunk (batch) draws from its own

@@ -31,10 +31,10 @@ from bitscale.harness.contracts import GenerativeModel, ModelFamily, QuantReport
 from bitscale.harness.errors import BitscaleError
 from bitscale.harness.planner import PROTOCOL_VERSION, Cell, fp_twin
 from bitscale.harness.plugin_loader import PluginSet
-from bitscale.precision import Precision
+from bitscale.harness.progress import progress_bars
 from bitscale.harness.sampling import num_chunks, sample_chunks
 from bitscale.harness.store.result_store import utcnow
-from bitscale.harness.progress import progress_bars
+from bitscale.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def resolve_plugins(cell: Cell, plugins: PluginSet) -> CellPlugins:
     family = plugins.models.get(cell.family)
     if Precision.parse(cell.precision).is_full:
         return CellPlugins(family)
-    return CellPlugins(family, plugins.quantizers.get(cell.method), plugins.losses.get(cell.loss) if cell.loss else None)
+    return CellPlugins(
+        family, plugins.quantizers.get(cell.method), plugins.losses.get(cell.loss) if cell.loss else None
+    )
 
 
 @dataclass
@@ -141,7 +143,8 @@ def _check_weights(cell: Cell, family: ModelFamily, opts: Any) -> None:
         raise BitscaleError(
             f"{cell.label}: {socket.gethostname()} would load other weights than the grid was planned with "
             f"({here or 'none trained here'} instead of {planned}); give every worker the driver's BITSCALE_CACHE "
-            "folder (shared) or use the shipped tiny-zoo weights")
+            "folder (shared) or use the shipped tiny-zoo weights"
+        )
 
 
 def _check_finite(model: GenerativeModel) -> None:
@@ -162,8 +165,9 @@ def _weights_digest(model: GenerativeModel) -> str:
     return h.hexdigest()
 
 
-def quantized_model(cell: Cell, plugins: CellPlugins, cache: ModelCache) -> tuple[GenerativeModel, QuantReport | None,
-                                                                                  dict[str, float]]:
+def quantized_model(
+    cell: Cell, plugins: CellPlugins, cache: ModelCache
+) -> tuple[GenerativeModel, QuantReport | None, dict[str, float]]:
     """The cell's model, quantized to its precision (deterministic given the cell's seed)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -197,9 +201,20 @@ def _draw(cell: Cell, plugins: CellPlugins, cache: ModelCache, chunks: range | N
     t = time.perf_counter()
     images, labels = sample_chunks(model, n, bs, cell.seed, chunks)
     timings["sample"] = time.perf_counter() - t
-    return SampleShard(chunks, images, labels, model.dataset, dict(model.sampler), report, timings,
-                       _weights_digest(model) if digest else "", socket.gethostname(), device_description(model.device),
-                       started, getattr(model, "coupling", None) or CHUNK_GENERATOR)
+    return SampleShard(
+        chunks,
+        images,
+        labels,
+        model.dataset,
+        dict(model.sampler),
+        report,
+        timings,
+        _weights_digest(model) if digest else "",
+        socket.gethostname(),
+        device_description(model.device),
+        started,
+        getattr(model, "coupling", None) or CHUNK_GENERATOR,
+    )
 
 
 #: What draws the images of a cell's W16A16 twin when its features are not cached: (twin cell) -> images, labels.
@@ -228,15 +243,18 @@ def _save_paired_features(cell: Cell, ref: Any, feats: Any, labels: torch.Tensor
 
     name = _paired_features_name(cell.hash, ref.reference_hash)
     with files.locked(name):
-        files.save_artifact(name, {"features": torch.as_tensor(feats), "labels": labels.cpu()},
-                            {"cell": cell.hash, "reference": ref.reference_hash, "count": len(labels)})
+        files.save_artifact(
+            name,
+            {"features": torch.as_tensor(feats), "labels": labels.cpu()},
+            {"cell": cell.hash, "reference": ref.reference_hash, "count": len(labels)},
+        )
 
 
 def _twin_features(cell: Cell, ref: Any, draw: TwinDraw | None) -> tuple[Any, torch.Tensor] | None:
     """(features, labels) of ``cell``'s W16A16 twin: cached by the twin's run, else drawn now (same seed, labels
     and noise); None when neither is possible (a sharded cell finished without its plugins)."""
-    from bitscale.harness.evaluation.fid import score_with_features
     from bitscale.harness.artifacts import cache as files
+    from bitscale.harness.evaluation.fid import score_with_features
 
     twin = fp_twin(cell)
     found = files.load_artifact(_paired_features_name(twin.hash, ref.reference_hash))
@@ -250,8 +268,9 @@ def _twin_features(cell: Cell, ref: Any, draw: TwinDraw | None) -> tuple[Any, to
     return feats, labels
 
 
-def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None,
-           draw_twin: TwinDraw | None = None) -> tuple[dict, dict, str | None, float]:
+def _score(
+    cell: Cell, shards: list[SampleShard], keep_samples: str | None, draw_twin: TwinDraw | None = None
+) -> tuple[dict, dict, str | None, float]:
     from bitscale.harness.evaluation.fid import fid_reference, score_with_features
     from bitscale.harness.evaluation.paired import paired_metrics
     from bitscale.harness.evaluation.references import reference_for
@@ -259,8 +278,10 @@ def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None,
     digests = {s.weights_digest for s in shards}
     if len(digests) > 1:
         # Shards re-quantize independently; a non-deterministic quantizer would score a mix of models.
-        raise RuntimeError(f"the {len(shards)} sample shards quantized to different weights; the quantizer is "
-                           "not deterministic on this hardware, so run this cell with --sample-shards 1")
+        raise RuntimeError(
+            f"the {len(shards)} sample shards quantized to different weights; the quantizer is "
+            "not deterministic on this hardware, so run this cell with --sample-shards 1"
+        )
     shards = sorted(shards, key=lambda s: s.chunks.start)
     images = torch.cat([s.images for s in shards])
     labels = torch.cat([s.labels for s in shards])
@@ -276,9 +297,15 @@ def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None,
                 raise RuntimeError("the W16A16 twin drew other labels than this cell; paired metrics need the same")
             metrics.update(paired_metrics(feats, twin[0], labels.numpy(), fid_reference(ref), seed=cell.seed))
     protocol = {
-        "dataset": shards[0].dataset, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
-        "num_samples": len(images), "labels": "balanced", "sampler": shards[0].sampler, "seed": cell.seed,
-        "coupling": shards[0].coupling, "protocol_version": PROTOCOL_VERSION,
+        "dataset": shards[0].dataset,
+        "reference": ref.reference_hash,
+        "feature_extractor": ref.feature_extractor,
+        "num_samples": len(images),
+        "labels": "balanced",
+        "sampler": shards[0].sampler,
+        "seed": cell.seed,
+        "coupling": shards[0].coupling,
+        "protocol_version": PROTOCOL_VERSION,
     }
     path = None
     if keep_samples is not None:
@@ -291,13 +318,21 @@ def _score(cell: Cell, shards: list[SampleShard], keep_samples: str | None,
 def _failed(cell: Cell, started: datetime, exc: BaseException, timings: dict[str, float]) -> CellOutcome:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return CellOutcome(cell.hash, "failed", started, timings=timings, error=traceback.format_exc(),
-                       summary=f"{type(exc).__name__}: {exc}".splitlines()[0][:300], host=socket.gethostname(),
-                       device=device_description(default_device()))
+    return CellOutcome(
+        cell.hash,
+        "failed",
+        started,
+        timings=timings,
+        error=traceback.format_exc(),
+        summary=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+        host=socket.gethostname(),
+        device=device_description(default_device()),
+    )
 
 
-def _finish(cell: Cell, shards: list[SampleShard], keep_samples: str | None, t0: float | None,
-            draw_twin: TwinDraw | None = None) -> CellOutcome:
+def _finish(
+    cell: Cell, shards: list[SampleShard], keep_samples: str | None, t0: float | None, draw_twin: TwinDraw | None = None
+) -> CellOutcome:
     """Score gathered shards. ``t0``: when the (unsharded) cell started; None sums the shards' compute."""
     metrics, protocol, path, t_eval = _score(cell, shards, keep_samples, draw_twin)
     timings: dict[str, float] = {}
@@ -309,16 +344,27 @@ def _finish(cell: Cell, shards: list[SampleShard], keep_samples: str | None, t0:
     if len(shards) > 1:
         timings["shards"] = float(len(shards))
     started = min(s.started_at for s in shards)
-    return CellOutcome(cell.hash, "ok", started, metrics, protocol, shards[0].report, timings,
-                       host=shards[0].host, device=shards[0].device, samples=path)
+    return CellOutcome(
+        cell.hash,
+        "ok",
+        started,
+        metrics,
+        protocol,
+        shards[0].report,
+        timings,
+        host=shards[0].host,
+        device=shards[0].device,
+        samples=path,
+    )
 
 
 def execute_cell(cell: Cell, plugins: CellPlugins, cache: ModelCache, keep_samples: str | None = None) -> CellOutcome:
     """Run one whole cell; never raises for a plugin's fault (see the module docstring)."""
     started, t0 = utcnow(), time.perf_counter()
     try:
-        return _finish(cell, [_draw(cell, plugins, cache, None, digest=False)], keep_samples, t0,
-                       _twin_drawer(plugins, cache))
+        return _finish(
+            cell, [_draw(cell, plugins, cache, None, digest=False)], keep_samples, t0, _twin_drawer(plugins, cache)
+        )
     except BitscaleError as exc:
         return CellOutcome(cell.hash, "failed", started, fatal=exc)
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - a failing plugin fails its cell only
@@ -336,8 +382,13 @@ def draw_shard(cell: Cell, plugins: CellPlugins, cache: ModelCache, chunks: rang
         return _failed(cell, started, exc, {"total": time.perf_counter() - t0})
 
 
-def finish_cell(cell: Cell, parts: list[SampleShard | CellOutcome], keep_samples: str | None = None,
-                plugins: CellPlugins | None = None, cache: ModelCache | None = None) -> CellOutcome:
+def finish_cell(
+    cell: Cell,
+    parts: list[SampleShard | CellOutcome],
+    keep_samples: str | None = None,
+    plugins: CellPlugins | None = None,
+    cache: ModelCache | None = None,
+) -> CellOutcome:
     """Gather the shards of a cell and score them once; the first failed shard fails the cell.
     With ``plugins`` a quantized cell whose W16A16 twin's features are not cached here draws the twin."""
     started, t0 = utcnow(), time.perf_counter()

@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bitscale.harness.errors import ConfigError
 from bitscale.precision import Precision
 
-
 #: Longest experiment name: the store's ``runs.experiment`` column. PostgreSQL enforces it after a
 #: cell has been computed, SQLite never; checking it here treats every backend the same.
 MAX_NAME_LENGTH = 200
@@ -133,7 +132,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 def parse_experiment(data: Any, source: str) -> Experiment:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with at least `models:`, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with at least `models:`, got {type(data).__name__}"
+        )
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
@@ -148,8 +149,10 @@ def load_experiment(path: str | Path) -> Experiment:
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                          "save the experiment file as UTF-8") from None
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the experiment file as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
     try:

@@ -162,8 +162,9 @@ class TrainableFamily(ModelFamily):
         """Train (or reuse) the stage every size shares; return its manifest. Default: no shared stage."""
         return {}
 
-    def training_units(self, sizes: Sequence[str], options: PluginOptions,
-                       force: bool = False) -> list[TrainingUnit] | None:
+    def training_units(
+        self, sizes: Sequence[str], options: PluginOptions, force: bool = False
+    ) -> list[TrainingUnit] | None:
         """The units that train what ``sizes`` lack (stale or missing artifacts), the shared stage first.
 
         ``None`` (the default) means the family cannot say what it lacks: its sizes are then
@@ -318,7 +319,11 @@ class Quantizer(ABC, Generic[OptionsT]):
 def _options_argument(cls: type) -> type[PluginOptions] | None:
     """The options class ``cls`` gave ``Quantizer[...]`` (directly or through a generic base), if any."""
     for base in getattr(cls, "__orig_bases__", ()):
-        if get_origin(base) is not None and isinstance(get_origin(base), type) and issubclass(get_origin(base), Quantizer):
+        if (
+            get_origin(base) is not None
+            and isinstance(get_origin(base), type)
+            and issubclass(get_origin(base), Quantizer)
+        ):
             args = get_args(base)
             if args and isinstance(args[0], type) and issubclass(args[0], PluginOptions):
                 return args[0]

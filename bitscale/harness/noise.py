@@ -72,6 +72,8 @@ class TokenNoise:
         excluded, and tempered): ``argmax(logits + g)``, distributed as ``softmax(logits)``. Returns ``(B, l)``."""
         B, l, V = logits.shape
         if B != len(self.keys) or l != len(positions):
-            raise ValueError(f"noise for {len(self.keys)} samples x {len(positions)} positions, logits {tuple(logits.shape)}")
+            raise ValueError(
+                f"noise for {len(self.keys)} samples x {len(positions)} positions, logits {tuple(logits.shape)}"
+            )
         g = self.gumbel(positions, V, logits.device)
         return (logits.to(torch.float64) + g).argmax(dim=-1)

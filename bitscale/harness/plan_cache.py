@@ -60,7 +60,8 @@ def load_experiment(path: str | None):
     """(Experiment, source label) of the file at ``path``, or of the built-in quick grid; ConfigError if bad."""
     import yaml
 
-    from bitscale.harness.config import load_experiment as load_file, parse_experiment
+    from bitscale.harness.config import load_experiment as load_file
+    from bitscale.harness.config import parse_experiment
 
     if path:
         return load_file(path), path

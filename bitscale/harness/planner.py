@@ -11,12 +11,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bitscale.harness.config import Experiment, format_validation_error
 # The plan's data types live in the torch-free ``cells`` module (a stored plan is read without plugins).
 from bitscale.harness.cells import (  # noqa: F401 - re-exported: callers import them from the planner
-    FULL_PRECISION_METHOD, PROTOCOL_VERSION, UNTRAINED, Cell, Plan, bitscale_version, cell_hash, fp_twin, shard_of,
+    FULL_PRECISION_METHOD,
+    PROTOCOL_VERSION,
+    UNTRAINED,
+    Cell,
+    Plan,
+    bitscale_version,
+    cell_hash,
+    fp_twin,
+    shard_of,
     with_hash,
 )
+from bitscale.harness.config import Experiment, format_validation_error
 from bitscale.harness.contracts import PluginOptions
 from bitscale.harness.errors import ConfigError, PluginError
 from bitscale.harness.plugin_loader import PluginSet
@@ -55,7 +63,9 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
         raise ConfigError(f"{source}: losses: distillation losses need a training quantizer (e.g. qat) in `quantizers`")
     for i, (entry, _) in enumerate(quantizers):
         if entry.obj.trains and not losses:
-            raise ConfigError(f"{source}: quantizers[{i}]: {entry.name} trains with a distillation loss; list one in `losses`")
+            raise ConfigError(
+                f"{source}: quantizers[{i}]: {entry.name} trains with a distillation loss; list one in `losses`"
+            )
 
     cells: list[Cell] = []
     skipped: list[tuple[str, str]] = []
@@ -70,8 +80,10 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
         fam_evaluation = {**evaluation, "num_samples": evaluation["num_samples"] or family.default_num_samples}
         for si, size in enumerate(sizes):
             if size not in family.sizes:
-                raise ConfigError(f"{source}: models[{mi}].sizes[{si}]: {spec.family} has no size {size!r}; "
-                                  f"choose from {', '.join(family.sizes)}")
+                raise ConfigError(
+                    f"{source}: models[{mi}].sizes[{si}]: {spec.family} has no size {size!r}; "
+                    f"choose from {', '.join(family.sizes)}"
+                )
         for size in sizes:
             n_params = family.num_params(size, fam_opts)
             base_versions = {"bitscale": bitscale_version(), "model": plugins.version_of(fam_entry.plugin)}
@@ -86,7 +98,9 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                 else:
                     for q_entry, q_opts in quantizers:
                         if q_entry.obj.trains:
-                            combos.extend((q_entry.name, q_entry, q_opts, l_entry, l_opts) for l_entry, l_opts in losses)
+                            combos.extend(
+                                (q_entry.name, q_entry, q_opts, l_entry, l_opts) for l_entry, l_opts in losses
+                            )
                         else:
                             combos.append((q_entry.name, q_entry, q_opts, None, None))
                 for seed in exp.seeds:
@@ -113,12 +127,18 @@ def plan_grid(exp: Experiment, plugins: PluginSet, source: str = "experiment") -
                             budget_drops.append((mt, ct, label))
                             continue
                         cell = Cell(
-                            family=spec.family, size=size, method=method,
-                            loss=l_entry.name if l_entry else None, precision=prec.label, seed=seed,
+                            family=spec.family,
+                            size=size,
+                            method=method,
+                            loss=l_entry.name if l_entry else None,
+                            precision=prec.label,
+                            seed=seed,
                             model_options=fam_opts.model_dump(mode="json"),
                             quantizer_options=q_opts.model_dump(mode="json") if q_opts is not None else {},
                             loss_options=l_opts.model_dump(mode="json") if l_opts is not None else {},
-                            num_params=n_params, versions=versions, evaluation=fam_evaluation,
+                            num_params=n_params,
+                            versions=versions,
+                            evaluation=fam_evaluation,
                         )
                         cells.append(with_hash(cell))
     if not cells:
@@ -132,10 +152,15 @@ def _empty_reason(source: str, exp: Experiment, skipped, budget_drops) -> str:
     if budget_drops:
         mt, ct, label = min(budget_drops)
         b = exp.budget
-        limits = ", ".join(f"{k} <= {v:.3g}" for k, v in (("model_bits", b.model_bits), ("compute_bits", b.compute_bits))
-                           if v is not None)
-        return (f"{source}: budget: no cell fits {limits}; the smallest is {label} with model_bits={mt:.3g}, "
-                f"compute_bits={ct:.3g}; raise the budget or add smaller models/precisions")
+        limits = ", ".join(
+            f"{k} <= {v:.3g}"
+            for k, v in (("model_bits", b.model_bits), ("compute_bits", b.compute_bits))
+            if v is not None
+        )
+        return (
+            f"{source}: budget: no cell fits {limits}; the smallest is {label} with model_bits={mt:.3g}, "
+            f"compute_bits={ct:.3g}; raise the budget or add smaller models/precisions"
+        )
     if skipped:
         label, reason = skipped[0]
         return f"{source}: no runnable cell: every combination is unsupported, e.g. {label}: {reason}"

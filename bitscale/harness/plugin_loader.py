@@ -76,8 +76,9 @@ class PluginSet:
     errors: list[LoadError]
 
     def registry(self, hook: str) -> Registry:
-        return {"register_models": self.models, "register_quantizers": self.quantizers,
-                "register_losses": self.losses}[hook]
+        return {"register_models": self.models, "register_quantizers": self.quantizers, "register_losses": self.losses}[
+            hook
+        ]
 
     def version_of(self, plugin: str) -> str:
         info = self.plugins.get(plugin)
@@ -161,15 +162,23 @@ def load_plugins(
                 raise  # duplicate names: always an error, it names both plugins
             except Exception as exc:  # noqa: BLE001
                 info = plugins[impl.plugin_name]
-                _fail(errors, LoadError(impl.plugin_name, info.dist, f"{hook} failed: {type(exc).__name__}: {exc}",
-                                        traceback.format_exc()))
+                _fail(
+                    errors,
+                    LoadError(
+                        impl.plugin_name,
+                        info.dist,
+                        f"{hook} failed: {type(exc).__name__}: {exc}",
+                        traceback.format_exc(),
+                    ),
+                )
     return pset
 
 
 def _fail(errors: list[LoadError], err: LoadError) -> None:
     if strict():
-        raise PluginError(f"plugin {err.name!r} ({err.dist}) failed to load: {err.error} "
-                          "(BITSCALE_STRICT_PLUGINS is set)")
+        raise PluginError(
+            f"plugin {err.name!r} ({err.dist}) failed to load: {err.error} (BITSCALE_STRICT_PLUGINS is set)"
+        )
     errors.append(err)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, OptionsT, PluginOptions, QuantReport, Quantizer
+from bitscale.harness.contracts import GenerativeModel, OptionsT, PluginOptions, Quantizer, QuantReport
 from bitscale.precision import NumberFormat, Precision
 from bitscale.quant.activation import ActQuantizer
 from bitscale.quant.capture import run_calibration

@@ -62,14 +62,18 @@ def _reference(dataset: str, extractor: str | None):
     if extractor is None or extractor == ref.feature_extractor:
         return ref
     if extractor not in FEATURE_EXTRACTORS_REGISTRY:
-        raise BitscaleError(f"--extractor {extractor}: torch-fidelity has no such feature extractor; choose from "
-                            f"{', '.join(sorted(FEATURE_EXTRACTORS_REGISTRY))}")
+        raise BitscaleError(
+            f"--extractor {extractor}: torch-fidelity has no such feature extractor; choose from "
+            f"{', '.join(sorted(FEATURE_EXTRACTORS_REGISTRY))}"
+        )
     kwargs: tuple[tuple[str, str], ...] = ()
     if extractor == "inception-v3-compat":
         weights = os.environ.get("BITSCALE_INCEPTION_WEIGHTS")
         if not weights:
-            raise BitscaleError("--extractor inception-v3-compat: set BITSCALE_INCEPTION_WEIGHTS to a local copy of "
-                                "its weights (pt_inception-2015-12-05-6726825d.pth); bitscale never downloads them")
+            raise BitscaleError(
+                "--extractor inception-v3-compat: set BITSCALE_INCEPTION_WEIGHTS to a local copy of "
+                "its weights (pt_inception-2015-12-05-6726825d.pth); bitscale never downloads them"
+            )
         kwargs = (("feature_extractor_weights_path", weights),)
     # Another extractor, another reference: its statistics are cached under their own name.
     return replace(ref, feature_extractor=extractor, extractor_kwargs=kwargs)
@@ -81,7 +85,8 @@ def _run_reference(run: Run, own: dict[str, Any], extractor: str | None):
         raise BitscaleError(
             f"run {run.cell_hash}: was scored against reference {own['reference']}, but this machine's is "
             f"{ref.reference_hash} (another feature extractor: shipped vs trained-here weights?); set "
-            "BITSCALE_ZOO_WEIGHTS as the run had it, or pass --extractor to score under another protocol")
+            "BITSCALE_ZOO_WEIGHTS as the run had it, or pass --extractor to score under another protocol"
+        )
     return ref
 
 
@@ -91,8 +96,10 @@ def _kept_samples(store: ResultStore, cells: list[str] | None, experiment: str |
 
     runs = kept_runs(store, cells, experiment)
     if not runs:
-        raise BitscaleError(f"store {store.url}: no finished run with kept samples matches; run the grid with "
-                            "`bitscale run --keep-samples DIR` first")
+        raise BitscaleError(
+            f"store {store.url}: no finished run with kept samples matches; run the grid with "
+            "`bitscale run --keep-samples DIR` first"
+        )
     protocols = store.protocols()
     for run in runs:
         own = protocols.get(run.protocol_fingerprint or "")
@@ -102,16 +109,21 @@ def _kept_samples(store: ResultStore, cells: list[str] | None, experiment: str |
         yield run, own, ref, read_samples(run.samples)[0]
 
 
-def rescore_runs(store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None,
-                 extractor: str | None = None) -> list[Rescored]:
+def rescore_runs(
+    store: ResultStore, *, cells: list[str] | None = None, experiment: str | None = None, extractor: str | None = None
+) -> list[Rescored]:
     """Score the kept samples of the selected runs; BitscaleError when none has any."""
     from bitscale.harness.evaluation.fid import protocol_fingerprint, score
 
     out = []
     for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
         metrics = score(images, ref, seed=own["seed"])
-        protocol = {**own, "reference": ref.reference_hash, "feature_extractor": ref.feature_extractor,
-                    "num_samples": len(images)}
+        protocol = {
+            **own,
+            "reference": ref.reference_hash,
+            "feature_extractor": ref.feature_extractor,
+            "num_samples": len(images),
+        }
         stored = {m.name: m.value for m in run.metrics}
         out.append(Rescored(run.cell_hash, _label(run), stored, metrics, protocol, protocol_fingerprint(protocol)))
     return out
@@ -138,14 +150,22 @@ class BlockSpread:
         return (sum((f - m) ** 2 for f in self.fids) / (n - 1)) ** 0.5 / m
 
 
-def block_spread(store: ResultStore, block_size: int, *, cells: list[str] | None = None,
-                 experiment: str | None = None, extractor: str | None = None) -> list[BlockSpread]:
+def block_spread(
+    store: ResultStore,
+    block_size: int,
+    *,
+    cells: list[str] | None = None,
+    experiment: str | None = None,
+    extractor: str | None = None,
+) -> list[BlockSpread]:
     """FIDs of disjoint ``block_size``-sample blocks of each kept run, grouped by cell without seed."""
     from bitscale.harness.evaluation.fid import score
 
     if block_size < 10 or block_size % 10:
-        raise BitscaleError(f"--blocks {block_size}: must be a positive multiple of 10 (blocks keep the balanced "
-                            "labels, one of each class per 10 samples)")
+        raise BitscaleError(
+            f"--blocks {block_size}: must be a positive multiple of 10 (blocks keep the balanced "
+            "labels, one of each class per 10 samples)"
+        )
     groups: dict[str, BlockSpread] = {}
     for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
         if len(images) < block_size:
@@ -154,7 +174,7 @@ def block_spread(store: ResultStore, block_size: int, *, cells: list[str] | None
         g = groups.setdefault(label, BlockSpread(label, block_size, [], []))
         g.seeds.append(run.seed)
         for start in range(0, len(images) - block_size + 1, block_size):
-            g.fids.append(score(images[start:start + block_size], ref, seed=own["seed"])["fid"])
+            g.fids.append(score(images[start : start + block_size], ref, seed=own["seed"])["fid"])
     return list(groups.values())
 
 

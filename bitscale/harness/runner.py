@@ -28,14 +28,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from bitscale.harness.cells import Cell, Plan, pending_cells
 from bitscale.harness.cellwork import CellOutcome, resolve_plugins
 from bitscale.harness.evaluation.fid import protocol_fingerprint
 from bitscale.harness.executors import CellJob, Executor
-from bitscale.harness.cells import Cell, Plan, pending_cells
 from bitscale.harness.plugin_loader import PluginSet
-from bitscale.precision import Precision
 from bitscale.harness.store import ResultStore
 from bitscale.harness.store.result_store import utcnow
+from bitscale.precision import Precision
 
 
 @dataclass
@@ -52,8 +52,9 @@ class RunSummary:
 def git_sha() -> str | None:
     """The commit of the bitscale source tree, when it is a git checkout."""
     try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -63,29 +64,49 @@ def _run_row(cell: Cell, experiment: str, outcome: CellOutcome) -> dict[str, Any
     p = Precision.parse(cell.precision)
     report = outcome.report
     row = dict(
-        cell_hash=cell.hash, source="measured", experiment=experiment, family=cell.family, size=cell.size,
-        method=cell.method, loss=cell.loss, precision=cell.precision, w_bits=p.w_bits, a_bits=p.a_bits,
-        w_format=str(p.weights), a_format=str(p.activations), seed=cell.seed, num_params=cell.num_params,
-        model_bits=float(cell.model_bits), compute_bits=float(cell.compute_bits),
+        cell_hash=cell.hash,
+        source="measured",
+        experiment=experiment,
+        family=cell.family,
+        size=cell.size,
+        method=cell.method,
+        loss=cell.loss,
+        precision=cell.precision,
+        w_bits=p.w_bits,
+        a_bits=p.a_bits,
+        w_format=str(p.weights),
+        a_format=str(p.activations),
+        seed=cell.seed,
+        num_params=cell.num_params,
+        model_bits=float(cell.model_bits),
+        compute_bits=float(cell.compute_bits),
         effective_weight_bits=report.effective_weight_bits if report else (16.0 if p.is_full else None),
-        status=outcome.status, error=outcome.error, notes=report.notes if report else None, config=cell.config(),
-        versions={**cell.versions, "torch": torch.__version__}, git_sha=git_sha(),
-        host=outcome.host or socket.gethostname(), device=outcome.device, started_at=outcome.started_at,
-        finished_at=utcnow(), timings=outcome.timings, samples=outcome.samples,
+        status=outcome.status,
+        error=outcome.error,
+        notes=report.notes if report else None,
+        config=cell.config(),
+        versions={**cell.versions, "torch": torch.__version__},
+        git_sha=git_sha(),
+        host=outcome.host or socket.gethostname(),
+        device=outcome.device,
+        started_at=outcome.started_at,
+        finished_at=utcnow(),
+        timings=outcome.timings,
+        samples=outcome.samples,
     )
     if outcome.protocol is not None:
         row["protocol_fingerprint"] = protocol_fingerprint(outcome.protocol)
     return row
 
 
-def _record(outcome: CellOutcome, cell: Cell, store: ResultStore, experiment: str, summary: RunSummary,
-            force: bool = False) -> None:
+def _record(
+    outcome: CellOutcome, cell: Cell, store: ResultStore, experiment: str, summary: RunSummary, force: bool = False
+) -> None:
     if outcome.fatal is not None:
         raise outcome.fatal  # bad input: every later cell would fail the same way
     t_store = time.perf_counter()
     protocol = (protocol_fingerprint(outcome.protocol), outcome.protocol) if outcome.protocol is not None else None
-    store.record(run=_run_row(cell, experiment, outcome), metrics=outcome.metrics, protocol=protocol,
-                 replace_ok=force)
+    store.record(run=_run_row(cell, experiment, outcome), metrics=outcome.metrics, protocol=protocol, replace_ok=force)
     summary.overhead_seconds.append(time.perf_counter() - t_store)
     summary.ran += 1
     summary.ok += outcome.status == "ok"
@@ -108,8 +129,15 @@ class _ClaimedJobs:
     finished meanwhile by another driver is skipped.
     """
 
-    def __init__(self, cells: list[Cell], make: Callable[[Cell], CellJob], store: ResultStore, summary: RunSummary,
-                 retry_failed: bool, force: bool = False) -> None:
+    def __init__(
+        self,
+        cells: list[Cell],
+        make: Callable[[Cell], CellJob],
+        store: ResultStore,
+        summary: RunSummary,
+        retry_failed: bool,
+        force: bool = False,
+    ) -> None:
         self.cells, self.make, self.store, self.summary, self.retry_failed = cells, make, store, summary, retry_failed
         self.force = force  # every cell is computed again, stored or not
 
@@ -129,10 +157,20 @@ class _ClaimedJobs:
                         yield self.make(cell)
 
 
-def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: str = "", retry_failed: bool = False,
-             progress: bool = True, device: torch.device | None = None,
-             executor: Executor | Callable[[], Executor] | None = None,
-             sample_shards: int = 1, keep_samples: str | Path | None = None, force: bool = False) -> RunSummary:
+def run_plan(
+    plan: Plan,
+    store: ResultStore,
+    plugins: PluginSet,
+    *,
+    experiment: str = "",
+    retry_failed: bool = False,
+    progress: bool = True,
+    device: torch.device | None = None,
+    executor: Executor | Callable[[], Executor] | None = None,
+    sample_shards: int = 1,
+    keep_samples: str | Path | None = None,
+    force: bool = False,
+) -> RunSummary:
     """Run every cell of ``plan`` not yet in ``store`` on ``executor`` (default: local, in this process).
 
     ``executor`` may be a factory, called only when some cell is missing (a Ray instance takes seconds
@@ -143,8 +181,10 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
     stored or not, and replaces each stored row with the new one (one transaction per cell).
     """
     if plan.untrained:
-        raise ValueError(f"{plan.untrained[0].label}: its weights are not trained yet; "
-                         "train them (bitscale.zoo.pretrain.plan_trained) and plan again before running")
+        raise ValueError(
+            f"{plan.untrained[0].label}: its weights are not trained yet; "
+            "train them (bitscale.zoo.pretrain.plan_trained) and plan again before running"
+        )
     summary = RunSummary()
     todo = pending_cells(plan, store, experiment, retry_failed, force)
     summary.skipped_done = len(plan.cells) - len(todo)
@@ -163,16 +203,20 @@ def run_plan(plan: Plan, store: ResultStore, plugins: PluginSet, *, experiment: 
 
     # Claims need an executor that takes cells one at a time; Ray submits them all at once, and a
     # second Ray driver at worst computes a cell twice (the store keeps one row).
-    jobs = (_ClaimedJobs(todo, job, store, summary, retry_failed, force) if getattr(executor, "one_at_a_time", False)
-            else [job(c) for c in todo])
+    jobs = (
+        _ClaimedJobs(todo, job, store, summary, retry_failed, force)
+        if getattr(executor, "one_at_a_time", False)
+        else [job(c) for c in todo]
+    )
     by_hash = {c.hash: c for c in todo}
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, dynamic_ncols=True)
     current = [""]
 
     def show(label: str) -> None:
         current[0] = label or current[0]
-        bar.set_postfix_str(f"{executor.running} running, {executor.queued} queued"
-                            + (f" | {current[0][:50]}" if current[0] else ""))
+        bar.set_postfix_str(
+            f"{executor.running} running, {executor.queued} queued" + (f" | {current[0][:50]}" if current[0] else "")
+        )
 
     try:
         for outcome in executor.run(jobs, show):

@@ -60,8 +60,7 @@ def read_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
             nhwc = data["arr_0"]
             labels = data["arr_1"] if "arr_1" in data else np.zeros(len(nhwc), dtype=np.int64)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise BitscaleError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); regenerate the cell") \
-            from None
+        raise BitscaleError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); regenerate the cell") from None
     if nhwc.dtype != np.uint8 or nhwc.ndim != 4 or nhwc.shape[-1] != 3:
         raise BitscaleError(f"{path}: arr_0 is {nhwc.dtype} {nhwc.shape}; expected uint8 (N, H, W, 3)")
     if path.stem != samples_digest(nhwc, labels):

@@ -54,8 +54,9 @@ def shard_chunks(total_chunks: int, shards: int) -> list[range]:
     return out
 
 
-def sample_chunks(model, num_samples: int, batch_size: int, seed: int,
-                  chunks: range) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_chunks(
+    model, num_samples: int, batch_size: int, seed: int, chunks: range
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images (B, 3, H, W) on the CPU, their labels) of the given chunks of one cell."""
     labels = balanced_labels(num_samples, model.num_classes)
     device = model.device if model.device.type != "meta" else torch.device("cpu")

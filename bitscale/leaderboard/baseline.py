@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,9 @@ class BaselineCell(BaseModel):
         if not math.isclose(self.mean, mean, rel_tol=_REL_TOL, abs_tol=1e-9):
             raise ValueError(f"mean {self.mean!r} is not the mean of the values ({mean!r})")
         if not math.isclose(self.noise.std, self.noise.rel_std * abs(self.mean), rel_tol=_REL_TOL, abs_tol=1e-9):
-            raise ValueError(f"noise.std {self.noise.std!r} is not noise.rel_std x mean "
-                             f"({self.noise.rel_std * abs(self.mean)!r})")
+            raise ValueError(
+                f"noise.std {self.noise.std!r} is not noise.rel_std x mean ({self.noise.rel_std * abs(self.mean)!r})"
+            )
         return self
 
 
@@ -101,9 +102,14 @@ def cell_key(family: str, size: str, method: str, precision: str, protocol: str)
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
-    return pd.Series([cell_key(f, s, m, p, k) for f, s, m, p, k in
-                      zip(df["family"], df["size"], df["method_label"], df["precision"], df["protocol_key"])],
-                     index=df.index, dtype=object)
+    return pd.Series(
+        [
+            cell_key(f, s, m, p, k)
+            for f, s, m, p, k in zip(df["family"], df["size"], df["method_label"], df["precision"], df["protocol_key"])
+        ],
+        index=df.index,
+        dtype=object,
+    )
 
 
 def measured_cells(results: Results) -> pd.DataFrame:
@@ -115,9 +121,13 @@ def measured_cells(results: Results) -> pd.DataFrame:
 
 def pooled_noise(ok: pd.DataFrame) -> dict[str, tuple[float, int, str]]:
     """``key`` -> (relative std, dof, pool description) for every cell of ``ok``."""
-    stats = ok.groupby("key").agg(family=("family", "first"), protocol=("protocol_key", "first"),
-                                  precision=("precision", "first"), n=("log_value", "size"),
-                                  ss=("log_value", lambda v: float(((v - v.mean()) ** 2).sum())))
+    stats = ok.groupby("key").agg(
+        family=("family", "first"),
+        protocol=("protocol_key", "first"),
+        precision=("precision", "first"),
+        n=("log_value", "size"),
+        ss=("log_value", lambda v: float(((v - v.mean()) ** 2).sum())),
+    )
     stats["dof"] = stats["n"] - 1
     multi = stats[stats["dof"] > 0]
 
@@ -143,8 +153,9 @@ def pooled_noise(ok: pd.DataFrame) -> dict[str, tuple[float, int, str]]:
     return out
 
 
-def export_baseline(results: Results, experiment: str | None = None, sigma: float = 3.0,
-                    noise_rel_std: float | None = None) -> Baseline:
+def export_baseline(
+    results: Results, experiment: str | None = None, sigma: float = 3.0, noise_rel_std: float | None = None
+) -> Baseline:
     """The baseline of the measured cells in ``results``.
 
     ``noise_rel_std`` replaces the measured noise (for grids run with one seed only); without
@@ -152,8 +163,10 @@ def export_baseline(results: Results, experiment: str | None = None, sigma: floa
     """
     ok = measured_cells(results)
     if ok.empty:
-        raise BitscaleError(f"no finished measured runs{f' of experiment {experiment!r}' if experiment else ''} in "
-                            f"{results.store_url}; run the grid first (bitscale run EXPERIMENT.yaml)")
+        raise BitscaleError(
+            f"no finished measured runs{f' of experiment {experiment!r}' if experiment else ''} in "
+            f"{results.store_url}; run the grid first (bitscale run EXPERIMENT.yaml)"
+        )
     noise = pooled_noise(ok) if noise_rel_std is None else {}
     cells = []
     for key, grp in ok.groupby("key", sort=True):
@@ -167,21 +180,40 @@ def export_baseline(results: Results, experiment: str | None = None, sigma: floa
             raise BitscaleError(
                 "cannot estimate seed-to-seed noise: no cell was run with two or more seeds "
                 f"(e.g. {key}). Run the baseline grid with `seeds: [0, 1, 2]`, or pass --noise-rel-std "
-                "if you really want a fixed relative threshold")
-        cells.append(BaselineCell(
-            key=key, family=first["family"], size=first["size"], method=first["method_label"],
-            precision=first["precision"], protocol=first["protocol_key"],
-            values={str(int(s)): float(v) for s, v in zip(grp["seed"], grp["value"])},
-            hashes={str(int(s)): str(h) for s, h in zip(grp["seed"], grp["cell_hash"])}, mean=mean,
-            noise=Noise(rel_std=rel, std=rel * mean, dof=dof, pool=pool)))
+                "if you really want a fixed relative threshold"
+            )
+        cells.append(
+            BaselineCell(
+                key=key,
+                family=first["family"],
+                size=first["size"],
+                method=first["method_label"],
+                precision=first["precision"],
+                protocol=first["protocol_key"],
+                values={str(int(s)): float(v) for s, v in zip(grp["seed"], grp["value"])},
+                hashes={str(int(s)): str(h) for s, h in zip(grp["seed"], grp["cell_hash"])},
+                mean=mean,
+                noise=Noise(rel_std=rel, std=rel * mean, dof=dof, pool=pool),
+            )
+        )
     failed = results.runs[(results.runs["status"] == "failed") & (results.runs["source"] == "measured")]
     import bitscale
 
     shas = ok["git_sha"].dropna().unique() if "git_sha" in ok.columns else []
-    return Baseline(format=FORMAT, version=VERSION, metric=results.metric, experiment=experiment,
-                    created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), store=results.store_url,
-                    bitscale=bitscale.__version__, git_sha=str(shas[0]) if len(shas) == 1 else None, sigma=sigma,
-                    artifacts=shipped_artifacts(), cells=cells, failed=sorted(set(_keys(failed))))
+    return Baseline(
+        format=FORMAT,
+        version=VERSION,
+        metric=results.metric,
+        experiment=experiment,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        store=results.store_url,
+        bitscale=bitscale.__version__,
+        git_sha=str(shas[0]) if len(shas) == 1 else None,
+        sigma=sigma,
+        artifacts=shipped_artifacts(),
+        cells=cells,
+        failed=sorted(set(_keys(failed))),
+    )
 
 
 def shipped_artifacts() -> dict[str, str]:
@@ -219,10 +251,12 @@ def read_baseline(path: str | Path) -> Baseline:
     except OSError as exc:
         raise BaselineError(f"{p}: cannot read: {exc.strerror}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BaselineError(f"{p}: not a bitscale baseline (expected \"format\": \"{FORMAT}\")")
+        raise BaselineError(f'{p}: not a bitscale baseline (expected "format": "{FORMAT}")')
     if data.get("version") != VERSION:
-        raise BaselineError(f"{p}: baseline version {data.get('version')!r} is not supported (this bitscale "
-                            f"reads version {VERSION}); export it again")
+        raise BaselineError(
+            f"{p}: baseline version {data.get('version')!r} is not supported (this bitscale "
+            f"reads version {VERSION}); export it again"
+        )
     try:
         baseline = Baseline.model_validate(data)
     except ValidationError as exc:

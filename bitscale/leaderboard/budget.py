@@ -58,8 +58,11 @@ class Budget:
 
     @property
     def label(self) -> str:
-        parts = [f"{k} <= {v:.3g}" for k, v in (("model_bits", self.model_bits), ("compute_bits", self.compute_bits))
-                 if v is not None]
+        parts = [
+            f"{k} <= {v:.3g}"
+            for k, v in (("model_bits", self.model_bits), ("compute_bits", self.compute_bits))
+            if v is not None
+        ]
         return ", ".join(parts)
 
     def fits(self, cells: pd.DataFrame, effective: bool = False) -> pd.Series:
@@ -90,23 +93,46 @@ def best_within(df: pd.DataFrame, budget: Budget, effective: bool = False, metri
         base = dict(zip([*GROUP, "method"], key))
         if fit.empty:
             small = grp.loc[grp[mt].idxmin()]
-            rows.append({**base, "size": None, "precision": None, "fid": np.nan, "std": np.nan, "seeds": 0,
-                         "model_bits": np.nan, "compute_bits": np.nan, "candidates": 0,
-                         "note": f"nothing within the budget; smallest is {small['size']} {small['precision']} "
-                                 f"(model_bits {small[mt]:.3g}, compute_bits {small[ct]:.3g})"})
+            rows.append(
+                {
+                    **base,
+                    "size": None,
+                    "precision": None,
+                    "fid": np.nan,
+                    "std": np.nan,
+                    "seeds": 0,
+                    "model_bits": np.nan,
+                    "compute_bits": np.nan,
+                    "candidates": 0,
+                    "note": f"nothing within the budget; smallest is {small['size']} {small['precision']} "
+                    f"(model_bits {small[mt]:.3g}, compute_bits {small[ct]:.3g})",
+                }
+            )
             continue
         best = fit.loc[best_label(fit["mean"], metric)]
-        rows.append({**base, "size": best["size"], "precision": best["precision"], "fid": best["mean"],
-                     "std": best["std"], "seeds": int(best["seeds"]), "model_bits": best[mt],
-                     "compute_bits": best[ct], "candidates": len(fit), "note": ""})
+        rows.append(
+            {
+                **base,
+                "size": best["size"],
+                "precision": best["precision"],
+                "fid": best["mean"],
+                "std": best["std"],
+                "seeds": int(best["seeds"]),
+                "model_bits": best[mt],
+                "compute_bits": best[ct],
+                "candidates": len(fit),
+                "note": "",
+            }
+        )
     out = pd.DataFrame(rows)
     # every measured answer with its 95% CI over seeds (NaN with one seed)
     lo, hi = mean_ci(out["fid"].to_numpy(float), out["std"].to_numpy(float), out["seeds"].to_numpy(float))
     out.insert(out.columns.get_loc("std") + 1, "ci_lo", lo)
     out.insert(out.columns.get_loc("ci_lo") + 1, "ci_hi", hi)
     out.insert(0, "budget", budget.label)
-    out = out.sort_values([*GROUP, "fid"], ascending=[True] * len(GROUP) + [lower_is_better(metric)],
-                          na_position="last", kind="stable")
+    out = out.sort_values(
+        [*GROUP, "fid"], ascending=[True] * len(GROUP) + [lower_is_better(metric)], na_position="last", kind="stable"
+    )
     return out.reset_index(drop=True).rename(columns={"fid": metric} if metric != "fid" else {})
 
 

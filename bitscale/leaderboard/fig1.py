@@ -58,14 +58,27 @@ def degradation_at_equal_size(runs: pd.DataFrame, n_boot: int = 1000, seed: int 
             if not per_size:
                 continue
             point, lo, hi, paired, seeds = _relative_change(per_size, n_boot, rng)
-            out.append({"source": key[0], "family": key[1], "protocol": key[2], "method": method,
-                        "precision": prec, "sizes": len(per_size), "seeds": seeds, "change_pct": point,
-                        "change_lo": lo, "change_hi": hi, "paired": paired})
+            out.append(
+                {
+                    "source": key[0],
+                    "family": key[1],
+                    "protocol": key[2],
+                    "method": method,
+                    "precision": prec,
+                    "sizes": len(per_size),
+                    "seeds": seeds,
+                    "change_pct": point,
+                    "change_lo": lo,
+                    "change_hi": hi,
+                    "paired": paired,
+                }
+            )
     return pd.DataFrame(out)
 
 
-def _relative_change(per_size: list[tuple[dict, dict]], n_boot: int, rng: np.random.Generator
-                     ) -> tuple[float, float, float, bool, int]:
+def _relative_change(
+    per_size: list[tuple[dict, dict]], n_boot: int, rng: np.random.Generator
+) -> tuple[float, float, float, bool, int]:
     """Mean over sizes of (mean quantized / mean W16A16 - 1) in percent, with a bootstrap CI."""
     point = 100 * float(np.mean([np.mean(list(q.values())) / np.mean(list(f.values())) - 1 for q, f in per_size]))
     paired = all(len(set(q) & set(f)) >= 2 for q, f in per_size)
@@ -99,23 +112,26 @@ def _interval_word(lo: float, hi: float, below: str, above: str) -> str:
     return "not resolved"
 
 
-def equal_bits_and_size(runs: pd.DataFrame, shifts: pd.DataFrame, metric: str = "fid", effective: bool = False,
-                        n_boot: int = 1000) -> pd.DataFrame:
+def equal_bits_and_size(
+    runs: pd.DataFrame, shifts: pd.DataFrame, metric: str = "fid", effective: bool = False, n_boot: int = 1000
+) -> pd.DataFrame:
     """One row per (family, method, quantized precision): shift at equal MT and CT, change at equal size."""
     deg = degradation_at_equal_size(runs, n_boot)
     if deg.empty:
         return deg
     lower = lower_is_better(metric)
-    out = deg.rename(columns={"change_pct": "equal_size_pct", "change_lo": "equal_size_lo",
-                              "change_hi": "equal_size_hi"})
+    out = deg.rename(
+        columns={"change_pct": "equal_size_pct", "change_lo": "equal_size_lo", "change_hi": "equal_size_hi"}
+    )
     better, worse = ("better than W16A16", "worse than W16A16")
-    out["equal_size"] = [_interval_word(lo, hi, better if lower else worse, worse if lower else better)
-                         for lo, hi in zip(out["equal_size_lo"], out["equal_size_hi"])]
+    out["equal_size"] = [
+        _interval_word(lo, hi, better if lower else worse, worse if lower else better)
+        for lo, hi in zip(out["equal_size_lo"], out["equal_size_hi"])
+    ]
     for axis in ("mt", "ct"):
         col = axis_column(axis, effective)
         sh = shifts[shifts["axis"] == col] if len(shifts) else shifts
-        index = {(r.source, r.family, r.protocol, r.method, r.precision): r for r in sh.itertuples()} if len(sh) \
-            else {}
+        index = {(r.source, r.family, r.protocol, r.method, r.precision): r for r in sh.itertuples()} if len(sh) else {}
         pct, lo, hi, verdict = [], [], [], []
         for r in out.itertuples():
             s = index.get((r.source, r.family, r.protocol, r.method, r.precision))
@@ -126,9 +142,29 @@ def equal_bits_and_size(runs: pd.DataFrame, shifts: pd.DataFrame, metric: str = 
         out[f"{axis}_shift_pct"], out[f"{axis}_shift_lo"], out[f"{axis}_shift_hi"] = pct, lo, hi
         out[f"equal_{axis}"] = verdict
     out["reading"] = [_reading(r) for r in out.itertuples()]
-    cols = ["source", "family", "protocol", "method", "precision", "sizes", "seeds", "equal_mt", "mt_shift_pct",
-            "mt_shift_lo", "mt_shift_hi", "equal_ct", "ct_shift_pct", "ct_shift_lo", "ct_shift_hi", "equal_size",
-            "equal_size_pct", "equal_size_lo", "equal_size_hi", "paired", "reading"]
+    cols = [
+        "source",
+        "family",
+        "protocol",
+        "method",
+        "precision",
+        "sizes",
+        "seeds",
+        "equal_mt",
+        "mt_shift_pct",
+        "mt_shift_lo",
+        "mt_shift_hi",
+        "equal_ct",
+        "ct_shift_pct",
+        "ct_shift_lo",
+        "ct_shift_hi",
+        "equal_size",
+        "equal_size_pct",
+        "equal_size_lo",
+        "equal_size_hi",
+        "paired",
+        "reading",
+    ]
     return out[cols]
 
 
@@ -138,8 +174,10 @@ def _reading(r) -> str:
     if not down_left:
         return f"at equal MT: {r.equal_mt}"
     if r.equal_size == "not resolved":
-        return ("below-left at equal MT, but no loss at equal size is resolved: the shift is mostly the "
-                "bits divided by 16/w (quantization is nearly free here)")
+        return (
+            "below-left at equal MT, but no loss at equal size is resolved: the shift is mostly the "
+            "bits divided by 16/w (quantization is nearly free here)"
+        )
     if r.equal_size.startswith("worse"):
         return "below-left at equal MT despite a resolved loss at equal size: quantization pays at equal bits"
     return f"below-left at equal MT; at equal size: {r.equal_size}"
@@ -155,8 +193,9 @@ def default_budgets(runs: pd.DataFrame, effective: bool = False) -> pd.DataFrame
     return full[[*GROUP, "size", col]].rename(columns={col: "bits"}).drop_duplicates()
 
 
-def best_within_budgets(runs: pd.DataFrame, budgets: list[Budget] | None = None, metric: str = "fid",
-                        effective: bool = False) -> pd.DataFrame:
+def best_within_budgets(
+    runs: pd.DataFrame, budgets: list[Budget] | None = None, metric: str = "fid", effective: bool = False
+) -> pd.DataFrame:
     """Per (family, method, budget): the best measured cell of the method or W16A16 inside the budget.
 
     With no ``budgets``, each W16A16 size's own MT is a budget. ``resolved`` says whether the
@@ -187,10 +226,22 @@ def best_within_budgets(runs: pd.DataFrame, budgets: list[Budget] | None = None,
                 resolved = None
                 if rival is not None and np.isfinite(top["ci_lo"]) and np.isfinite(rival["ci_lo"]):
                     resolved = not bool(intervals_overlap(top["ci_lo"], top["ci_hi"], rival["ci_lo"], rival["ci_hi"]))
-                out.append({"source": key[0], "family": key[1], "protocol": key[2], "method": method,
-                            "budget": label, "best_size": top["size"], "best_precision": top["precision"],
-                            "best": top["mean"], "best_lo": top["ci_lo"], "best_hi": top["ci_hi"],
-                            "runner_up": "" if rival is None else f"{rival['size']} {rival['precision']} "
-                                                                  f"{rival['mean']:.4g}",
-                            "resolved": resolved})
+                out.append(
+                    {
+                        "source": key[0],
+                        "family": key[1],
+                        "protocol": key[2],
+                        "method": method,
+                        "budget": label,
+                        "best_size": top["size"],
+                        "best_precision": top["precision"],
+                        "best": top["mean"],
+                        "best_lo": top["ci_lo"],
+                        "best_hi": top["ci_hi"],
+                        "runner_up": ""
+                        if rival is None
+                        else f"{rival['size']} {rival['precision']} {rival['mean']:.4g}",
+                        "resolved": resolved,
+                    }
+                )
     return pd.DataFrame(out)

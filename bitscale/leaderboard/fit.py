@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from bitscale.leaderboard.budget import axis_column
-from bitscale.leaderboard.results import analysis_rows, parse_precision
 from bitscale.leaderboard.metrics import best_label, lower_is_better
+from bitscale.leaderboard.results import analysis_rows, parse_precision
 from bitscale.leaderboard.stats import intervals_overlap, mean_ci, t_quantile
 
 GROUP = ["source", "family", "protocol_key"]
@@ -58,11 +58,26 @@ class PowerLawFit:
         return self.k * np.asarray(x, dtype=float) ** (-self.alpha)
 
     def as_row(self) -> dict:
-        return {"source": self.source, "family": self.family, "protocol": self.protocol, "method": self.method,
-                "precision": self.precision, "axis": self.axis, "k": self.k, "alpha": self.alpha,
-                "alpha_lo": self.alpha_ci[0], "alpha_hi": self.alpha_ci[1], "k_lo": self.k_ci[0],
-                "k_hi": self.k_ci[1], "r2": self.r2, "sizes": self.sizes, "seeds": self.seeds,
-                "ci": self.ci_method, "bits_min": self.x_min, "bits_max": self.x_max}
+        return {
+            "source": self.source,
+            "family": self.family,
+            "protocol": self.protocol,
+            "method": self.method,
+            "precision": self.precision,
+            "axis": self.axis,
+            "k": self.k,
+            "alpha": self.alpha,
+            "alpha_lo": self.alpha_ci[0],
+            "alpha_hi": self.alpha_ci[1],
+            "k_lo": self.k_ci[0],
+            "k_hi": self.k_ci[1],
+            "r2": self.r2,
+            "sizes": self.sizes,
+            "seeds": self.seeds,
+            "ci": self.ci_method,
+            "bits_min": self.x_min,
+            "bits_max": self.x_max,
+        }
 
 
 def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -84,8 +99,9 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, floa
 _t_quantile = t_quantile  # older name, used by the fits below
 
 
-def _bootstrap(x: np.ndarray, values: list[np.ndarray], n_boot: int, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _bootstrap(
+    x: np.ndarray, values: list[np.ndarray], n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(log k, alpha) for ``n_boot`` resamplings of the seeds at each size."""
     y = np.empty((n_boot, len(x)))
     for i, v in enumerate(values):
@@ -100,37 +116,52 @@ def _bootstrap(x: np.ndarray, values: list[np.ndarray], n_boot: int, rng: np.ran
     return y.mean(axis=1) - slope * xm, -slope
 
 
-def fit_power_law(x: np.ndarray, values: list[np.ndarray], n_boot: int = 1000, rng: np.random.Generator | None = None
-                  ) -> dict:
+def fit_power_law(
+    x: np.ndarray, values: list[np.ndarray], n_boot: int = 1000, rng: np.random.Generator | None = None
+) -> dict:
     """Fit FID = k x^-alpha to per-size seed values; returns the numbers of a :class:`PowerLawFit`."""
     lx = np.log(np.asarray(x, dtype=float))
     ly = np.log(np.array([v.mean() for v in values]))
     b0, b1, se0, se1, r2 = _ols(lx, ly)
-    out = {"k": float(np.exp(b0)), "alpha": float(-b1), "r2": float(r2), "boot_logk": np.empty(0),
-           "boot_alpha": np.empty(0)}
+    out = {
+        "k": float(np.exp(b0)),
+        "alpha": float(-b1),
+        "r2": float(r2),
+        "boot_logk": np.empty(0),
+        "boot_alpha": np.empty(0),
+    }
     if min(len(v) for v in values) >= 2 and n_boot > 0:
         logk, alpha = _bootstrap(lx, values, n_boot, rng or np.random.default_rng(0))
         q = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
-        out.update(alpha_ci=tuple(np.percentile(alpha, q)), k_ci=tuple(np.exp(np.percentile(logk, q))),
-                   ci_method=f"bootstrap over seeds ({n_boot} resamples)", boot_logk=logk, boot_alpha=alpha)
+        out.update(
+            alpha_ci=tuple(np.percentile(alpha, q)),
+            k_ci=tuple(np.exp(np.percentile(logk, q))),
+            ci_method=f"bootstrap over seeds ({n_boot} resamples)",
+            boot_logk=logk,
+            boot_alpha=alpha,
+        )
     elif len(x) >= 3:
         t = _t_quantile(len(x) - 2)
-        out.update(alpha_ci=(-b1 - t * se1, -b1 + t * se1),
-                   k_ci=(float(np.exp(b0 - t * se0)), float(np.exp(b0 + t * se0))),
-                   ci_method=f"OLS standard errors (t, {len(x) - 2} dof; fewer than 2 seeds per size)")
+        out.update(
+            alpha_ci=(-b1 - t * se1, -b1 + t * se1),
+            k_ci=(float(np.exp(b0 - t * se0)), float(np.exp(b0 + t * se0))),
+            ci_method=f"OLS standard errors (t, {len(x) - 2} dof; fewer than 2 seeds per size)",
+        )
     else:
         out.update(alpha_ci=(np.nan, np.nan), k_ci=(np.nan, np.nan), ci_method="none (2 sizes, 1 seed)")
     return out
 
 
-def fit_power_laws(df: pd.DataFrame, axis: str = "mt", effective: bool = False, n_boot: int = 1000,
-                   seed: int = 0) -> list[PowerLawFit]:
+def fit_power_laws(
+    df: pd.DataFrame, axis: str = "mt", effective: bool = False, n_boot: int = 1000, seed: int = 0
+) -> list[PowerLawFit]:
     """One fit per (source, family, method, protocol, precision) with at least 2 sizes."""
     return fit_axes(df, (axis,), effective, n_boot, seed)[axis_column(axis, effective)]
 
 
-def fit_axes(df: pd.DataFrame, axes: tuple[str, ...] = ("mt", "ct"), effective: bool = False, n_boot: int = 1000,
-             seed: int = 0) -> dict[str, list[PowerLawFit]]:
+def fit_axes(
+    df: pd.DataFrame, axes: tuple[str, ...] = ("mt", "ct"), effective: bool = False, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[PowerLawFit]]:
     """Fits on several bit axes at once, keyed by frame column (``mt``, ``ct``, ``mt_eff``...).
 
     Within one precision, CT = MT x a_bits exactly, so the CT fit has the same exponent and
@@ -164,11 +195,24 @@ def fit_axes(df: pd.DataFrame, axes: tuple[str, ...] = ("mt", "ct"), effective: 
             else:
                 r = fit_power_law(x, values, n_boot, rng)
             first = first or (x, r)
-            out[col].append(PowerLawFit(*key, axis=col, k=r["k"], alpha=r["alpha"], alpha_ci=r["alpha_ci"],
-                                        k_ci=r["k_ci"], r2=r["r2"], sizes=len(x),
-                                        seeds=int(max(len(v) for v in values)),
-                                        ci_method=r["ci_method"], x_min=float(x.min()), x_max=float(x.max()),
-                                        boot_logk=r["boot_logk"], boot_alpha=r["boot_alpha"]))
+            out[col].append(
+                PowerLawFit(
+                    *key,
+                    axis=col,
+                    k=r["k"],
+                    alpha=r["alpha"],
+                    alpha_ci=r["alpha_ci"],
+                    k_ci=r["k_ci"],
+                    r2=r["r2"],
+                    sizes=len(x),
+                    seeds=int(max(len(v) for v in values)),
+                    ci_method=r["ci_method"],
+                    x_min=float(x.min()),
+                    x_max=float(x.max()),
+                    boot_logk=r["boot_logk"],
+                    boot_alpha=r["boot_alpha"],
+                )
+            )
     return out
 
 
@@ -176,8 +220,12 @@ def _shifted(r: dict, log_ratio: float) -> dict:
     """The same fit on bits scaled by ``exp(log_ratio)``: log k grows by alpha * log_ratio."""
     logk = r["boot_logk"] + r["boot_alpha"] * log_ratio
     q = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
-    return {**r, "k": float(r["k"] * np.exp(r["alpha"] * log_ratio)), "k_ci": tuple(np.exp(np.percentile(logk, q))),
-            "boot_logk": logk}
+    return {
+        **r,
+        "k": float(r["k"] * np.exp(r["alpha"] * log_ratio)),
+        "k_ci": tuple(np.exp(np.percentile(logk, q))),
+        "boot_logk": logk,
+    }
 
 
 def fits_frame(fits: list[PowerLawFit]) -> pd.DataFrame:
@@ -198,9 +246,16 @@ def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -
     if rows.empty:
         return pd.DataFrame()
     rows = rows.assign(_full=rows["precision"].map(lambda p: parse_precision(p).is_full))
-    cells = rows.groupby([*GROUP, "method_label", "precision", "size"]).agg(
-        fid=("value", "mean"), n=("num_params", "first"), bits=(axis_column(axis, effective), "mean"),
-        full=("_full", "first")).reset_index()
+    cells = (
+        rows.groupby([*GROUP, "method_label", "precision", "size"])
+        .agg(
+            fid=("value", "mean"),
+            n=("num_params", "first"),
+            bits=(axis_column(axis, effective), "mean"),
+            full=("_full", "first"),
+        )
+        .reset_index()
+    )
     cells["p"] = cells["bits"] / cells["n"]
     out = []
     for key, grp in cells.groupby(GROUP, sort=True):
@@ -209,8 +264,9 @@ def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -
             pts = pd.concat([mg, reference])
             if pts["n"].nunique() < 2 or pts["p"].nunique() < 2 or len(pts) < 4 or (pts["fid"] <= 0).any():
                 continue
-            X = np.column_stack([np.ones(len(pts)), -np.log(pts["n"].to_numpy(float)),
-                                 -np.log(pts["p"].to_numpy(float))])
+            X = np.column_stack(
+                [np.ones(len(pts)), -np.log(pts["n"].to_numpy(float)), -np.log(pts["p"].to_numpy(float))]
+            )
             y = np.log(pts["fid"].to_numpy(float))
             beta, *_ = np.linalg.lstsq(X, y, rcond=None)
             resid = y - X @ beta
@@ -227,13 +283,28 @@ def fit_bivariate(df: pd.DataFrame, axis: str = "mt", effective: bool = False) -
             t = _t_quantile(dof) if dof > 0 else np.nan
             diff = beta[1] - beta[2]
             diff_ci = (diff - t * se_diff, diff + t * se_diff)
-            out.append({"source": key[0], "family": key[1], "protocol": key[2], "method": method,
-                        "axis": axis_column(axis, effective),
-                        "k": float(np.exp(beta[0])), "a": beta[1], "a_lo": beta[1] - t * se[1],
-                        "a_hi": beta[1] + t * se[1], "c": beta[2], "c_lo": beta[2] - t * se[2],
-                        "c_hi": beta[2] + t * se[2], "a_minus_c": diff, "a_minus_c_lo": diff_ci[0],
-                        "a_minus_c_hi": diff_ci[1], "r2": r2, "points": len(pts),
-                        "reading": reading(diff, diff_ci)})
+            out.append(
+                {
+                    "source": key[0],
+                    "family": key[1],
+                    "protocol": key[2],
+                    "method": method,
+                    "axis": axis_column(axis, effective),
+                    "k": float(np.exp(beta[0])),
+                    "a": beta[1],
+                    "a_lo": beta[1] - t * se[1],
+                    "a_hi": beta[1] + t * se[1],
+                    "c": beta[2],
+                    "c_lo": beta[2] - t * se[2],
+                    "c_hi": beta[2] + t * se[2],
+                    "a_minus_c": diff,
+                    "a_minus_c_lo": diff_ci[0],
+                    "a_minus_c_hi": diff_ci[1],
+                    "r2": r2,
+                    "points": len(pts),
+                    "reading": reading(diff, diff_ci),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -276,8 +347,13 @@ def _cell_text(row: pd.Series) -> str:
     return f"{row['size']} {row['precision']} {row['mean']:.4g}{ci}"
 
 
-def optimal_precision(fits: list[PowerLawFit], budget: float, cells: pd.DataFrame | None = None,
-                      inside: pd.Series | None = None, metric: str = "fid") -> pd.DataFrame:
+def optimal_precision(
+    fits: list[PowerLawFit],
+    budget: float,
+    cells: pd.DataFrame | None = None,
+    inside: pd.Series | None = None,
+    metric: str = "fid",
+) -> pd.DataFrame:
     """Per (source, family, protocol, method): the best precision within ``budget`` bits.
 
     Candidates are the method's own precisions plus the W16A16 reference. The answer never
@@ -308,14 +384,28 @@ def optimal_precision(fits: list[PowerLawFit], budget: float, cells: pd.DataFram
         within = [p for p in preds if p[1].x_min <= budget <= p[1].x_max]
         fid, best = min(within or preds, key=lambda p: sign * p[0])
         fit_lo, fit_hi = _prediction_ci(best, budget)
-        row = {"source": source, "family": family, "protocol": protocol, "method": method,
-               "budget_bits": budget, "axis": best.axis, "best_precision": best.precision,
-               "basis": "fit, interpolated" if within else "fit, extrapolated",
-               "measured_best": "", "resolved": None, "fit_precision": best.precision, "predicted_fid": fid,
-               "predicted_lo": fit_lo, "predicted_hi": fit_hi, "extrapolated": not within,
-               "ranking": ", ".join(f"{c.precision} {p:.3g}{'' if c.x_min <= budget <= c.x_max else '*'}"
-                                    for p, c in sorted(preds, key=lambda p: sign * p[0])),
-               "note": ""}
+        row = {
+            "source": source,
+            "family": family,
+            "protocol": protocol,
+            "method": method,
+            "budget_bits": budget,
+            "axis": best.axis,
+            "best_precision": best.precision,
+            "basis": "fit, interpolated" if within else "fit, extrapolated",
+            "measured_best": "",
+            "resolved": None,
+            "fit_precision": best.precision,
+            "predicted_fid": fid,
+            "predicted_lo": fit_lo,
+            "predicted_hi": fit_hi,
+            "extrapolated": not within,
+            "ranking": ", ".join(
+                f"{c.precision} {p:.3g}{'' if c.x_min <= budget <= c.x_max else '*'}"
+                for p, c in sorted(preds, key=lambda p: sign * p[0])
+            ),
+            "note": "",
+        }
         measured = _measured_inside(cells, inside, best.axis, budget, source, family, protocol, method)
         if measured is not None and len(measured):
             top = measured.loc[best_label(measured["mean"], metric)]
@@ -324,15 +414,22 @@ def optimal_precision(fits: list[PowerLawFit], budget: float, cells: pd.DataFram
             if len(others):
                 rival = others.loc[best_label(others["mean"], metric)]
                 if np.isfinite(top["ci_lo"]) and np.isfinite(rival["ci_lo"]):
-                    row["resolved"] = not bool(intervals_overlap(top["ci_lo"], top["ci_hi"], rival["ci_lo"],
-                                                                 rival["ci_hi"]))
+                    row["resolved"] = not bool(
+                        intervals_overlap(top["ci_lo"], top["ci_hi"], rival["ci_lo"], rival["ci_hi"])
+                    )
                 row["note"] = f"runner-up: {_cell_text(rival)}"
             if best.precision != top["precision"]:
-                row["note"] = "; ".join(filter(None, [
-                    f"the fitted curves at exactly {budget:.3g} bits favour {best.precision} "
-                    f"({fid:.3g}{'' if within else ', extrapolated'}: a size not measured); "
-                    f"no measured {best.precision} cell within the budget beats {top['size']} {top['precision']}",
-                    row["note"]]))
+                row["note"] = "; ".join(
+                    filter(
+                        None,
+                        [
+                            f"the fitted curves at exactly {budget:.3g} bits favour {best.precision} "
+                            f"({fid:.3g}{'' if within else ', extrapolated'}: a size not measured); "
+                            f"no measured {best.precision} cell within the budget beats {top['size']} {top['precision']}",
+                            row["note"],
+                        ],
+                    )
+                )
         elif cells is not None:
             row["note"] = "nothing measured within the budget: the answer is read off the fitted curves"
         rows.append(row)
@@ -342,14 +439,27 @@ def optimal_precision(fits: list[PowerLawFit], budget: float, cells: pd.DataFram
     return out
 
 
-def _measured_inside(cells: pd.DataFrame | None, inside: pd.Series | None, axis: str, budget: float, source: str,
-                     family: str, protocol: str, method: str) -> pd.DataFrame | None:
+def _measured_inside(
+    cells: pd.DataFrame | None,
+    inside: pd.Series | None,
+    axis: str,
+    budget: float,
+    source: str,
+    family: str,
+    protocol: str,
+    method: str,
+) -> pd.DataFrame | None:
     """The method's and the W16A16 reference's cells of one group that fit the budget."""
     if cells is None or not len(cells):
         return None
     mask = inside.reindex(cells.index, fill_value=False) if inside is not None else cells[axis] <= budget
-    sel = cells[mask & (cells["source"] == source) & (cells["family"] == family)
-                & (cells["protocol_key"] == protocol) & ((cells["method_label"] == method) | cells["_full"])]
+    sel = cells[
+        mask
+        & (cells["source"] == source)
+        & (cells["family"] == family)
+        & (cells["protocol_key"] == protocol)
+        & ((cells["method_label"] == method) | cells["_full"])
+    ]
     return sel
 
 
@@ -382,8 +492,11 @@ def shift_vs_full(fits: list[PowerLawFit], points: int = 50, metric: str = "fid"
             ci = tuple(100 * (np.exp(np.percentile(d, [2.5, 97.5])) - 1))
         pct = 100 * (np.exp(diff) - 1)
         # "down-left" (the paper's words) is better only for a lower-is-better metric
-        better, worse = ("down-left", "up-right") if lower_is_better(metric) else ("higher at equal bits (better)",
-                                                                                   "lower at equal bits (worse)")
+        better, worse = (
+            ("down-left", "up-right")
+            if lower_is_better(metric)
+            else ("higher at equal bits (better)", "lower at equal bits (worse)")
+        )
         if np.isfinite(ci[0]):
             verdict = better if ci[1] < 0 else (worse if ci[0] > 0 else "no significant shift")
             if not lower_is_better(metric):
@@ -391,8 +504,21 @@ def shift_vs_full(fits: list[PowerLawFit], points: int = 50, metric: str = "fid"
         else:
             lower_score = pct < 0
             verdict = (better if lower_score == lower_is_better(metric) else worse) + " (no CI)"
-        rows.append({"source": f.source, "family": f.family, "protocol": f.protocol, "method": f.method,
-                     "precision": f.precision, "axis": f.axis, "shift_pct": pct, "shift_lo": ci[0],
-                     "shift_hi": ci[1], "verdict": verdict, "bits_lo": lo, "bits_hi": hi,
-                     "extrapolated": extrapolated})
+        rows.append(
+            {
+                "source": f.source,
+                "family": f.family,
+                "protocol": f.protocol,
+                "method": f.method,
+                "precision": f.precision,
+                "axis": f.axis,
+                "shift_pct": pct,
+                "shift_lo": ci[0],
+                "shift_hi": ci[1],
+                "verdict": verdict,
+                "bits_lo": lo,
+                "bits_hi": hi,
+                "extrapolated": extrapolated,
+            }
+        )
     return pd.DataFrame(rows)

@@ -65,12 +65,25 @@ class CheckResult:
         return 1 if bad else 0
 
     def as_dict(self) -> dict:
-        return {"metric": self.metric, "sigma": self.sigma, "exit_code": self.exit_code, "counts": self.counts,
-                "changed_artifacts": self.changed_artifacts, "cells": [asdict(c) for c in self.cells]}
+        return {
+            "metric": self.metric,
+            "sigma": self.sigma,
+            "exit_code": self.exit_code,
+            "counts": self.counts,
+            "changed_artifacts": self.changed_artifacts,
+            "cells": [asdict(c) for c in self.cells],
+        }
 
 
-def check(baseline: Baseline, results: Results, sigma: float | None = None, threshold: float | None = None,
-          floor: float = 0.0, strict: bool = False, artifacts: dict[str, str] | None = None) -> CheckResult:
+def check(
+    baseline: Baseline,
+    results: Results,
+    sigma: float | None = None,
+    threshold: float | None = None,
+    floor: float = 0.0,
+    strict: bool = False,
+    artifacts: dict[str, str] | None = None,
+) -> CheckResult:
     """Compare ``results`` (the store now) with ``baseline``; see the module docstring.
 
     ``artifacts`` are the shipped weights in use now ({name: sha256}); those that differ from the
@@ -78,8 +91,14 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
     """
     sigma = baseline.sigma if sigma is None else sigma
     changed = changed_artifacts(baseline, artifacts or {})
-    weights_note = (f"the shipped weights changed since the baseline ({', '.join(changed)}): scores are not "
-                    "comparable; export a new baseline") if changed else ""
+    weights_note = (
+        (
+            f"the shipped weights changed since the baseline ({', '.join(changed)}): scores are not "
+            "comparable; export a new baseline"
+        )
+        if changed
+        else ""
+    )
     lower = lower_is_better(baseline.metric)
     ok = measured_cells(results)
     # key -> {seed: score}; plain dicts, because a pandas group per cell costs a millisecond
@@ -91,16 +110,21 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
     failed_runs = runs[(runs["status"] == "failed") & (runs["source"] == "measured")]
     scored: dict[tuple, set[int]] = {}  # label -> seeds with a score, under any protocol
     by_label: dict[tuple, set[str]] = {}
-    for f, s, m, p, k, seed in zip(ok["family"], ok["size"], ok["method_label"], ok["precision"],
-                                   ok["protocol_key"], ok["seed"]):
+    for f, s, m, p, k, seed in zip(
+        ok["family"], ok["size"], ok["method_label"], ok["precision"], ok["protocol_key"], ok["seed"]
+    ):
         by_label.setdefault((f, s, m, p), set()).add(k)
         scored.setdefault((f, s, m, p), set()).add(int(seed))
     # label -> {seed: last error line} of seeds that failed and have no score: each fails its cell.
     failed_seeds: dict[tuple, dict[int, str]] = {}
     for f, s, m, p, seed, e in zip(
-            failed_runs["family"], failed_runs["size"], failed_runs["method_label"], failed_runs["precision"],
-            failed_runs["seed"], failed_runs["error_line"] if "error_line" in failed_runs.columns
-            else [""] * len(failed_runs)):
+        failed_runs["family"],
+        failed_runs["size"],
+        failed_runs["method_label"],
+        failed_runs["precision"],
+        failed_runs["seed"],
+        failed_runs["error_line"] if "error_line" in failed_runs.columns else [""] * len(failed_runs),
+    ):
         if int(seed) not in scored.get((f, s, m, p), ()):
             failed_seeds.setdefault((f, s, m, p), {})[int(seed)] = e if isinstance(e, str) else ""
     known_failures = set(baseline.failed)
@@ -112,21 +136,43 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
         cur = current.get(cell.key)
         if label in failed_seeds:
             reported.add(label)
-            out.append(CellCheck(cell.key, "failed", baseline=cell.mean,
-                                 current=sum(cur.values()) / len(cur) if cur else None,
-                                 seeds_baseline=len(cell.values), seeds_current=len(cur or {}),
-                                 note=_failure_note(failed_seeds[label], cur),
-                                 known_failure=cell_key(*label, "") in known_failures))
+            out.append(
+                CellCheck(
+                    cell.key,
+                    "failed",
+                    baseline=cell.mean,
+                    current=sum(cur.values()) / len(cur) if cur else None,
+                    seeds_baseline=len(cell.values),
+                    seeds_current=len(cur or {}),
+                    note=_failure_note(failed_seeds[label], cur),
+                    known_failure=cell_key(*label, "") in known_failures,
+                )
+            )
             continue
         if cur is None:
             if label in by_label:
                 others = ", ".join(sorted(k[:8] for k in by_label[label]))
-                out.append(CellCheck(cell.key, "missing", baseline=cell.mean, seeds_baseline=len(cell.values),
-                                     note=weights_note or f"measured only under another protocol ({others}): scores "
-                                          "are not comparable; export a new baseline if the change is intended"))
+                out.append(
+                    CellCheck(
+                        cell.key,
+                        "missing",
+                        baseline=cell.mean,
+                        seeds_baseline=len(cell.values),
+                        note=weights_note
+                        or f"measured only under another protocol ({others}): scores "
+                        "are not comparable; export a new baseline if the change is intended",
+                    )
+                )
             else:
-                out.append(CellCheck(cell.key, "missing", baseline=cell.mean, seeds_baseline=len(cell.values),
-                                     note="not in the store: was the grid run (bitscale run ...)?"))
+                out.append(
+                    CellCheck(
+                        cell.key,
+                        "missing",
+                        baseline=cell.mean,
+                        seeds_baseline=len(cell.values),
+                        note="not in the store: was the grid run (bitscale run ...)?",
+                    )
+                )
             continue
         n_b, n_c = len(cell.values), len(cur)
         mean = sum(cur.values()) / n_c
@@ -137,16 +183,22 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
         z = worse / sd if sd > 0 else (math.inf if worse > 0 else (-math.inf if worse < 0 else 0.0))
         status = "regression" if worse > limit else ("improvement" if worse < -limit else "ok")
         now = sorted(cur)
-        seeds_note = "" if set(cell.values) == {str(s) for s in now} else \
-            f"seeds differ (baseline {','.join(sorted(cell.values))}, now {','.join(map(str, now))})"
+        seeds_note = (
+            ""
+            if set(cell.values) == {str(s) for s in now}
+            else f"seeds differ (baseline {','.join(sorted(cell.values))}, now {','.join(map(str, now))})"
+        )
         note = "; ".join(n for n in (seeds_note, weights_note) if n)
         out.append(CellCheck(cell.key, status, cell.mean, mean, delta, limit, z, n_b, n_c, note))
 
     known = {c.key for c in baseline.cells}
     for key, cur in current.items():
         if key not in known:
-            out.append(CellCheck(key, "new", current=sum(cur.values()) / len(cur), seeds_current=len(cur),
-                                 note="not in the baseline"))
+            out.append(
+                CellCheck(
+                    key, "new", current=sum(cur.values()) / len(cur), seeds_current=len(cur), note="not in the baseline"
+                )
+            )
     # Failures of cells the baseline does not know.
     for label, seeds in failed_seeds.items():
         if label not in reported:
@@ -161,8 +213,10 @@ def check(baseline: Baseline, results: Results, sigma: float | None = None, thre
 def _failure_note(seeds: dict[int, str], scored: dict[int, float] | None) -> str:
     """``seed 1 failed: ValueError: ...; seeds 0 scored``: which seeds failed, why, which did not."""
     errors = [e for e in seeds.values() if e]
-    text = f"seed{'s' * (len(seeds) > 1)} {','.join(map(str, sorted(seeds)))} failed: " \
-           f"{errors[0] if errors else 'traceback in the store'}"
+    text = (
+        f"seed{'s' * (len(seeds) > 1)} {','.join(map(str, sorted(seeds)))} failed: "
+        f"{errors[0] if errors else 'traceback in the store'}"
+    )
     if scored:
         text += f"; seed{'s' * (len(scored) > 1)} {','.join(map(str, sorted(scored)))} scored"
     return text

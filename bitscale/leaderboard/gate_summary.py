@@ -26,12 +26,16 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 
 
 def _score_table(cells: list[CellCheck], sigma_label: str) -> list[str]:
-    lines = [f"| cell | baseline | current | Δ | threshold ({sigma_label}) | z | seeds (baseline/now) | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"| cell | baseline | current | Δ | threshold ({sigma_label}) | z | seeds (baseline/now) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for c in cells:
-        lines.append(f"| `{md(c.key)}` | {_num(c.baseline)} | {_num(c.current)} | {_num(c.delta, '+.3f')} | "
-                     f"{_num(c.threshold)} | {_num(c.z, '+.1f')} | {c.seeds_baseline}/{c.seeds_current} | "
-                     f"{md(c.note)} |")
+        lines.append(
+            f"| `{md(c.key)}` | {_num(c.baseline)} | {_num(c.current)} | {_num(c.delta, '+.3f')} | "
+            f"{_num(c.threshold)} | {_num(c.z, '+.1f')} | {c.seeds_baseline}/{c.seeds_current} | "
+            f"{md(c.note)} |"
+        )
     return lines
 
 
@@ -41,8 +45,14 @@ def _note_table(cells: list[CellCheck]) -> list[str]:
     return lines
 
 
-def summary_markdown(result: CheckResult, baseline: Baseline, baseline_path: str, store_url: str,
-                     threshold: float | None = None, max_rows: int = 50) -> str:
+def summary_markdown(
+    result: CheckResult,
+    baseline: Baseline,
+    baseline_path: str,
+    store_url: str,
+    threshold: float | None = None,
+    max_rows: int = 50,
+) -> str:
     """The whole report: verdict, counts, one section per non-empty outcome, the rest folded."""
     regressions, failed, missing = result.of("regression"), result.of("failed"), result.of("missing")
     if result.exit_code:
@@ -58,13 +68,20 @@ def summary_markdown(result: CheckResult, baseline: Baseline, baseline_path: str
     if result.changed_artifacts:
         verdict += f" — shipped weights changed since the baseline: {', '.join(result.changed_artifacts)}"
     metric = result.metric.upper()
-    rule = (f"worse by more than {threshold:g} {metric} (fixed --threshold)" if threshold is not None else
-            f"worse by more than {result.sigma:g}σ, σ = pooled seed-to-seed std of the baseline × "
-            "√(1/n_baseline + 1/n_now)")
-    lines = [f"## bitscale {metric} regression check: {verdict}", "",
-             f"Baseline `{md(baseline_path)}` ({len(baseline.cells)} cells"
-             f"{f', experiment {md(baseline.experiment)}' if baseline.experiment else ''}, exported "
-             f"{md(baseline.created)}) against `{md(store_url)}`. A cell regresses when {rule}.", ""]
+    rule = (
+        f"worse by more than {threshold:g} {metric} (fixed --threshold)"
+        if threshold is not None
+        else f"worse by more than {result.sigma:g}σ, σ = pooled seed-to-seed std of the baseline × "
+        "√(1/n_baseline + 1/n_now)"
+    )
+    lines = [
+        f"## bitscale {metric} regression check: {verdict}",
+        "",
+        f"Baseline `{md(baseline_path)}` ({len(baseline.cells)} cells"
+        f"{f', experiment {md(baseline.experiment)}' if baseline.experiment else ''}, exported "
+        f"{md(baseline.created)}) against `{md(store_url)}`. A cell regresses when {rule}.",
+        "",
+    ]
     counts = result.counts
     lines += ["| outcome | cells |", "|---|---:|"]
     for status, title, _ in [*_SECTIONS, ("ok", "Unchanged", "")]:
@@ -82,6 +99,6 @@ def summary_markdown(result: CheckResult, baseline: Baseline, baseline_path: str
     unchanged = result.of("ok")
     if unchanged:
         lines += ["", f"<details><summary>Unchanged cells ({len(unchanged)})</summary>", ""]
-        lines += _score_table(unchanged[:max_rows * 4], sigma_label)
+        lines += _score_table(unchanged[: max_rows * 4], sigma_label)
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"

@@ -29,8 +29,9 @@ def lower_is_better(metric: str) -> bool:
         return LOWER_IS_BETTER[metric.lower()]
     except KeyError:
         known = ", ".join(sorted(LOWER_IS_BETTER))
-        raise ConfigError(f"metric {metric!r} has no declared direction (known: {known}); "
-                          "add it to bitscale/leaderboard/metrics.py") from None
+        raise ConfigError(
+            f"metric {metric!r} has no declared direction (known: {known}); add it to bitscale/leaderboard/metrics.py"
+        ) from None
 
 
 def direction_words(metric: str) -> str:

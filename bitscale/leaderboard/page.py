@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import math
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -27,12 +27,50 @@ from bitscale.leaderboard.metrics import direction_words, display_name
 from bitscale.leaderboard.plots import Plot, data_uri
 from bitscale.leaderboard.report import Report
 
-RUN_COLUMNS = ["source", "family", "size", "method_label", "precision", "seed", "status", "value", "mt", "ct",
-               "effective_weight_bits", "protocol_key", "cell_hash", "experiment", "versions", "git_sha",
-               "finished_at", "device", "host", "error_line"]
-RUN_HEADERS = ["source", "family", "size", "method", "precision", "seed", "status", "FID", "MT", "CT",
-               "eff. w bits", "protocol", "cell hash", "experiment", "versions", "git sha", "finished", "hardware",
-               "host", "error"]
+RUN_COLUMNS = [
+    "source",
+    "family",
+    "size",
+    "method_label",
+    "precision",
+    "seed",
+    "status",
+    "value",
+    "mt",
+    "ct",
+    "effective_weight_bits",
+    "protocol_key",
+    "cell_hash",
+    "experiment",
+    "versions",
+    "git_sha",
+    "finished_at",
+    "device",
+    "host",
+    "error_line",
+]
+RUN_HEADERS = [
+    "source",
+    "family",
+    "size",
+    "method",
+    "precision",
+    "seed",
+    "status",
+    "FID",
+    "MT",
+    "CT",
+    "eff. w bits",
+    "protocol",
+    "cell hash",
+    "experiment",
+    "versions",
+    "git sha",
+    "finished",
+    "hardware",
+    "host",
+    "error",
+]
 
 SCRIPT = """
 (function () {
@@ -144,10 +182,13 @@ def frame_table(df: pd.DataFrame, table_id: str, caption: str, headers: list[str
     # Column by column: the runs table of a large store has hundreds of thousands of cells.
     columns = [_column_cells(df.iloc[:, i]) for i in range(df.shape[1])]
     rows = ["<tr>" + "".join(cells) + "</tr>" for cells in zip(*columns)]
-    return (f'<input class="filter" type="search" placeholder="filter rows" data-table="{h(table_id)}">'
-            f'<div class="scroll"><table class="sortable" id="{h(table_id)}"><caption>{h(caption)}</caption>'
-            f"<thead><tr>{''.join(f'<th>{h(c)}</th>' for c in heads)}</tr></thead><tbody>\n"
-            + "\n".join(rows) + "\n</tbody></table></div>")
+    return (
+        f'<input class="filter" type="search" placeholder="filter rows" data-table="{h(table_id)}">'
+        f'<div class="scroll"><table class="sortable" id="{h(table_id)}"><caption>{h(caption)}</caption>'
+        f"<thead><tr>{''.join(f'<th>{h(c)}</th>' for c in heads)}</tr></thead><tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table></div>"
+    )
 
 
 def _leaderboard_section(report: Report, with_deltas: bool | str) -> str:
@@ -159,8 +200,10 @@ def _leaderboard_section(report: Report, with_deltas: bool | str) -> str:
         blocks = []
         for t in tables:
             tid = f"table-{t.key}"
-            blocks.append(f'<div><input class="filter" type="search" placeholder="filter rows" data-table="{h(tid)}">'
-                          f"{html_table(t, with_deltas)}{_protocol_tag(t)}</div>")
+            blocks.append(
+                f'<div><input class="filter" type="search" placeholder="filter rows" data-table="{h(tid)}">'
+                f"{html_table(t, with_deltas)}{_protocol_tag(t)}</div>"
+            )
         out.append(f"<h3>{h(family)}</h3><div class=family>{''.join(blocks)}</div>")
     return "\n".join(out) or "<p>No finished runs.</p>"
 
@@ -168,8 +211,9 @@ def _leaderboard_section(report: Report, with_deltas: bool | str) -> str:
 def _protocol_tag(t) -> str:
     if not t.protocol_details:
         return ""
-    brief = {k: t.protocol_details.get(k) for k in ("dataset", "feature_extractor", "num_samples")
-             if k in t.protocol_details}
+    brief = {
+        k: t.protocol_details.get(k) for k in ("dataset", "feature_extractor", "num_samples") if k in t.protocol_details
+    }
     return f'<p class=meta>protocol <a href="#protocol-{h(t.protocol)}">{h(t.protocol[:8])}</a>: {h(_fmt(brief))}</p>'
 
 
@@ -179,18 +223,32 @@ def _fits_section(report: Report) -> str:
         df = pd.DataFrame([f.as_row() for f in fits])
         if not df.empty:
             df["protocol"] = df["protocol"].str[:8]
-        parts.append(frame_table(df, f"fits-{axis}", f"FID = k · bits^(−α) per precision, bits = {axis} "
-                                                    "(95% CI; source never mixed)"))
+        parts.append(
+            frame_table(
+                df, f"fits-{axis}", f"FID = k · bits^(−α) per precision, bits = {axis} (95% CI; source never mixed)"
+            )
+        )
     biv = report.bivariate.copy()
     if not biv.empty:
         biv["protocol"] = biv["protocol"].str[:8]
-    parts.append(frame_table(biv, "bivariate", "Bivariate fit FID = k · N^(−a) · P^(−c) per method "
-                                               "(P = bits per parameter of the axis; W16A16 cells included)"))
+    parts.append(
+        frame_table(
+            biv,
+            "bivariate",
+            "Bivariate fit FID = k · N^(−a) · P^(−c) per method "
+            "(P = bits per parameter of the axis; W16A16 cells included)",
+        )
+    )
     sh = report.shifts.copy()
     if not sh.empty:
         sh["protocol"] = sh["protocol"].str[:8]
-    parts.append(frame_table(sh, "shifts", "Shift against the W16A16 curve at equal bits "
-                                           "(negative = down-left = better bit-level scaling)"))
+    parts.append(
+        frame_table(
+            sh,
+            "shifts",
+            "Shift against the W16A16 curve at equal bits (negative = down-left = better bit-level scaling)",
+        )
+    )
     return "\n".join(parts)
 
 
@@ -198,12 +256,16 @@ def _fig1_section(report: Report) -> str:
     """The paper's Fig. 1 readings per family: equal bits beside equal size, and budgets."""
     if report.fig1 is None:
         return "<p>Not computed.</p>"
-    parts = ["<p class=meta>Below-left of W16A16 at equal total model (MT) or compute (CT) bits is the paper's "
-             "claim for language-style models; the change at equal size beside it says how much of that shift is "
-             "only the bits divided by 16/w. Intervals are 95%; a reading whose interval spans zero is "
-             "\"not resolved\".</p>"]
-    for name, df, caption in (("fig1", report.fig1, "Quantized vs W16A16: equal bits and equal size"),
-                              ("fig1-budgets", report.fig1_budgets, "Best measured cell within each budget")):
+    parts = [
+        "<p class=meta>Below-left of W16A16 at equal total model (MT) or compute (CT) bits is the paper's "
+        "claim for language-style models; the change at equal size beside it says how much of that shift is "
+        "only the bits divided by 16/w. Intervals are 95%; a reading whose interval spans zero is "
+        '"not resolved".</p>'
+    ]
+    for name, df, caption in (
+        ("fig1", report.fig1, "Quantized vs W16A16: equal bits and equal size"),
+        ("fig1-budgets", report.fig1_budgets, "Best measured cell within each budget"),
+    ):
         df = df.copy() if df is not None else None
         if df is not None and not df.empty:
             df["protocol"] = df["protocol"].str[:8]
@@ -217,13 +279,17 @@ def _paired_section(report: Report) -> str:
 
     df = paired_table(report.results.runs)
     if df.empty:
-        return ("<p>No paired metrics: they are recorded by protocol version 3 and later, for quantized cells "
-                "whose W16A16 twin ran under the same protocol.</p>")
-    intro = ("<p class=meta>ΔFID = the cell's FID minus its W16A16 twin's, on the same seeds and the same sampling "
-             "noise, so the two share most of their sampling error; the 95% interval covers samples and seeds. "
-             "<code>fp_distance</code> is the mean feature distance of each image to its twin, relative to "
-             "unrelated samples of the same class (0: the same images, about 1: unrelated ones). This is the precise comparison of one cell with full precision; two independent FIDs are "
-             "several times noisier.</p>")
+        return (
+            "<p>No paired metrics: they are recorded by protocol version 3 and later, for quantized cells "
+            "whose W16A16 twin ran under the same protocol.</p>"
+        )
+    intro = (
+        "<p class=meta>ΔFID = the cell's FID minus its W16A16 twin's, on the same seeds and the same sampling "
+        "noise, so the two share most of their sampling error; the 95% interval covers samples and seeds. "
+        "<code>fp_distance</code> is the mean feature distance of each image to its twin, relative to "
+        "unrelated samples of the same class (0: the same images, about 1: unrelated ones). This is the precise comparison of one cell with full precision; two independent FIDs are "
+        "several times noisier.</p>"
+    )
     return intro + frame_table(df, "paired", "Paired ΔFID vs W16A16")
 
 
@@ -232,8 +298,11 @@ def _budget_section(report: Report) -> str:
     for axis, front in report.fronts.items():
         parts.append(frame_table(front, f"pareto-{axis}", f"Pareto front: FID vs {axis}"))
     for i, ans in enumerate(report.budgets):
-        parts.append(frame_table(ans.best, f"budget-{i}", f"Best (size, precision) per method within "
-                                                          f"{ans.budget.label} (measured cells)"))
+        parts.append(
+            frame_table(
+                ans.best, f"budget-{i}", f"Best (size, precision) per method within {ans.budget.label} (measured cells)"
+            )
+        )
         for j, opt in enumerate(ans.optimal):
             parts.append(frame_table(opt, f"optimal-{i}-{j}", "Optimal precision at the budget from the fits"))
     return "\n".join(parts)
@@ -244,8 +313,10 @@ def _plots_section(plots: list[tuple[Plot, bytes]]) -> str:
         return "<p>No plots (fewer than two sizes per line?).</p>"
     figs = []
     for plot, png in plots:
-        figs.append(f'<figure id="plot-{h(plot.stem)}"><img alt="{h(plot.title)}" src="{data_uri(png)}">'
-                    f"<figcaption>{h(plot.title)}</figcaption></figure>")
+        figs.append(
+            f'<figure id="plot-{h(plot.stem)}"><img alt="{h(plot.title)}" src="{data_uri(png)}">'
+            f"<figcaption>{h(plot.title)}</figcaption></figure>"
+        )
     return "\n".join(figs)
 
 
@@ -261,14 +332,20 @@ def _runs_section(report: Report) -> str:
     runs = report.results.runs
     if runs.empty:
         return "<p>No runs.</p>"
-    df = runs.reindex(columns=RUN_COLUMNS).sort_values(["source", "family", "size", "method_label", "precision",
-                                                          "seed"], kind="stable")
+    df = runs.reindex(columns=RUN_COLUMNS).sort_values(
+        ["source", "family", "size", "method_label", "precision", "seed"], kind="stable"
+    )
     headers = [display_name(report.results.metric) if c == "FID" else c for c in RUN_HEADERS]
     return frame_table(df, "runs", f"Every run ({len(df)}), with provenance", headers)
 
 
-def render_page(report: Report, plots: list[tuple[Plot, bytes]], with_deltas: bool | str = False,
-                title: str = "bitscale leaderboard", analyses: str | None = None) -> str:
+def render_page(
+    report: Report,
+    plots: list[tuple[Plot, bytes]],
+    with_deltas: bool | str = False,
+    title: str = "bitscale leaderboard",
+    analyses: str | None = None,
+) -> str:
     """The complete HTML document; ``analyses`` is the body of the analyses section (left out when None)."""
     import bitscale
 

@@ -14,8 +14,20 @@ from bitscale.harness.evaluation.paired import LEVEL, combine_seeds
 from bitscale.leaderboard.results import CELL_KEY, ok_runs, parse_precision
 from bitscale.leaderboard.table import precision_order
 
-COLUMNS = ["family", "size", "precision", "method", "seeds", "fid", "dfid", "dfid_ci", "vs_fp", "fp_distance",
-           "ci_from", "protocol"]
+COLUMNS = [
+    "family",
+    "size",
+    "precision",
+    "method",
+    "seeds",
+    "fid",
+    "dfid",
+    "dfid_ci",
+    "vs_fp",
+    "fp_distance",
+    "ci_from",
+    "protocol",
+]
 
 
 def paired_rows(runs: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
@@ -30,18 +42,34 @@ def paired_rows(runs: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
         cell = dict(zip(CELL_KEY, key))
         c = combine_seeds(g["dfid"].astype(float).tolist(), g["dfid_se"].astype(float).tolist(), level)
         dist = g["fp_distance"].astype(float).mean() if "fp_distance" in g else np.nan
-        rows.append({"family": cell["family"], "size": cell["size"], "precision": cell["precision"],
-                     "method": cell["method_label"], "seeds": c.seeds, "fid": float(g["fid"].astype(float).mean()),
-                     "dfid": c.mean, "dfid_lo": c.lo, "dfid_hi": c.hi,
-                     "dfid_ci": f"[{c.lo:+.3g}, {c.hi:+.3g}]",
-                     "vs_fp": "CI overlaps FP" if c.overlaps_fp else ("worse" if c.lo > 0 else "better"),
-                     "fp_distance": dist, "ci_from": c.source, "protocol": cell["protocol_key"]})
+        rows.append(
+            {
+                "family": cell["family"],
+                "size": cell["size"],
+                "precision": cell["precision"],
+                "method": cell["method_label"],
+                "seeds": c.seeds,
+                "fid": float(g["fid"].astype(float).mean()),
+                "dfid": c.mean,
+                "dfid_lo": c.lo,
+                "dfid_hi": c.hi,
+                "dfid_ci": f"[{c.lo:+.3g}, {c.hi:+.3g}]",
+                "vs_fp": "CI overlaps FP" if c.overlaps_fp else ("worse" if c.lo > 0 else "better"),
+                "fp_distance": dist,
+                "ci_from": c.source,
+                "protocol": cell["protocol_key"],
+            }
+        )
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     df = pd.DataFrame(rows)
     order = df["precision"].map(precision_order)
-    return df.assign(_o=order).sort_values(["family", "protocol", "_o", "method", "size"], kind="stable").drop(
-        columns="_o").reset_index(drop=True)
+    return (
+        df.assign(_o=order)
+        .sort_values(["family", "protocol", "_o", "method", "size"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 def paired_table(runs: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:

@@ -47,9 +47,18 @@ PROTOCOL: dict[str, Any] = {
 }
 # The paper's method labels -> bitscale plugin names (``quantizer+loss``) where one exists.
 METHOD_ALIASES = {
-    "FP16": "fp16", "FP": "fp16", "GPTQ": "gptq", "GPTVQ": "gptvq", "OmniQ": "omniquant",
-    "SmoothQ": "smoothquant", "Forward-KLD": "qat+forward_kl", "ForwardKLD": "qat+forward_kl",
-    "Reverse-KLD": "qat+reverse_kl", "TopKLD": "qat+topkld", "MSE": "qat+mse", "JS Divergence": "qat+js",
+    "FP16": "fp16",
+    "FP": "fp16",
+    "GPTQ": "gptq",
+    "GPTVQ": "gptvq",
+    "OmniQ": "omniquant",
+    "SmoothQ": "smoothquant",
+    "Forward-KLD": "qat+forward_kl",
+    "ForwardKLD": "qat+forward_kl",
+    "Reverse-KLD": "qat+reverse_kl",
+    "TopKLD": "qat+topkld",
+    "MSE": "qat+mse",
+    "JS Divergence": "qat+js",
 }
 _DATE = datetime(2025, 1, 1)  # publication year; the exact day is not in the text
 
@@ -75,8 +84,14 @@ def protocol() -> tuple[str, dict[str, Any]]:
 
 def paper_cell_hash(table: str, precision: str, method: str, size: str) -> str:
     """Stable hash of one published cell (what makes the import idempotent)."""
-    key = {"source": "paper", "paper": PAPER_ID, "table": str(table), "precision": precision,
-           "method": method, "size": size}
+    key = {
+        "source": "paper",
+        "paper": PAPER_ID,
+        "table": str(table),
+        "precision": precision,
+        "method": method,
+        "size": size,
+    }
     return "paper-" + json_digest(key, 20)  # all strings: default=str never applies
 
 
@@ -92,16 +107,41 @@ def paper_records() -> list[dict[str, Any]]:
                 continue
             n = VAR_PARAMS[size]
             run = dict(
-                cell_hash=paper_cell_hash(row["table"], prec.label, row["method"], size), source="paper",
-                experiment=f"paper:table{row['table']}", family=FAMILY, size=size, method=row["method"], loss=None,
-                precision=prec.label, w_bits=prec.w_bits, a_bits=prec.a_bits, w_format=str(prec.weights),
-                a_format=str(prec.activations), seed=0, num_params=n, model_bits=float(model_bits(n, prec)),
-                compute_bits=float(compute_bits(n, prec)), effective_weight_bits=None, status="ok", error=None,
+                cell_hash=paper_cell_hash(row["table"], prec.label, row["method"], size),
+                source="paper",
+                experiment=f"paper:table{row['table']}",
+                family=FAMILY,
+                size=size,
+                method=row["method"],
+                loss=None,
+                precision=prec.label,
+                w_bits=prec.w_bits,
+                a_bits=prec.a_bits,
+                w_format=str(prec.weights),
+                a_format=str(prec.activations),
+                seed=0,
+                num_params=n,
+                model_bits=float(model_bits(n, prec)),
+                compute_bits=float(compute_bits(n, prec)),
+                effective_weight_bits=None,
+                status="ok",
+                error=None,
                 notes=f"published in {PAPER_ID}, Table {row['table']}",
-                config={"paper": PAPER, "table": int(row["table"]), "row": index, "printed": {"fid": printed},
-                        "method_alias": method_alias(row["method"])},
-                versions={"paper": PAPER_ID}, git_sha=None, host=None, device="as published",
-                started_at=_DATE, finished_at=_DATE, timings={}, protocol_fingerprint=fp,
+                config={
+                    "paper": PAPER,
+                    "table": int(row["table"]),
+                    "row": index,
+                    "printed": {"fid": printed},
+                    "method_alias": method_alias(row["method"]),
+                },
+                versions={"paper": PAPER_ID},
+                git_sha=None,
+                host=None,
+                device="as published",
+                started_at=_DATE,
+                finished_at=_DATE,
+                timings={},
+                protocol_fingerprint=fp,
             )
             out.append({"run": run, "metrics": {"fid": float(printed)}, "protocol": (fp, details)})
     return out

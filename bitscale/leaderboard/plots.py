@@ -35,8 +35,18 @@ FORMATS = ("png", "svg")
 GROUP = ["source", "family", "protocol_key"]
 _AXIS_WORD = {"mt": "model", "ct": "compute"}
 _RC = {"axes.grid": True, "axes.grid.which": "major", "grid.linewidth": 0.3, "grid.alpha": 0.5}
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-            "#7f7f7f"]
+_PALETTE = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+]
 
 
 def _text(s: object) -> str:
@@ -64,8 +74,10 @@ class Plot:
 
 
 def _colors(labels: list[str]) -> dict[str, str]:
-    return {lab: ("black" if lab in ("W16A16", "fp16") else _PALETTE[i % len(_PALETTE)])
-            for i, lab in enumerate(sorted(labels, key=lambda s: precision_order(s) if _is_prec(s) else (1, s)))}
+    return {
+        lab: ("black" if lab in ("W16A16", "fp16") else _PALETTE[i % len(_PALETTE)])
+        for i, lab in enumerate(sorted(labels, key=lambda s: precision_order(s) if _is_prec(s) else (1, s)))
+    }
 
 
 #: Marker per line (by precision order); weight-activation precisions get hollow markers on a
@@ -84,8 +96,7 @@ def _markers(precisions: list[str]) -> dict[str, str]:
 
 def _style(precision: str, markers: dict[str, str]) -> dict:
     weight_only = parse_precision(precision).weight_only if _is_prec(precision) else True
-    return {"marker": markers.get(precision, "o"), "linestyle": "-" if weight_only else ":",
-            "hollow": not weight_only}
+    return {"marker": markers.get(precision, "o"), "linestyle": "-" if weight_only else ":", "hollow": not weight_only}
 
 
 def _is_prec(s: str) -> bool:
@@ -132,8 +143,13 @@ def _comparison_precisions(quantized: pd.DataFrame, wanted: list[str] | None) ->
 class PlotSet:
     """All plots of a prepared results frame, sharing one aggregation and one set of fits."""
 
-    def __init__(self, runs: pd.DataFrame, fits: dict[str, list[PowerLawFit]] | None = None,
-                 effective: bool = False, metric: str = "fid") -> None:
+    def __init__(
+        self,
+        runs: pd.DataFrame,
+        fits: dict[str, list[PowerLawFit]] | None = None,
+        effective: bool = False,
+        metric: str = "fid",
+    ) -> None:
         self.metric = metric
         self._drawn: dict[object, list[tuple]] = {}
         self._notes: dict[str, float] = {}
@@ -145,12 +161,17 @@ class PlotSet:
         self._extents: dict[int, list[float]] = {}
         self._errors: dict[object, list[tuple]] = {}
         self._groups = {k: g for k, g in self.cells.groupby(GROUP, sort=False)} if len(self.cells) else {}
-        self._multi_protocol = (self.cells.groupby(["source", "family"])["protocol_key"].nunique() > 1).to_dict() \
-            if len(self.cells) else {}
+        self._multi_protocol = (
+            (self.cells.groupby(["source", "family"])["protocol_key"].nunique() > 1).to_dict()
+            if len(self.cells)
+            else {}
+        )
 
     def _fit_index(self, axis: str) -> dict[tuple, PowerLawFit]:
-        return {(f.source, f.family, f.protocol, f.method, f.precision): f
-                for f in self.fits.get(axis_column(axis, self.effective), [])}
+        return {
+            (f.source, f.family, f.protocol, f.method, f.precision): f
+            for f in self.fits.get(axis_column(axis, self.effective), [])
+        }
 
     def plots(self, precisions: list[str] | None = None) -> Iterator[Plot]:
         """Every figure this data supports.
@@ -170,15 +191,35 @@ class PlotSet:
             # method comparison instead of a one-line scaling figure
             methods = tuple(sorted(precs_per_method.index[precs_per_method >= 2]))
             for axis in ("mt", "ct") if methods else ():
-                yield Plot("scaling", _slug("scaling", family, src, tag, axis),
-                           f"{family}{' (paper)' if src else ''}: FID vs total {_AXIS_WORD[axis]} bits, "
-                           "one line per precision", source, family, protocol, axis=axis, methods=methods)
+                yield Plot(
+                    "scaling",
+                    _slug("scaling", family, src, tag, axis),
+                    f"{family}{' (paper)' if src else ''}: FID vs total {_AXIS_WORD[axis]} bits, "
+                    "one line per precision",
+                    source,
+                    family,
+                    protocol,
+                    axis=axis,
+                    methods=methods,
+                )
             for prec in _comparison_precisions(quantized, precisions):
-                yield Plot("methods", _slug("methods", family, src, tag, prec),
-                           f"{family}{' (paper)' if src else ''}: methods at {prec}", source, family, protocol,
-                           precision=prec)
-            yield Plot("pareto", _slug("pareto", family, src, tag),
-                       f"{family}{' (paper)' if src else ''}: Pareto view", source, family, protocol)
+                yield Plot(
+                    "methods",
+                    _slug("methods", family, src, tag, prec),
+                    f"{family}{' (paper)' if src else ''}: methods at {prec}",
+                    source,
+                    family,
+                    protocol,
+                    precision=prec,
+                )
+            yield Plot(
+                "pareto",
+                _slug("pareto", family, src, tag),
+                f"{family}{' (paper)' if src else ''}: Pareto view",
+                source,
+                family,
+                protocol,
+            )
 
     # ------------------------------------------------------------------ drawing
 
@@ -204,8 +245,10 @@ class PlotSet:
         """A line under the figure naming every pair of lines drawn apart because they coincide."""
         if not self._notes:
             return
-        text = "; ".join(f"{what} (within {COINCIDENT_RTOL:.0%}; drawn ×{shift:.3g} to the right)"
-                         for what, shift in self._notes.items())
+        text = "; ".join(
+            f"{what} (within {COINCIDENT_RTOL:.0%}; drawn ×{shift:.3g} to the right)"
+            for what, shift in self._notes.items()
+        )
         text += "; solid/filled: weight-only, dotted/hollow: weight-activation"
         # Make room under everything: the figure grows by one text line and every artist placed in
         # figure fractions (axes, x label, legend) keeps its distance from the top.
@@ -220,8 +263,17 @@ class PlotSet:
         for legend in fig.legends:
             anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
             legend.set_bbox_to_anchor((anchor.x0, 1 - (1 - anchor.y0) * grow), transform=fig.transFigure)
-        fig.text(0.01, 0.01, _text("note: " + text), fontsize=6.5, ha="left", va="bottom", color="#444",
-                 gid="coincidence-note", wrap=True)
+        fig.text(
+            0.01,
+            0.01,
+            _text("note: " + text),
+            fontsize=6.5,
+            ha="left",
+            va="bottom",
+            color="#444",
+            gid="coincidence-note",
+            wrap=True,
+        )
 
     def _draw(self, plot: Plot):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -237,8 +289,14 @@ class PlotSet:
             fig = Figure(figsize=(max(6.0, 0.6 + 3.2 * ncols), 1.1 + 2.5 * nrows))
             FigureCanvasAgg(fig)
             axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
-            fig.subplots_adjust(left=0.5 / fig.get_figwidth() + 0.04, right=0.98, bottom=0.55 / fig.get_figheight(),
-                                top=1 - 0.75 / fig.get_figheight(), wspace=0.06, hspace=0.22)
+            fig.subplots_adjust(
+                left=0.5 / fig.get_figwidth() + 0.04,
+                right=0.98,
+                bottom=0.55 / fig.get_figheight(),
+                top=1 - 0.75 / fig.get_figheight(),
+                wspace=0.06,
+                hspace=0.22,
+            )
             self._scaling(fig, axes, sel, plot)
         else:
             ncols = 1 if plot.kind == "methods" else 2
@@ -254,8 +312,18 @@ class PlotSet:
         fig.suptitle(_text(plot.title), fontsize=10)
         return fig
 
-    def _line(self, ax, pts: pd.DataFrame, col: str, label: str, color: str, fit: PowerLawFit | None,
-              marker: str = "o", linestyle: str = "-", hollow: bool = False) -> None:
+    def _line(
+        self,
+        ax,
+        pts: pd.DataFrame,
+        col: str,
+        label: str,
+        color: str,
+        fit: PowerLawFit | None,
+        marker: str = "o",
+        linestyle: str = "-",
+        hollow: bool = False,
+    ) -> None:
         x = pts[col].to_numpy(float)
         order = np.argsort(x)
         x, y = x[order], pts["mean"].to_numpy(float)[order]
@@ -265,8 +333,18 @@ class PlotSet:
         shift = self._coincidence(ax, label, x, y)
         x = x * shift
         self._extend(ax, x, y)
-        ax.plot(x, y, marker=marker, linestyle=linestyle, ms=4.5, lw=1.2, color=color, label=_text(label),
-                markerfacecolor="none" if hollow else color, markeredgewidth=1.1)
+        ax.plot(
+            x,
+            y,
+            marker=marker,
+            linestyle=linestyle,
+            ms=4.5,
+            lw=1.2,
+            color=color,
+            label=_text(label),
+            markerfacecolor="none" if hollow else color,
+            markeredgewidth=1.1,
+        )
         # seed std as vertical bars, drawn per axes in one collection by draw()
         self._errors.setdefault(ax, []).extend((xi, yi - e, yi + e, color) for xi, yi, e in zip(x, y, err) if e > 0)
         if fit is not None:
@@ -276,8 +354,11 @@ class PlotSet:
     def _coincidence(self, ax, label: str, x: np.ndarray, y: np.ndarray) -> float:
         """The horizontal factor to draw a line at: 1, or a shift when it hides under earlier lines."""
         drawn = self._drawn.setdefault(ax, [])
-        twins = [lab for lab, x0, y0 in drawn if len(x0) == len(x) and np.allclose(x0, x, rtol=1e-9)
-                 and np.allclose(y0, y, rtol=COINCIDENT_RTOL)]
+        twins = [
+            lab
+            for lab, x0, y0 in drawn
+            if len(x0) == len(x) and np.allclose(x0, x, rtol=1e-9) and np.allclose(y0, y, rtol=COINCIDENT_RTOL)
+        ]
         drawn.append((label, x, y))
         if not twins:
             return 1.0
@@ -302,19 +383,27 @@ class PlotSet:
                 f = fits.get((plot.source, plot.family, plot.protocol, method, prec))
                 self._line(ax, mine[mine["precision"] == prec], col, prec, colors[prec], f, **_style(prec, markers))
             ax.set_title(_text(method), fontsize=9)
-        self._limits(flat[:len(plot.methods)])
-        for ax in flat[len(plot.methods):]:
+        self._limits(flat[: len(plot.methods)])
+        for ax in flat[len(plot.methods) :]:
             ax.set_visible(False)
         handles = {}
-        for ax in flat[:len(plot.methods)]:
+        for ax in flat[: len(plot.methods)]:
             for hnd, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, hnd)
         order = sorted(handles, key=precision_order)
-        fig.legend([handles[k] for k in order], order, fontsize=7, frameon=False, ncol=len(order),
-                   loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()))
+        fig.legend(
+            [handles[k] for k in order],
+            order,
+            fontsize=7,
+            frameon=False,
+            ncol=len(order),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()),
+        )
         eff = "effective " if self.effective else ""
-        fig.supxlabel(f"{eff}total {_AXIS_WORD[plot.axis]} bits ({'N·w' if plot.axis == 'mt' else 'N·w·a'})",
-                      fontsize=9)
+        fig.supxlabel(
+            f"{eff}total {_AXIS_WORD[plot.axis]} bits ({'N·w' if plot.axis == 'mt' else 'N·w·a'})", fontsize=9
+        )
         fig.supylabel(f"{display_name(self.metric)} (dashed: fitted power law)", fontsize=9)
 
     def _methods(self, ax, sel: pd.DataFrame, plot: Plot) -> None:
@@ -328,8 +417,15 @@ class PlotSet:
         methods = sorted(at["method_label"].unique())
         for i, m in enumerate(methods):
             f = fits.get((plot.source, plot.family, plot.protocol, m, plot.precision))
-            self._line(ax, at[at["method_label"] == m], col, m, _PALETTE[i % len(_PALETTE)], f,
-                       marker=_MARKERS[i % len(_MARKERS)])
+            self._line(
+                ax,
+                at[at["method_label"] == m],
+                col,
+                m,
+                _PALETTE[i % len(_PALETTE)],
+                f,
+                marker=_MARKERS[i % len(_MARKERS)],
+            )
         self._axes(ax, "mt")
 
     def _pareto_axes(self, axes, plot: Plot) -> None:
@@ -399,8 +495,12 @@ def _padded(lo: float, hi: float, pad: float = 0.06) -> tuple[float, float]:
 
 def _log_ticks(lo: float, hi: float, subs: tuple[float, ...]) -> list[float]:
     """Ticks ``sub x 10^k`` inside [lo, hi]: at most 6, at least the range ends' decade."""
-    ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo))), int(np.floor(np.log10(hi))) + 1)
-             for m in subs if lo <= m * 10.0**k <= hi]
+    ticks = [
+        m * 10.0**k
+        for k in range(int(np.floor(np.log10(lo))), int(np.floor(np.log10(hi))) + 1)
+        for m in subs
+        if lo <= m * 10.0**k <= hi
+    ]
     while len(ticks) > 6:
         ticks = ticks[::2]
     if len(ticks) < 2:  # less than a decade with no round value: label the ends
@@ -463,9 +563,13 @@ def default_jobs() -> int:
         return max(1, min(4, os.cpu_count() or 1))
 
 
-def render_plots(plot_set: PlotSet, formats: tuple[str, ...] = FORMATS, precisions: list[str] | None = None,
-                 kinds: tuple[str, ...] = ("scaling", "methods", "pareto"), jobs: int | None = None
-                 ) -> list[tuple[Plot, dict[str, bytes]]]:
+def render_plots(
+    plot_set: PlotSet,
+    formats: tuple[str, ...] = FORMATS,
+    precisions: list[str] | None = None,
+    kinds: tuple[str, ...] = ("scaling", "methods", "pareto"),
+    jobs: int | None = None,
+) -> list[tuple[Plot, dict[str, bytes]]]:
     """Draw every plot once and encode it in each of ``formats``, over ``jobs`` processes.
 
     Figures are independent and matplotlib is single-threaded, so forked workers scale with
@@ -500,9 +604,14 @@ def render_plots(plot_set: PlotSet, formats: tuple[str, ...] = FORMATS, precisio
     return list(zip(plots, encoded))
 
 
-def write_plots(plot_set: PlotSet, out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
-                precisions: list[str] | None = None, kinds: tuple[str, ...] = ("scaling", "methods", "pareto"),
-                jobs: int | None = None) -> list[Path]:
+def write_plots(
+    plot_set: PlotSet,
+    out_dir: str | Path,
+    formats: tuple[str, ...] = FORMATS,
+    precisions: list[str] | None = None,
+    kinds: tuple[str, ...] = ("scaling", "methods", "pareto"),
+    jobs: int | None = None,
+) -> list[Path]:
     """Write every plot in each of ``formats`` under ``out_dir``; returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

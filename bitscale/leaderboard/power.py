@@ -58,10 +58,19 @@ def pilot_variances(runs: pd.DataFrame, protocols: dict[str, dict]) -> pd.DataFr
                 fp_mean.append(float(cell["fid"].astype(float).mean()))
         if not within:
             continue
-        rows.append({"family": family, "protocol": proto, "pilot_samples": samples.get(proto),
-                     "pilot_cells": len(within), "within": float(np.mean(within)), "worst_within": float(max(within)),
-                     "extra": float(np.mean(extra)), "fp_fid": float(np.mean(fp_mean)) if fp_mean else math.nan,
-                     "fp_var": float(np.mean(fp_var)) if fp_var else math.nan})
+        rows.append(
+            {
+                "family": family,
+                "protocol": proto,
+                "pilot_samples": samples.get(proto),
+                "pilot_cells": len(within),
+                "within": float(np.mean(within)),
+                "worst_within": float(max(within)),
+                "extra": float(np.mean(extra)),
+                "fp_fid": float(np.mean(fp_mean)) if fp_mean else math.nan,
+                "fp_var": float(np.mean(fp_var)) if fp_var else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -70,8 +79,14 @@ def seeds_needed(variance_per_seed: float, delta: float, confidence: float, powe
     return max(MIN_SEEDS, math.ceil(z * z * variance_per_seed / (delta * delta)))
 
 
-def plan(pilot: pd.DataFrame, delta: float | None, relative: float | None, confidence: float, power: float,
-         sample_counts: list[int] | None) -> pd.DataFrame:
+def plan(
+    pilot: pd.DataFrame,
+    delta: float | None,
+    relative: float | None,
+    confidence: float,
+    power: float,
+    sample_counts: list[int] | None,
+) -> pd.DataFrame:
     """Seeds needed per family and sample count (``delta`` in FID, or ``relative`` x the family's FP FID)."""
     rows = []
     for r in pilot.itertuples():
@@ -81,11 +96,22 @@ def plan(pilot: pd.DataFrame, delta: float | None, relative: float | None, confi
         for n in counts:
             scale = n0 / n if n0 else 1.0
             paired = seeds_needed(r.within * scale + r.extra, d, confidence, power) if d and d > 0 else None
-            unpaired = (seeds_needed(2 * r.fp_var * scale, d, confidence, power)
-                        if d and d > 0 and np.isfinite(r.fp_var) else None)
-            rows.append({"family": r.family, "protocol": r.protocol[:8], "pilot": f"{r.pilot_cells} cells x {n0}",
-                         "delta_fid": round(d, 4) if d == d else None, "samples": n,
-                         "seeds_paired": paired, "samples_total": paired * n if paired else None,
-                         "seeds_unpaired": unpaired,
-                         "sd_dfid_per_seed": round(math.sqrt(r.within * scale + r.extra), 4)})
+            unpaired = (
+                seeds_needed(2 * r.fp_var * scale, d, confidence, power)
+                if d and d > 0 and np.isfinite(r.fp_var)
+                else None
+            )
+            rows.append(
+                {
+                    "family": r.family,
+                    "protocol": r.protocol[:8],
+                    "pilot": f"{r.pilot_cells} cells x {n0}",
+                    "delta_fid": round(d, 4) if d == d else None,
+                    "samples": n,
+                    "seeds_paired": paired,
+                    "samples_total": paired * n if paired else None,
+                    "seeds_unpaired": unpaired,
+                    "sd_dfid_per_seed": round(math.sqrt(r.within * scale + r.extra), 4),
+                }
+            )
     return pd.DataFrame(rows)

@@ -37,8 +37,9 @@ def render(tables: list[LeaderboardTable], fmt: str = "github", with_deltas: boo
     out = []
     for t in tables:
         headers = ["#bits", "Method", *(escape_text(str(c), fmt) for c in t.frame.columns)]
-        body = tabulate(table_rows(t, fmt, with_deltas), headers=headers, tablefmt=_TABLEFMT[fmt],
-                        disable_numparse=True)
+        body = tabulate(
+            table_rows(t, fmt, with_deltas), headers=headers, tablefmt=_TABLEFMT[fmt], disable_numparse=True
+        )
         _, notes = note_numbers(t)
         head = title(t, with_deltas)
         extra = footnotes(t)
@@ -56,8 +57,9 @@ def long_frame(tables: list[LeaderboardTable], with_deltas: bool | str = False) 
     """Every cell of every table as one row (the CSV/JSON export), empty cells with their reason."""
     parts = []
     for t in tables:
-        idx = pd.MultiIndex.from_tuples([(p, m, s) for p, m in t.frame.index for s in t.frame.columns],
-                                        names=["precision", "method", "size"])
+        idx = pd.MultiIndex.from_tuples(
+            [(p, m, s) for p, m in t.frame.index for s in t.frame.columns], names=["precision", "method", "size"]
+        )
         mean = t.frame.stack(future_stack=True).reindex(idx)
         std = t.std.stack(future_stack=True).reindex(idx)
         df = pd.DataFrame({"mean": mean.to_numpy(), "std": std.to_numpy()}, index=idx).reset_index()
@@ -92,6 +94,7 @@ def render_frame(df: pd.DataFrame | None, fmt: str, title: str) -> str:
         return json.dumps({"title": title, "rows": df.to_dict(orient="records")}, indent=2, default=str) + "\n"
     esc = latex_escape if fmt == "latex" else (markdown_escape if fmt == "github" else str)
     shown = df.map(lambda v: esc(f"{v:.4g}" if isinstance(v, float) else str(v)))
-    body = tabulate(shown.values.tolist(), headers=[esc(str(c)) for c in df.columns], tablefmt=_TABLEFMT[fmt],
-                    disable_numparse=True)
+    body = tabulate(
+        shown.values.tolist(), headers=[esc(str(c)) for c in df.columns], tablefmt=_TABLEFMT[fmt], disable_numparse=True
+    )
     return f"% {latex_escape(title)}\n{body}\n" if fmt == "latex" else f"{esc(title)}\n\n{body}\n"

@@ -38,8 +38,7 @@ class Report:
     fig1_budgets: pd.DataFrame | None = None  # per family/method: best measured cell within each budget
 
 
-def filter_results(results: Results, families: list[str] | None = None, sources: list[str] | None = None
-                   ) -> Results:
+def filter_results(results: Results, families: list[str] | None = None, sources: list[str] | None = None) -> Results:
     """The same results restricted to some families and/or sources ("measured", "paper")."""
     runs = results.runs
     if families:
@@ -49,9 +48,15 @@ def filter_results(results: Results, families: list[str] | None = None, sources:
     return Results(runs, results.protocols, results.metric, results.store_url)
 
 
-def build_report(results: Results, *, size_order: dict[str, list[str]] | None = None,
-                 budgets: list[Budget] | tuple[Budget, ...] = (), effective: bool = False, n_boot: int = 1000,
-                 fig1: bool = False) -> Report:
+def build_report(
+    results: Results,
+    *,
+    size_order: dict[str, list[str]] | None = None,
+    budgets: list[Budget] | tuple[Budget, ...] = (),
+    effective: bool = False,
+    n_boot: int = 1000,
+    fig1: bool = False,
+) -> Report:
     """Tables, fits (MT and CT), bivariate fits, down-left shifts, Pareto fronts, budget answers;
     with ``fig1``, the paper's Fig. 1 readings per family (``leaderboard.fig1``)."""
     runs, metric = results.runs, results.metric

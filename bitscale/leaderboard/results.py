@@ -72,9 +72,10 @@ def option_variants(df: pd.DataFrame) -> list[str]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for o, m in zip(options, methods):
         groups.setdefault(m, []).append(o)
-    varying = {m: [k for k in sorted({k for o in rows for k in o})
-                   if len({_comparable(o.get(k)) for o in rows}) > 1]
-               for m, rows in groups.items()}
+    varying = {
+        m: [k for k in sorted({k for o in rows for k in o}) if len({_comparable(o.get(k)) for o in rows}) > 1]
+        for m, rows in groups.items()
+    }
     return [",".join(f"{k}={o.get(k)}" for k in varying[m]) for o, m in zip(options, methods)]
 
 
@@ -90,12 +91,15 @@ def parse_precision(label: str) -> Precision:
 
 def _precision_bits(labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     cache = {p: parse_precision(p) for p in labels.unique()}
-    return (labels.map(lambda p: cache[p].w_bits).to_numpy(float),
-            labels.map(lambda p: cache[p].a_bits).to_numpy(float))
+    return (
+        labels.map(lambda p: cache[p].w_bits).to_numpy(float),
+        labels.map(lambda p: cache[p].a_bits).to_numpy(float),
+    )
 
 
-def prepare(frame: pd.DataFrame, protocols: dict[str, dict[str, Any]] | None = None,
-            metric: str = "fid") -> pd.DataFrame:
+def prepare(
+    frame: pd.DataFrame, protocols: dict[str, dict[str, Any]] | None = None, metric: str = "fid"
+) -> pd.DataFrame:
     """All runs (ok and failed) with ``method_label``, ``protocol_key`` and nominal/effective bits.
 
     Added columns: ``method_label``, ``protocol_key``, ``mt``/``ct`` (nominal total model and
@@ -180,9 +184,16 @@ def cell_stats(df: pd.DataFrame, extra_keys: list[str] | None = None) -> pd.Data
     ok = analysis_rows(df)
     keys = [*CELL_KEY, *(extra_keys or [])]
     g = ok.groupby(keys, sort=False, dropna=False)
-    out = g.agg(mean=("value", "mean"), std=("value", "std"), seeds=("value", "size"),
-                num_params=("num_params", "first"), mt=("mt", "first"), ct=("ct", "first"),
-                mt_eff=("mt_eff", "mean"), ct_eff=("ct_eff", "mean"))
+    out = g.agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        seeds=("value", "size"),
+        num_params=("num_params", "first"),
+        mt=("mt", "first"),
+        ct=("ct", "first"),
+        mt_eff=("mt_eff", "mean"),
+        ct_eff=("ct_eff", "mean"),
+    )
     return out.reset_index()
 
 
@@ -233,13 +244,20 @@ def _attach_side_columns(store: ResultStore, frame: pd.DataFrame, metric: str) -
     with store.session() as s:
         paper = s.execute(sa.select(Run.cell_hash, Run.config).where(Run.source == "paper")).all()
         failed = s.execute(sa.select(Run.cell_hash, Run.error).where(Run.status == "failed")).all()
-    printed = {h: str(((c or {}).get("printed") or {}).get(metric)) for h, c in paper
-               if ((c or {}).get("printed") or {}).get(metric) is not None}
+    printed = {
+        h: str(((c or {}).get("printed") or {}).get(metric))
+        for h, c in paper
+        if ((c or {}).get("printed") or {}).get(metric) is not None
+    }
     rows = {h: (c or {}).get("row") for h, c in paper}
     aliases = {h: (c or {}).get("method_alias") for h, c in paper}
     errors = {h: _last_line(e) for h, e in failed}
-    return frame.assign(printed=frame["cell_hash"].map(printed), row_order=frame["cell_hash"].map(rows),
-                        method_alias=frame["cell_hash"].map(aliases), error_line=frame["cell_hash"].map(errors))
+    return frame.assign(
+        printed=frame["cell_hash"].map(printed),
+        row_order=frame["cell_hash"].map(rows),
+        method_alias=frame["cell_hash"].map(aliases),
+        error_line=frame["cell_hash"].map(errors),
+    )
 
 
 def _last_line(error: str | None) -> str:
@@ -259,7 +277,10 @@ def open_store(url: str) -> ResultStore:
     from bitscale.harness.store.urls import normalize_url, redact
 
     full = normalize_url(url)
-    if full.startswith("sqlite:///") and full not in ("sqlite:///", "sqlite:///:memory:") \
-            and not Path(full.removeprefix("sqlite:///")).exists():
+    if (
+        full.startswith("sqlite:///")
+        and full not in ("sqlite:///", "sqlite:///:memory:")
+        and not Path(full.removeprefix("sqlite:///")).exists()
+    ):
         raise BitscaleError(f"store {redact(full)} does not exist; run `bitscale run` first or pass --store")
     return ResultStore.open_existing(full)

@@ -60,8 +60,9 @@ def sampling_coupling(details: dict[str, Any] | None) -> str:
     return "independent"
 
 
-def row_protocol(precision: str, quantizer_options: dict[str, Any] | None, details: dict[str, Any] | None,
-                 source: str = "measured") -> str:
+def row_protocol(
+    precision: str, quantizer_options: dict[str, Any] | None, details: dict[str, Any] | None, source: str = "measured"
+) -> str:
     """One line per row: ``activations: ...; sampling: ...``."""
     sampling = "as published" if source == "paper" else sampling_coupling(details)
     return f"activations: {activation_scheme(precision, quantizer_options, source)}; sampling: {sampling}"

@@ -9,7 +9,6 @@ only under another protocol, not run) in ``LeaderboardTable.missing``.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -18,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from bitscale.leaderboard.metrics import lower_is_better
-from bitscale.leaderboard.row_protocol import row_protocol
-from bitscale.leaderboard.stats import intervals_overlap, mean_ci
 from bitscale.leaderboard.results import comparable_protocols, method_label, parse_precision, prepare
 from bitscale.leaderboard.results import size_order as ordered_sizes
+from bitscale.leaderboard.row_protocol import row_protocol
+from bitscale.leaderboard.stats import intervals_overlap, mean_ci
 
 __all__ = ["LeaderboardTable", "build_tables", "best_mask", "deltas", "method_label", "precision_order"]
 
@@ -74,9 +73,15 @@ def _group_keys(df: pd.DataFrame) -> pd.Series:
     return table
 
 
-def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, list[str]] | None = None,
-                 families: list[str] | None = None, *, protocols: dict[str, dict[str, Any]] | None = None,
-                 prepared: pd.DataFrame | None = None) -> list[LeaderboardTable]:
+def build_tables(
+    runs: pd.DataFrame,
+    metric: str = "fid",
+    size_order: dict[str, list[str]] | None = None,
+    families: list[str] | None = None,
+    *,
+    protocols: dict[str, dict[str, Any]] | None = None,
+    prepared: pd.DataFrame | None = None,
+) -> list[LeaderboardTable]:
     """One table per (source, family, comparable protocol) from the store's ``frame()``.
 
     ``size_order`` maps a family to its sizes in display order (else: by parameter count).
@@ -99,28 +104,43 @@ def build_tables(runs: pd.DataFrame, metric: str = "fid", size_order: dict[str, 
     details = comparable_protocols(protocols or {})
     printed = _printed_text(ok, metric)
     tables = []
-    for (source, family, protocol, table_name), grp in ok.groupby(["source", "family", "protocol_key", "_table"],
-                                                                   sort=True):
+    for (source, family, protocol, table_name), grp in ok.groupby(
+        ["source", "family", "protocol_key", "_table"], sort=True
+    ):
         agg = grp.groupby(["precision", "method_label", "size"])["value"].agg(["mean", "std", "count"])
         mean, std = agg["mean"].unstack("size"), agg["std"].unstack("size")
         # Rows that exist in this family only as failures still get a row: the table must
         # show that they were attempted.
         failed = set() if table_name else _failed_cells(df, source, family)
         printed_order = _row_order(grp)
-        rows = sorted(set(mean.index) | {(p, m) for p, m, _ in failed},
-                      key=lambda r: (precision_order(r[0]), printed_order.get(r, 0), natural_key(r[1])))
+        rows = sorted(
+            set(mean.index) | {(p, m) for p, m, _ in failed},
+            key=lambda r: (precision_order(r[0]), printed_order.get(r, 0), natural_key(r[1])),
+        )
         present = set(mean.columns) | {s for _, _, s in failed}
         sizes = [s for s in ordered_sizes(df[df["family"] == family], family, size_order) if s in present]
         mean = mean.reindex(index=pd.MultiIndex.from_tuples(rows), columns=sizes)
         std = std.reindex(index=mean.index, columns=sizes)
         text = None
         if printed is not None and source == "paper":
-            text = printed[(printed["_table"] == table_name) & (printed["family"] == family)] \
-                .set_index(["precision", "method_label", "size"])["printed"].unstack("size") \
+            text = (
+                printed[(printed["_table"] == table_name) & (printed["family"] == family)]
+                .set_index(["precision", "method_label", "size"])["printed"]
+                .unstack("size")
                 .reindex(index=mean.index, columns=sizes)
-        t = LeaderboardTable(family, protocol or None, metric, mean, std, int(agg["count"].max()), source=source,
-                             title_note=_paper_note(table_name), text=text,
-                             protocol_details=details.get(protocol))
+            )
+        t = LeaderboardTable(
+            family,
+            protocol or None,
+            metric,
+            mean,
+            std,
+            int(agg["count"].max()),
+            source=source,
+            title_note=_paper_note(table_name),
+            text=text,
+            protocol_details=details.get(protocol),
+        )
         t.runs = {k: list(v) for k, v in grp.groupby(["precision", "method_label", "size"])["cell_hash"]}
         count = agg["count"].unstack("size").reindex(index=mean.index, columns=sizes)
         _attach_intervals(t, count)
@@ -185,8 +205,9 @@ def _failed_cells(df: pd.DataFrame, source: str, family: str) -> set[tuple[str, 
     return set(zip(f["precision"], f["method_label"], f["size"]))
 
 
-def _missing_reasons(t: LeaderboardTable, df: pd.DataFrame, source: str, family: str, protocol: str,
-                     table_name: str) -> dict[tuple[str, str, str], str]:
+def _missing_reasons(
+    t: LeaderboardTable, df: pd.DataFrame, source: str, family: str, protocol: str, table_name: str
+) -> dict[tuple[str, str, str], str]:
     """Why each empty cell of ``t`` is empty, in words a reader can act on."""
     empty = np.isnan(t.frame.to_numpy(float))
     cols = list(t.frame.columns)

@@ -25,12 +25,22 @@ def escape_text(text: str, fmt: str) -> str:
 
 #: Marks a quantized cell whose 95% CI overlaps the W16A16 cell's of the same size.
 OVERLAP_MARK = "≈FP"
-OVERLAP_NOTE = (f"{OVERLAP_MARK}: the cell's 95% CI overlaps the W16A16 cell's of the same size: "
-                "not distinguishable from full precision at these seeds")
+OVERLAP_NOTE = (
+    f"{OVERLAP_MARK}: the cell's 95% CI overlaps the W16A16 cell's of the same size: "
+    "not distinguishable from full precision at these seeds"
+)
 
 
-def _cell(value: float, ci: tuple[float, float], printed: object, fmt: str, bold: bool, delta: float | None,
-          note: str | None, overlaps_full: bool = False) -> str:
+def _cell(
+    value: float,
+    ci: tuple[float, float],
+    printed: object,
+    fmt: str,
+    bold: bool,
+    delta: float | None,
+    note: str | None,
+    overlaps_full: bool = False,
+) -> str:
     if value != value:  # NaN: an empty cell, with the mark of its reason
         dash = "--" if fmt == "latex" else "—"
         if note is None:
@@ -66,8 +76,9 @@ def delta_frame(table: LeaderboardTable, with_deltas: bool | str) -> pd.DataFram
     return deltas(table, None if with_deltas is True else str(with_deltas))
 
 
-def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = False,
-               repeat_precision: bool = False) -> list[list[str]]:
+def table_rows(
+    table: LeaderboardTable, fmt: str, with_deltas: bool | str = False, repeat_precision: bool = False
+) -> list[list[str]]:
     """Body rows ``[#bits, method, *sizes]`` as strings in ``fmt``."""
     # Plain arrays, not .loc: a 10,000-run store renders thousands of cells per format.
     mean = table.frame.to_numpy(float)
@@ -86,9 +97,16 @@ def table_rows(table: LeaderboardTable, fmt: str, with_deltas: bool | str = Fals
     for i, (prec, method) in enumerate(table.frame.index):
         is_reference = parse_precision(prec).is_full if against is None else method == against
         cells = [
-            _cell(mean[i, j], (lo[i, j], hi[i, j]), None if text is None else text[i, j], fmt, bool(best[i, j]),
-                  None if delta is None or is_reference else delta[i, j], marks.get((prec, method, c)),
-                  bool(near[i, j]))
+            _cell(
+                mean[i, j],
+                (lo[i, j], hi[i, j]),
+                None if text is None else text[i, j],
+                fmt,
+                bool(best[i, j]),
+                None if delta is None or is_reference else delta[i, j],
+                marks.get((prec, method, c)),
+                bool(near[i, j]),
+            )
             for j, c in enumerate(cols)
         ]
         shown = prec if (prec != last or repeat_precision) else ""
@@ -116,7 +134,7 @@ def footnotes(t: LeaderboardTable) -> list[str]:
     lines = []
     if t.overlaps_full is not None and bool(t.overlaps_full.to_numpy(bool).any()):
         lines.append(OVERLAP_NOTE)
-    for (prec, method) in t.frame.index:
+    for prec, method in t.frame.index:
         proto = t.row_protocols.get((prec, method))
         if proto:
             lines.append(f"{prec} {method}: {proto}")

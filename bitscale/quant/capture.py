@@ -146,7 +146,12 @@ def _is_affine_norm(m: nn.Module) -> bool:
     """A norm whose output is ``normalized * weight (+ bias)``: a scale can be folded into it."""
     w = getattr(m, "weight", None)
     kind = type(m).__name__.lower()
-    return isinstance(w, nn.Parameter) and w.dim() == 1 and ("norm" in kind) and not isinstance(m, nn.modules.batchnorm._BatchNorm)
+    return (
+        isinstance(w, nn.Parameter)
+        and w.dim() == 1
+        and ("norm" in kind)
+        and not isinstance(m, nn.modules.batchnorm._BatchNorm)
+    )
 
 
 def trace_input_groups(model: QuantModel, layers: dict[str, nn.Module], batch: Any) -> list[InputGroup]:
@@ -164,9 +169,11 @@ def trace_input_groups(model: QuantModel, layers: dict[str, nn.Module], batch: A
     shared = _SharedInput()
     handles = []
     for n, m in norms.items():
+
         def post(_m: nn.Module, _a: Any, out: Any, _n: str = n) -> None:
             if isinstance(out, Tensor):
                 last_norm["out"], last_norm["name"] = out, _n
+
         handles.append(m.register_forward_hook(post))
 
     def hook(name: str, x: Tensor) -> None:

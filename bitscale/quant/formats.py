@@ -108,8 +108,10 @@ class QuantSpec:
         if self.fmt.kind in ("fp", "mx") and not self.symmetric:
             raise ValueError(f"{self.fmt} is a sign-magnitude format: asymmetric (zero-point) fp is not defined")
         if self.restricted and not (self.fmt.kind == "int" and self.symmetric):
-            raise ValueError(f"the restricted range applies to symmetric int only, not {self.fmt} "
-                             f"{'symmetric' if self.symmetric else 'asymmetric'}")
+            raise ValueError(
+                f"the restricted range applies to symmetric int only, not {self.fmt} "
+                f"{'symmetric' if self.symmetric else 'asymmetric'}"
+            )
         if self.granularity not in ("tensor", "channel", "group", "token"):
             raise ValueError(f"unknown granularity {self.granularity!r}")
         if self.granularity == "group":
@@ -122,9 +124,11 @@ class QuantSpec:
         size = self.fmt.block.size
         ok = self.granularity == "token" or (self.granularity == "group" and self.group_size == size)
         if not ok:
-            raise ValueError(f"{self.fmt} shares one scale per {size} values along the input channels: use "
-                             f"granularity 'group' with group_size {size} (weights) or 'token' (activations), "
-                             f"not {self.granularity!r}" + (f" {self.group_size}" if self.group_size else ""))
+            raise ValueError(
+                f"{self.fmt} shares one scale per {size} values along the input channels: use "
+                f"granularity 'group' with group_size {size} (weights) or 'token' (activations), "
+                f"not {self.granularity!r}" + (f" {self.group_size}" if self.group_size else "")
+            )
 
     @classmethod
     def block(cls, fmt: NumberFormat | str, activation: bool = False) -> QuantSpec:
@@ -315,9 +319,7 @@ def weight_qparams(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     return scale, zero
 
 
-def fake_quant_weight(
-    w: Tensor, spec: QuantSpec, scale: Tensor | None = None, zero: Tensor | None = None
-) -> Tensor:
+def fake_quant_weight(w: Tensor, spec: QuantSpec, scale: Tensor | None = None, zero: Tensor | None = None) -> Tensor:
     """Fake-quantize a ``(out, in)`` weight; min-max qparams unless ``scale``/``zero`` are given."""
     g = _group_view(w, spec)
     if scale is None and spec.kind == "mx":
@@ -384,8 +386,9 @@ def weight_storage_bits(shape: tuple[int, int], spec: QuantSpec, scale_bits: int
     blk = spec.fmt.block
     if blk is not None:
         return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * blk.scale_bits + blk.tensor_scale_bits
-    return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * _group_overhead(spec.bits, spec.has_zero_point,
-                                                                                       scale_bits)
+    return shape[0] * shape[1] * spec.bits + num_groups(shape, spec) * _group_overhead(
+        spec.bits, spec.has_zero_point, scale_bits
+    )
 
 
 def _group_overhead(bits: int, zero_point: bool, scale_bits: int) -> int:
@@ -394,8 +397,14 @@ def _group_overhead(bits: int, zero_point: bool, scale_bits: int) -> int:
     return scale_bits + (bits if zero_point else 0)
 
 
-def effective_weight_bits(shape: tuple[int, int], bits: int, group_size: int | None = None, *,
-                          zero_point: bool = False, scale_bits: int = SCALE_BITS) -> float:
+def effective_weight_bits(
+    shape: tuple[int, int],
+    bits: int,
+    group_size: int | None = None,
+    *,
+    zero_point: bool = False,
+    scale_bits: int = SCALE_BITS,
+) -> float:
     """Bits per weight of a ``(out, in)`` weight stored as ``bits``-bit codes with one scale per group.
 
     ``group_size`` ``None`` (or 0) means one scale per output channel; groups run along input

@@ -68,7 +68,9 @@ def split_pow2(n: int) -> tuple[int, int]:
 class Rotation(nn.Module):
     """An orthogonal input rotation ``x -> x R`` over the last dimension (see the module docstring)."""
 
-    def __init__(self, n: int, signs: Tensor | None = None, odd: Tensor | None = None, matrix: Tensor | None = None) -> None:
+    def __init__(
+        self, n: int, signs: Tensor | None = None, odd: Tensor | None = None, matrix: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.n = n
         # float32 buffers (so model.to() moves them); orthogonal to ~1e-7, cast to the input's dtype at use.
@@ -118,7 +120,7 @@ class Rotation(nn.Module):
 
     def as_matrix(self, dtype: torch.dtype = torch.float64) -> Tensor:
         """``R`` explicitly (``n x n``): the rotation applied to the identity."""
-        dev = (self.signs if self.signs is not None else self.odd if self.odd is not None else self.matrix)
+        dev = self.signs if self.signs is not None else self.odd if self.odd is not None else self.matrix
         device = dev.device if dev is not None else None
         return self.forward(torch.eye(self.n, dtype=dtype, device=device))
 

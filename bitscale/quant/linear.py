@@ -88,7 +88,9 @@ class QuantLinear(nn.Linear):
         self.weight_quantizer = weight_quantizer
         self.act_quantizer = act_quantizer
         # Always (possibly None) buffers, so a smoothing factor or shift can be installed later.
-        self.register_buffer("smooth", None if smooth is None else smooth.detach().to(device=device, dtype=dtype).clone())
+        self.register_buffer(
+            "smooth", None if smooth is None else smooth.detach().to(device=device, dtype=dtype).clone()
+        )
         self.register_buffer("shift", None if shift is None else shift.detach().to(device=device, dtype=dtype).clone())
         #: Exact bits of the stored weight: codes + scales + zero-points (+ codebooks).
         self.weight_bits = storage_bits if storage_bits is not None else 16 * in_features * out_features
@@ -138,7 +140,9 @@ class QuantLinear(nn.Linear):
             if smooth is not None:
                 new_w = w * smooth.to(dtype)
             if weight_spec is not None and on_the_fly:
-                wq = WeightQuantizer(weight_spec, learnable=learnable_weight_scale, weight=new_w if new_w is not None else w)
+                wq = WeightQuantizer(
+                    weight_spec, learnable=learnable_weight_scale, weight=new_w if new_w is not None else w
+                )
             elif weight_spec is not None:
                 new_w = fake_quant_weight(new_w if new_w is not None else w, weight_spec)
         if storage_bits is None and weight_spec is not None:
@@ -158,7 +162,11 @@ class QuantLinear(nn.Linear):
             q.weight, q.bias = linear.weight, linear.bias
         else:
             q.weight = nn.Parameter(w.clone(), requires_grad=linear.weight.requires_grad)
-            q.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
+            q.bias = (
+                None
+                if linear.bias is None
+                else nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
+            )
         if new_w is not None:
             with torch.no_grad():
                 q.weight.copy_(new_w.to(dtype))
@@ -196,7 +204,11 @@ class QuantLinear(nn.Linear):
         return F.linear(x, self.effective_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        parts = [f"in_features={self.in_features}", f"out_features={self.out_features}", f"bias={self.bias is not None}"]
+        parts = [
+            f"in_features={self.in_features}",
+            f"out_features={self.out_features}",
+            f"bias={self.bias is not None}",
+        ]
         if self.weight_label:
             parts.append(f"w={self.weight_label}")
         if self.smooth is not None:

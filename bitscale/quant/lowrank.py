@@ -87,12 +87,23 @@ class LowRankLinear(TransformLinear):
         self.register_buffer("down", torch.zeros(rank, in_features, device=dev, dtype=dtype))
 
     @classmethod
-    def from_transform(cls, layer: QuantLinear, split: LowRankSplit, weight_bits: int, label: str = "") -> LowRankLinear:
+    def from_transform(
+        cls, layer: QuantLinear, split: LowRankSplit, weight_bits: int, label: str = ""
+    ) -> LowRankLinear:
         """Turn a ``TransformLinear`` (weight already fused) into ``residual + branch`` from ``split``."""
         rank = split.up.shape[1]
-        new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None, rank=rank,
-                  rotation=getattr(layer, "rotation", None), act_quantizer=layer.act_quantizer, storage_bits=weight_bits,
-                  weight_label=label, device=torch.device("meta"), dtype=layer.weight.dtype)
+        new = cls(
+            layer.in_features,
+            layer.out_features,
+            bias=layer.bias is not None,
+            rank=rank,
+            rotation=getattr(layer, "rotation", None),
+            act_quantizer=layer.act_quantizer,
+            storage_bits=weight_bits,
+            weight_label=label,
+            device=torch.device("meta"),
+            dtype=layer.weight.dtype,
+        )
         new.weight, new.bias = layer.weight, layer.bias  # adopt storage, as QuantLinear.from_linear does
         dtype, dev = layer.weight.dtype, layer.weight.device
         with torch.no_grad():
@@ -121,4 +132,3 @@ class LowRankLinear(TransformLinear):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rank={self.rank}"
-

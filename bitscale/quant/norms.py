@@ -56,8 +56,14 @@ def fold_norms(root: nn.Module, groups: list[InputGroup], layers: dict[str, nn.L
         saved_lins = []
         for name in g.members:
             lin = layers[name]
-            saved_lins.append((lin, lin.weight.detach().clone(),
-                               None if lin.bias is None else lin.bias.detach().clone(), lin.bias is not None))
+            saved_lins.append(
+                (
+                    lin,
+                    lin.weight.detach().clone(),
+                    None if lin.bias is None else lin.bias.detach().clone(),
+                    lin.bias is not None,
+                )
+            )
             w = lin.weight.double()
             if beta is not None:
                 corr = (w @ beta.double()).to(lin.weight.dtype)

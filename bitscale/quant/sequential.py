@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import collect_hessians
+from bitscale.quant.model import QuantModel
 from bitscale.quant.swap import set_submodule
 
 #: Quantize one layer given its Hessian; return the module to put in its place.

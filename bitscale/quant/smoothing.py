@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import input_channel_absmax, trace_input_groups
 from bitscale.quant.linear import QuantLinear
+from bitscale.quant.model import QuantModel
 from bitscale.quant.swap import set_submodule
 
 

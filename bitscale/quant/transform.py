@@ -39,7 +39,10 @@ def _absent(shift: Tensor | None, smooth: Tensor | None) -> set[str]:
 
 
 def fuse_weight(
-    weight: Tensor, bias: Tensor | None, shift: Tensor | None = None, smooth: Tensor | None = None,
+    weight: Tensor,
+    bias: Tensor | None,
+    shift: Tensor | None = None,
+    smooth: Tensor | None = None,
     rotation: Rotation | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``(W diag(s)) R`` and ``b + W delta`` in float64, returned in ``weight``'s dtype."""
@@ -58,8 +61,9 @@ def fuse_weight(
 class TransformLinear(QuantLinear):
     """``QuantLinear`` with an input transform (shift, smoothing, rotation), see the module docstring."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rotation: Rotation | None = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *, rotation: Rotation | None = None, **kwargs
+    ) -> None:
         super().__init__(in_features, out_features, bias, **kwargs)
         #: Online rotation of the input (``None`` when fused upstream or absent).
         self.rotation = rotation
@@ -92,16 +96,21 @@ class TransformLinear(QuantLinear):
         if unknown:
             raise ValueError(f"unknown transform part(s) {sorted(unknown)}; choose from {PARTS}")
         if rotation is not None and "rotation" not in online and online & {"shift", "smooth"} - _absent(shift, smooth):
-            raise ValueError("a rotation folded upstream must come with the shift and smoothing folded too "
-                             "(they act before it)")
+            raise ValueError(
+                "a rotation folded upstream must come with the shift and smoothing folded too (they act before it)"
+            )
         w, b = fuse_weight(linear.weight, linear.bias, shift, smooth, rotation)
         if b is not None and linear.bias is None:
             linear.bias = nn.Parameter(torch.zeros(linear.out_features, dtype=w.dtype, device=w.device))
         dtype, dev = linear.weight.dtype, linear.weight.device
         q = cls(
-            linear.in_features, linear.out_features, bias=linear.bias is not None,
-            rotation=rotation if "rotation" in online else None, act_quantizer=act_quantizer,
-            device=torch.device("meta"), dtype=dtype,
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            rotation=rotation if "rotation" in online else None,
+            act_quantizer=act_quantizer,
+            device=torch.device("meta"),
+            dtype=dtype,
         )
         if reuse_storage:
             q.weight, q.bias = linear.weight, linear.bias
@@ -179,4 +188,3 @@ class TransformLinear(QuantLinear):
         if self.rotation is not None:
             parts.append(f"rotation={self.rotation.kind}")
         return ", ".join(parts)
-

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from bitscale import DistillLoss, GenerativeModel, ModelFamily, Precision, QuantReport, Quantizer
+from bitscale import DistillLoss, GenerativeModel, ModelFamily, Precision, Quantizer, QuantReport
 
 #: The precisions every quantizer's contract tries, where it supports them (``unsupported_reason``
 #: is None): integer and fp weight-only settings at 8/4/3 bits, and W8A8/W4A8. A quantizer's
@@ -46,7 +46,9 @@ def supported_precisions(cls: type[Quantizer]) -> list[Precision]:
 
 def _output_error(model: GenerativeModel, reference: list[torch.Tensor], batches: list) -> float:
     with torch.no_grad():
-        errs = [(model.forward_batch(b).float() - r).pow(2).mean() / r.pow(2).mean() for b, r in zip(batches, reference)]
+        errs = [
+            (model.forward_batch(b).float() - r).pow(2).mean() / r.pow(2).mean() for b, r in zip(batches, reference)
+        ]
     return float(torch.stack(errs).mean())
 
 
@@ -62,8 +64,9 @@ def _loss_for(cls: type[Quantizer], model: GenerativeModel) -> DistillLoss | Non
     raise AssertionError(f"{cls.name} trains but no registered loss applies to a {model.style} model")
 
 
-def check_precision(cls: type[Quantizer], make_model, prec: Precision, repeat: bool = True,
-                    options: dict | None = None) -> float:
+def check_precision(
+    cls: type[Quantizer], make_model, prec: Precision, repeat: bool = True, options: dict | None = None
+) -> float:
     """``cls`` quantizes a fresh ``make_model()`` at ``prec``: a ``QuantReport`` with effective bits at
     least the nominal width, a finite output that differs from full precision, and (``repeat``) the
     same result twice under the same seed. Returns the relative output error."""
@@ -75,11 +78,13 @@ def check_precision(cls: type[Quantizer], make_model, prec: Precision, repeat: b
         with torch.no_grad():
             reference = [model.forward_batch(b).float() for b in batches]
         torch.manual_seed(0)
-        report = cls(cls.Options(**(options or {}))).quantize(model, prec, batches, loss=_loss_for(cls, model),
-                                                               generator=torch.Generator().manual_seed(0))
+        report = cls(cls.Options(**(options or {}))).quantize(
+            model, prec, batches, loss=_loss_for(cls, model), generator=torch.Generator().manual_seed(0)
+        )
         assert isinstance(report, QuantReport), f"{cls.name}.quantize must return a QuantReport"
         assert report.effective_weight_bits >= min(prec.w_bits, 16) - 1e-6 or prec.weights.kind == "full", (
-            f"{cls.name} at {prec}: effective bits {report.effective_weight_bits} below nominal {prec.w_bits}")
+            f"{cls.name} at {prec}: effective bits {report.effective_weight_bits} below nominal {prec.w_bits}"
+        )
         err = _output_error(model, reference, batches)
         assert err == err and err < float("inf"), f"{cls.name} at {prec}: non-finite output"
         outs.append(err)
@@ -98,8 +103,9 @@ def check_declarations(cls: type[Quantizer]) -> None:
 def check_error_order(cls: type[Quantizer], make_model, options: dict | None = None) -> None:
     """A post-training method's output error at 8 weight bits is below that at its fewest supported
     weight-only bits (training methods move the weights by design: not checked for them)."""
-    weight_only = sorted((p for p in supported_precisions(cls) if p.weight_only and p.weights.kind == "int"),
-                         key=lambda p: p.w_bits)
+    weight_only = sorted(
+        (p for p in supported_precisions(cls) if p.weight_only and p.weights.kind == "int"), key=lambda p: p.w_bits
+    )
     if cls.trains or len(weight_only) < 2 or weight_only[-1].w_bits == weight_only[0].w_bits:
         return
     low, high = weight_only[0], weight_only[-1]
@@ -107,8 +113,13 @@ def check_error_order(cls: type[Quantizer], make_model, options: dict | None = N
     assert errors[high.label] < errors[low.label], f"{cls.name}: {high} error not below {low} error: {errors}"
 
 
-def check_quantizer(cls: type[Quantizer], make_model, precisions: list[Precision] | None = None,
-                    repeat: bool = True, options: dict | None = None) -> None:
+def check_quantizer(
+    cls: type[Quantizer],
+    make_model,
+    precisions: list[Precision] | None = None,
+    repeat: bool = True,
+    options: dict | None = None,
+) -> None:
     """``cls`` really quantizes every precision it declares, on any contract model, reproducibly.
 
     ``repeat=False`` skips the determinism re-run (for slower, real models); ``options`` are

@@ -38,8 +38,10 @@ def _binary(name: str) -> str | None:
     if found:
         return found
     # Debian/Ubuntu keep the server binaries off PATH, one folder per major version.
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     return candidates[-1] if candidates else None
 
 
@@ -67,8 +69,10 @@ class TemporaryPostgres:
             return cls(admin_url=os.environ[ENV_URL])
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         if not initdb or not pg_ctl:
-            raise PostgresUnavailable("PostgreSQL server programs (initdb, pg_ctl) not found; "
-                                      "install them (apt-get install postgresql) or set " + ENV_URL)
+            raise PostgresUnavailable(
+                "PostgreSQL server programs (initdb, pg_ctl) not found; "
+                "install them (apt-get install postgresql) or set " + ENV_URL
+            )
         run_as: list[str] = []
         if os.geteuid() == 0:
             if not shutil.which("runuser"):
@@ -85,9 +89,25 @@ class TemporaryPostgres:
                 shutil.chown(pwfile, "postgres")
             pwfile.chmod(0o600)
             data = folder / "data"
-            _check(run_as + [initdb, "-D", str(data), "-U", _USER, "--pwfile", str(pwfile), "-E", "UTF8",
-                             "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--no-instructions"],
-                   "initdb")
+            _check(
+                run_as
+                + [
+                    initdb,
+                    "-D",
+                    str(data),
+                    "-U",
+                    _USER,
+                    "--pwfile",
+                    str(pwfile),
+                    "-E",
+                    "UTF8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                "initdb",
+            )
             pwfile.unlink()
             opts = f"-c listen_addresses=127.0.0.1 -k {folder} -c max_connections=100"
             if fast:  # throwaway data: durability costs time and buys nothing here
@@ -95,9 +115,11 @@ class TemporaryPostgres:
             pg_ctl_cmd = run_as + [pg_ctl, "-D", str(data)]
             for _attempt in range(3):  # the free port may be taken between probing and binding
                 port = _free_port()
-                started = subprocess.run(pg_ctl_cmd + ["-w", "-t", "60", "-l", str(folder / "log"),
-                                                       "-o", f"-p {port} {opts}", "start"],
-                                         capture_output=True, text=True)
+                started = subprocess.run(
+                    pg_ctl_cmd + ["-w", "-t", "60", "-l", str(folder / "log"), "-o", f"-p {port} {opts}", "start"],
+                    capture_output=True,
+                    text=True,
+                )
                 if started.returncode == 0:
                     break
             else:
@@ -108,8 +130,11 @@ class TemporaryPostgres:
         except (OSError, LookupError, subprocess.SubprocessError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise PostgresUnavailable(f"cannot start PostgreSQL: {exc}") from None
-        return cls(admin_url=f"postgresql+psycopg://{_USER}:{password}@127.0.0.1:{port}/postgres",
-                   folder=folder, _pg_ctl=pg_ctl_cmd)
+        return cls(
+            admin_url=f"postgresql+psycopg://{_USER}:{password}@127.0.0.1:{port}/postgres",
+            folder=folder,
+            _pg_ctl=pg_ctl_cmd,
+        )
 
     def create_database(self, name: str | None = None) -> str:
         """A fresh empty database; returns its SQLAlchemy URL (with the password)."""
@@ -143,4 +168,3 @@ def _tail(log: Path) -> str:
         return log.read_text().strip()[-500:]
     except OSError:
         return ""
-

@@ -15,7 +15,6 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.fixture
 def bitscale_store(tmp_path):
     from bitscale.harness.store import ResultStore
@@ -83,17 +82,32 @@ def bitscale_run_cell(tmp_path, monkeypatch):
         monkeypatch.setenv("BITSCALE_CACHE", str(tmp_path / "cache"))
     store = ResultStore(f"sqlite:///{tmp_path / 'cell.db'}")
 
-    def run_cell(quantizer: str, precision: str = "W4A16", options: dict | None = None, *, family: str = "var-tiny",
-                 size: str | None = None, num_samples: int = 100, seed: int = 0, loss: str | None = None) -> dict:
+    def run_cell(
+        quantizer: str,
+        precision: str = "W4A16",
+        options: dict | None = None,
+        *,
+        family: str = "var-tiny",
+        size: str | None = None,
+        num_samples: int = 100,
+        seed: int = 0,
+        loss: str | None = None,
+    ) -> dict:
         plugins = get_plugins()
         size = size or plugins.models.get(family).sizes[0]
         method = {"name": quantizer, "options": options or {}}
-        exp = parse_experiment({
-            "name": "plugin-ci", "models": [{"family": family, "sizes": [size]}], "quantizers": [method],
-            **({"losses": [loss]} if loss else {}),
-            "precisions": [precision], "seeds": [seed],
-            "evaluation": {"num_samples": num_samples, "calibration_batches": 2, "batch_size": num_samples}},
-            "bitscale_run_cell")
+        exp = parse_experiment(
+            {
+                "name": "plugin-ci",
+                "models": [{"family": family, "sizes": [size]}],
+                "quantizers": [method],
+                **({"losses": [loss]} if loss else {}),
+                "precisions": [precision],
+                "seeds": [seed],
+                "evaluation": {"num_samples": num_samples, "calibration_batches": 2, "batch_size": num_samples},
+            },
+            "bitscale_run_cell",
+        )
         plan = plan_grid(exp, plugins, "bitscale_run_cell")
         if not plan.cells:
             reasons = "; ".join(f"{label}: {why}" for label, why in plan.skipped) or "nothing planned"

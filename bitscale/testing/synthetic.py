@@ -15,8 +15,15 @@ import numpy as np
 from bitscale.hashing import json_digest, sha256_text
 from bitscale.precision import Precision, compute_bits, model_bits
 
-PROTOCOL = {"dataset": "synthetic", "reference": "ref0", "feature_extractor": "synthetic-extractor",
-            "num_samples": 500, "labels": "balanced", "sampler": {"top_k": 0}, "protocol_version": 1}
+PROTOCOL = {
+    "dataset": "synthetic",
+    "reference": "ref0",
+    "feature_extractor": "synthetic-extractor",
+    "num_samples": 500,
+    "labels": "balanced",
+    "sampler": {"top_k": 0},
+    "protocol_version": 1,
+}
 # Quality penalty per weight / activation width (3-bit weights hurt, 8-bit activations a bit).
 W_PENALTY = {16: 1.0, 8: 1.01, 6: 1.04, 5: 1.08, 4: 1.15, 3: 1.6, 2: 3.0}
 A_PENALTY = {16: 1.0, 8: 1.06, 6: 1.3, 4: 2.0}
@@ -24,8 +31,9 @@ A_PENALTY = {16: 1.0, 8: 1.06, 6: 1.3, 4: 2.0}
 
 @dataclass
 class SyntheticGrid:
-    families: dict[str, dict[str, int]] = field(default_factory=lambda: {
-        "toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000, "d8": 800_000}})
+    families: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"toyvar": {"d1": 100_000, "d2": 200_000, "d4": 400_000, "d8": 800_000}}
+    )
     methods: dict[str, float] = field(default_factory=lambda: {"rtn": 1.0, "gptq": 0.9})  # penalty scale
     precisions: list[str] = field(default_factory=lambda: ["W16A16", "W8A16", "W4A16", "W3A16", "W8A8", "W4A8"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -65,23 +73,68 @@ def records(grid: SyntheticGrid, rng_seed: int = 0) -> list[dict[str, Any]]:
                     for seed in grid.seeds:
                         details = {**PROTOCOL, "seed": seed}
                         fid = true_fid(grid, n, prec, scale) * float(np.exp(rng.normal(0.0, grid.noise)))
-                        out.append(_record(grid, family, size, n, p, method_name, loss or None, seed, fid,
-                                           details, t0 + timedelta(seconds=len(out))))
+                        out.append(
+                            _record(
+                                grid,
+                                family,
+                                size,
+                                n,
+                                p,
+                                method_name,
+                                loss or None,
+                                seed,
+                                fid,
+                                details,
+                                t0 + timedelta(seconds=len(out)),
+                            )
+                        )
     return out
 
 
-def _record(grid: SyntheticGrid, family: str, size: str, n: int, p: Precision, method: str, loss: str | None,
-            seed: int, fid: float, details: dict[str, Any], when: datetime) -> dict[str, Any]:
+def _record(
+    grid: SyntheticGrid,
+    family: str,
+    size: str,
+    n: int,
+    p: Precision,
+    method: str,
+    loss: str | None,
+    seed: int,
+    fid: float,
+    details: dict[str, Any],
+    when: datetime,
+) -> dict[str, Any]:
     fp = protocol_fingerprint(details)
     run = dict(
-        cell_hash=_hash(family, size, method, loss, p.label, seed, grid.experiment), source="measured",
-        experiment=grid.experiment, family=family, size=size, method=method, loss=loss, precision=p.label,
-        w_bits=p.w_bits, a_bits=p.a_bits, w_format=str(p.weights), a_format=str(p.activations), seed=seed,
-        num_params=n, model_bits=float(model_bits(n, p)), compute_bits=float(compute_bits(n, p)),
-        effective_weight_bits=float(p.w_bits + (0.25 if not p.is_full else 0.0)), status="ok", error=None,
-        notes=None, config={"synthetic": True}, versions={"bitscale": "synthetic", "quantizer": "1.0"},
-        git_sha="0" * 40, host="synthetic-host", device="cpu (synthetic)", started_at=when, finished_at=when,
-        timings={"total": 1.0}, protocol_fingerprint=fp,
+        cell_hash=_hash(family, size, method, loss, p.label, seed, grid.experiment),
+        source="measured",
+        experiment=grid.experiment,
+        family=family,
+        size=size,
+        method=method,
+        loss=loss,
+        precision=p.label,
+        w_bits=p.w_bits,
+        a_bits=p.a_bits,
+        w_format=str(p.weights),
+        a_format=str(p.activations),
+        seed=seed,
+        num_params=n,
+        model_bits=float(model_bits(n, p)),
+        compute_bits=float(compute_bits(n, p)),
+        effective_weight_bits=float(p.w_bits + (0.25 if not p.is_full else 0.0)),
+        status="ok",
+        error=None,
+        notes=None,
+        config={"synthetic": True},
+        versions={"bitscale": "synthetic", "quantizer": "1.0"},
+        git_sha="0" * 40,
+        host="synthetic-host",
+        device="cpu (synthetic)",
+        started_at=when,
+        finished_at=when,
+        timings={"total": 1.0},
+        protocol_fingerprint=fp,
     )
     return {"run": run, "metrics": {"fid": fid}, "protocol": (fp, details)}
 
@@ -110,12 +163,25 @@ def bulk_fill(store, grid: SyntheticGrid, rng_seed: int = 0) -> int:
     return len(recs)
 
 
-def failed_record(family: str, size: str, n: int, precision: str, method: str, seed: int = 0,
-                  error: str = "RuntimeError: quantizer exploded", experiment: str = "synthetic") -> dict[str, Any]:
+def failed_record(
+    family: str,
+    size: str,
+    n: int,
+    precision: str,
+    method: str,
+    seed: int = 0,
+    error: str = "RuntimeError: quantizer exploded",
+    experiment: str = "synthetic",
+) -> dict[str, Any]:
     """A failed run (no metrics, no protocol), as the runner records one."""
     p = Precision.parse(precision)
-    rec = _record(SyntheticGrid(experiment=experiment), family, size, n, p, method, None, seed, 0.0, {},
-                  datetime(2025, 1, 2))
-    rec["run"].update(status="failed", error=f"Traceback (most recent call last):\n  ...\n{error}",
-                      protocol_fingerprint=None, cell_hash=_hash("failed", family, size, method, precision, seed))
+    rec = _record(
+        SyntheticGrid(experiment=experiment), family, size, n, p, method, None, seed, 0.0, {}, datetime(2025, 1, 2)
+    )
+    rec["run"].update(
+        status="failed",
+        error=f"Traceback (most recent call last):\n  ...\n{error}",
+        protocol_fingerprint=None,
+        cell_hash=_hash("failed", family, size, method, precision, seed),
+    )
     return {"run": rec["run"], "metrics": {}, "protocol": None}

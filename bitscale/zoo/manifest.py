@@ -38,8 +38,13 @@ def manifest_for(config: dict[str, Any], result: TrainResult, seed: int) -> dict
 
 def manifest_matches(manifest: dict[str, Any] | None, config: dict[str, Any], seed: int, steps: int) -> bool:
     """True if ``manifest`` was trained with ``config`` for ``steps`` on the current digits data with ``seed``."""
-    return (manifest is not None and manifest.get("config") == jsonable(config) and manifest.get("steps") == steps
-            and manifest.get("data_hash") == digits.data_hash(cache.cache_dir()) and manifest.get("seed") == seed)
+    return (
+        manifest is not None
+        and manifest.get("config") == jsonable(config)
+        and manifest.get("steps") == steps
+        and manifest.get("data_hash") == digits.data_hash(cache.cache_dir())
+        and manifest.get("seed") == seed
+    )
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:

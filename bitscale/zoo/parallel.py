@@ -45,8 +45,9 @@ def _describe(artifact: str, manifest: dict[str, Any]) -> str:
     return f"{artifact}: final loss {manifest.get('final_loss', float('nan')):.4f} ({manifest.get('seconds', 0):.1f} s)"
 
 
-def train_units(units: Sequence[TrainingUnit], jobs: int, progress: bool = True,
-                log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+def train_units(
+    units: Sequence[TrainingUnit], jobs: int, progress: bool = True, log: Callable[[str], None] = print
+) -> dict[str, dict[str, Any]]:
     """Train ``units`` in ``jobs`` processes; return {artifact: manifest}. Raises ``TrainingFailed``."""
     unique: dict[str, TrainingUnit] = {}
     for unit in units:  # an artifact is trained once, by its first unit (sampler options may differ, not weights)
@@ -58,8 +59,13 @@ def train_units(units: Sequence[TrainingUnit], jobs: int, progress: bool = True,
     done: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}  # artifact -> why
     running: dict[Future, TrainingUnit] = {}
-    pool = _InProcess() if jobs == 1 else ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),))
+    pool = (
+        _InProcess()
+        if jobs == 1
+        else ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),)
+        )
+    )
     broken = False  # a worker died: the pool takes no more work
     try:
         while waiting or running:
@@ -80,7 +86,11 @@ def train_units(units: Sequence[TrainingUnit], jobs: int, progress: bool = True,
                 try:
                     ok, result = future.result()
                 except BrokenProcessPool:  # killed (out of memory?) or crashed outside Python
-                    ok, result, broken = False, "BrokenProcessPool: its worker process died (see above; killed for memory?)", True
+                    ok, result, broken = (
+                        False,
+                        "BrokenProcessPool: its worker process died (see above; killed for memory?)",
+                        True,
+                    )
                 if ok:
                     done[unit.artifact] = result
                     log(_describe(unit.artifact, result))

@@ -34,6 +34,7 @@ def _train(units: Sequence[TrainingUnit], jobs: int, progress: bool, log: Callab
 
 # ---------------------------------------------------------------- before a grid (bitscale run)
 
+
 def plan_trained(plan: Plan, exp: Experiment, plugins: PluginSet, source: str, progress: bool = True) -> Plan:
     """``plan`` (``plan_grid(exp, ...)``) with final hashes: the tiny-zoo weights its cells need and the
     cache lacks are trained, then the grid is planned again.
@@ -44,8 +45,9 @@ def plan_trained(plan: Plan, exp: Experiment, plugins: PluginSet, source: str, p
     if plan.untrained and pretrain_missing(plan.untrained, plugins, progress):
         plan = plan_grid(exp, plugins, source)
     if plan.untrained:
-        raise BitscaleError(f"{source}: {plan.untrained[0].label}: its model's weights could not be trained "
-                            "(see the errors above)")
+        raise BitscaleError(
+            f"{source}: {plan.untrained[0].label}: its model's weights could not be trained (see the errors above)"
+        )
     return plan
 
 
@@ -79,6 +81,7 @@ def pretrain_missing(cells: list[Cell], plugins: PluginSet, progress: bool = Tru
 
 
 # ---------------------------------------------------------------- named models (bitscale zoo ...)
+
 
 def targets(names: list[str]) -> list[tuple[TrainableFamily, str]]:
     """(family, size) of every tiny model ``names`` (``FAMILY`` or ``FAMILY/SIZE``; none: all) names."""

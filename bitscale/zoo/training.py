@@ -35,8 +35,14 @@ def warmup_linear_decay(opt: torch.optim.Optimizer, steps: int) -> torch.optim.l
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / steps))
 
 
-def adamw_with_label_table(model: torch.nn.Module, table: torch.nn.Parameter, lr: float, label_lr_mult: float,
-                           betas: tuple[float, float], weight_decay: float) -> torch.optim.AdamW:
+def adamw_with_label_table(
+    model: torch.nn.Module,
+    table: torch.nn.Parameter,
+    lr: float,
+    label_lr_mult: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+) -> torch.optim.AdamW:
     """AdamW on the trainable parameters, with the class-label ``table`` at ``label_lr_mult`` times ``lr``.
 
     In a few hundred steps the tiny generators learn digit shapes long before they follow the
@@ -44,13 +50,17 @@ def adamw_with_label_table(model: torch.nn.Module, table: torch.nn.Parameter, lr
     ``pos_embed``) are left out.
     """
     rest = [p for p in model.parameters() if p.requires_grad and p is not table]
-    return torch.optim.AdamW([{"params": rest}, {"params": [table], "lr": lr * label_lr_mult}],
-                             lr=lr, betas=betas, weight_decay=weight_decay)
+    return torch.optim.AdamW(
+        [{"params": rest}, {"params": [table], "lr": lr * label_lr_mult}], lr=lr, betas=betas, weight_decay=weight_decay
+    )
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor,
-                   schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
-                   clip: tuple[Iterable[torch.nn.Parameter], float] | None = None) -> float:
+def optimizer_step(
+    opt: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip: tuple[Iterable[torch.nn.Parameter], float] | None = None,
+) -> float:
     """One update from ``loss`` (gradients clipped to ``clip = (parameters, max_norm)`` first); returns its value."""
     opt.zero_grad(set_to_none=True)
     loss.backward()

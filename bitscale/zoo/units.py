@@ -23,16 +23,21 @@ def units_for(family: TrainableFamily, sizes: Sequence[str], options: Any, force
     units = family.training_units(list(sizes), options, force)
     if units is not None:
         return units
-    return [TrainingUnit(f"{family.name}/{s}", family, options, s, force, cost=_num_params(family, s, options))
-            for s in sizes]
+    return [
+        TrainingUnit(f"{family.name}/{s}", family, options, s, force, cost=_num_params(family, s, options))
+        for s in sizes
+    ]
 
 
-def staged_units(family: Any, options: Any, shared: str | None, sizes: dict[str, str], force: bool,
-                 cost: Callable[[str], float]) -> list[TrainingUnit]:
+def staged_units(
+    family: Any, options: Any, shared: str | None, sizes: dict[str, str], force: bool, cost: Callable[[str], float]
+) -> list[TrainingUnit]:
     """The shared stage ``shared`` (None when it is fresh), then ``sizes`` (size -> artifact) after it."""
     units = [TrainingUnit(shared, family, options)] if shared else []
-    return units + [TrainingUnit(artifact, family, options, size, force, after=shared, cost=cost(size))
-                    for size, artifact in sizes.items()]
+    return units + [
+        TrainingUnit(artifact, family, options, size, force, after=shared, cost=cost(size))
+        for size, artifact in sizes.items()
+    ]
 
 
 def _num_params(family: Any, size: str, options: Any) -> float:

@@ -26,10 +26,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bitscale.harness.errors import BitscaleError
-from bitscale.hashing import sha256_text
 from bitscale.harness.artifacts import shipped
 from bitscale.harness.artifacts.shipped import cache_dir  # noqa: F401 - where it was; found without torch there
+from bitscale.harness.errors import BitscaleError
+from bitscale.hashing import sha256_text
 
 
 def artifact_paths(name: str) -> tuple[Path, Path]:
@@ -110,8 +110,10 @@ def load_manifest(name: str) -> dict[str, Any] | None:
         if not isinstance(manifest, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        raise BitscaleError(f"{meta}: unreadable manifest ({exc}); delete it and its .safetensors, "
-                            f"or retrain: bitscale zoo train --force") from None
+        raise BitscaleError(
+            f"{meta}: unreadable manifest ({exc}); delete it and its .safetensors, "
+            f"or retrain: bitscale zoo train --force"
+        ) from None
     return manifest
 
 
@@ -156,18 +158,23 @@ def load_artifact(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
         if not path.exists():
             return None
         if not _intact(path, manifest):
-            raise BitscaleError(f"{path}: cached weights of {name} were modified or are corrupt (their sha256 is not "
-                                f"the one their manifest records); delete the file (it is retrained when needed) "
-                                f"or retrain: bitscale zoo train --force")
+            raise BitscaleError(
+                f"{path}: cached weights of {name} were modified or are corrupt (their sha256 is not "
+                f"the one their manifest records); delete the file (it is retrained when needed) "
+                f"or retrain: bitscale zoo train --force"
+            )
     try:
         return load_file(str(path)), manifest
     except (SafetensorError, OSError) as exc:
-        raise BitscaleError(f"{path}: not a readable safetensors file ({exc}); delete it (it is retrained when "
-                            f"needed) or retrain: bitscale zoo train --force") from None
+        raise BitscaleError(
+            f"{path}: not a readable safetensors file ({exc}); delete it (it is retrained when "
+            f"needed) or retrain: bitscale zoo train --force"
+        ) from None
 
 
-def load_fresh(name: str,
-               fresh: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def load_fresh(
+    name: str, fresh: Callable[[dict[str, Any]], bool]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """(tensors, manifest) of artifact ``name`` if its manifest is ``fresh`` and its file intact; else None
     (to train). A shipped file that is not intact is an error."""
     manifest = load_manifest(name)
@@ -196,4 +203,5 @@ def weights_digest(artifacts: Sequence[tuple[str, Callable[[dict[str, Any]], boo
 def _stale_shipped(name: str) -> BitscaleError:
     return BitscaleError(
         f"{name}: the shipped weights do not match this code's training recipe (edited recipe?); "
-        f"re-ship them (`bitscale zoo ship`) or use weights trained here ({shipped.SOURCE_ENV}=trained)")
+        f"re-ship them (`bitscale zoo ship`) or use weights trained here ({shipped.SOURCE_ENV}=trained)"
+    )

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from functools import lru_cache, cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,10 @@ def source() -> str:
     """``shipped`` or ``trained``: which copy of a shipped artifact is used."""
     value = os.environ.get(SOURCE_ENV, "shipped").strip() or "shipped"
     if value not in SOURCES:
-        raise BitscaleError(f"{SOURCE_ENV}={value!r}: choose 'shipped' (the weights bitscale ships, the same on "
-                            "every machine) or 'trained' (weights trained on this machine by `bitscale zoo train`)")
+        raise BitscaleError(
+            f"{SOURCE_ENV}={value!r}: choose 'shipped' (the weights bitscale ships, the same on "
+            "every machine) or 'trained' (weights trained on this machine by `bitscale zoo train`)"
+        )
     return value
 
 
@@ -136,11 +138,15 @@ def verified_path(name: str) -> Path:
     expected = catalog()[name]["sha256"]
     path = path_of(name)
     if not path.is_file():
-        raise BitscaleError(f"{path}: shipped weights of {name} are missing; reinstall bitscale "
-                            f"(or use weights trained here: {SOURCE_ENV}=trained)")
+        raise BitscaleError(
+            f"{path}: shipped weights of {name} are missing; reinstall bitscale "
+            f"(or use weights trained here: {SOURCE_ENV}=trained)"
+        )
     actual = file_sha256(path)
     if actual != expected:
-        raise BitscaleError(f"{path}: shipped weights of {name} were modified or are corrupt (sha256 {actual[:12]}…, "
-                            f"catalog {expected[:12]}…); reinstall bitscale (or use weights trained here: "
-                            f"{SOURCE_ENV}=trained)")
+        raise BitscaleError(
+            f"{path}: shipped weights of {name} were modified or are corrupt (sha256 {actual[:12]}…, "
+            f"catalog {expected[:12]}…); reinstall bitscale (or use weights trained here: "
+            f"{SOURCE_ENV}=trained)"
+        )
     return path

@@ -48,8 +48,12 @@ class DigitsNet(nn.Module):
 
 def _fresh(manifest: dict) -> bool:
     """Trained by this recipe on the current data, on one thread (older caches trained multi-threaded)."""
-    return (manifest.get("threads") == 1 and manifest.get("seed") == SEED and manifest.get("epochs") == EPOCHS
-            and manifest.get("data_hash") == digits.data_hash(cache.cache_dir()))
+    return (
+        manifest.get("threads") == 1
+        and manifest.get("seed") == SEED
+        and manifest.get("epochs") == EPOCHS
+        and manifest.get("data_hash") == digits.data_hash(cache.cache_dir())
+    )
 
 
 def load_classifier() -> tuple[DigitsNet, dict]:
@@ -103,11 +107,17 @@ def train_classifier(force: bool = False) -> tuple[DigitsNet, dict]:
         net.eval()
         with torch.no_grad():
             acc = (net(test.images[:, :1]).argmax(1) == test.labels).float().mean().item()
-        manifest = {"data_hash": digits.data_hash(cache.cache_dir()), "seed": SEED, "epochs": EPOCHS,
-                    "test_accuracy": acc,
-                    "final_loss": loss.item(), "seconds": round(time.perf_counter() - start, 2),
-                    "cpu_seconds": round(time.process_time() - cpu_start, 2), "threads": 1,
-                    "torch": torch.__version__}
+        manifest = {
+            "data_hash": digits.data_hash(cache.cache_dir()),
+            "seed": SEED,
+            "epochs": EPOCHS,
+            "test_accuracy": acc,
+            "final_loss": loss.item(),
+            "seconds": round(time.perf_counter() - start, 2),
+            "cpu_seconds": round(time.process_time() - cpu_start, 2),
+            "threads": 1,
+            "torch": torch.__version__,
+        }
         return net, cache.save_artifact(ARTIFACT, net.state_dict(), manifest)
 
 

@@ -12,13 +12,12 @@ A class-stratified estimator needs both sets' labels; until the protocol passes 
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
-from bitscale.hashing import json_digest
-from bitscale.harness.evaluation.references import Reference
 from bitscale.harness.artifacts import cache
+from bitscale.harness.evaluation.references import Reference
+from bitscale.hashing import json_digest
 
 METRICS = ("fid", "isc")  # KID: see the module docstring
 
@@ -31,8 +30,9 @@ def _features(images: torch.Tensor, ref: Reference, layers: list[str], batch: in
     from torch_fidelity.utils import create_feature_extractor
 
     cuda = torch.cuda.is_available()
-    extractor = create_feature_extractor(ref.feature_extractor, layers, cuda=cuda, verbose=False,
-                                         **dict(ref.extractor_kwargs))
+    extractor = create_feature_extractor(
+        ref.feature_extractor, layers, cuda=cuda, verbose=False, **dict(ref.extractor_kwargs)
+    )
     extractor.eval()
     chunks: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
@@ -62,9 +62,11 @@ def reference_features(ref: Reference, layer: str) -> tuple[dict[str, np.ndarray
     feats = _features(images, ref, [layer])[layer]
     stats = _stats(feats)
     with cache.locked(name):
-        cache.save_artifact(name, {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"]),
-                                   "features": feats},
-                            {"reference_hash": ref.reference_hash, "count": len(images)})
+        cache.save_artifact(
+            name,
+            {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"]), "features": feats},
+            {"reference_hash": ref.reference_hash, "count": len(images)},
+        )
     return stats, feats
 
 
@@ -84,9 +86,17 @@ def score_with_features(images: torch.Tensor, ref: Reference, seed: int = 0) -> 
     isc_layer = cls.get_default_feature_layer_for_metric("isc")
     feats = _features(images, ref, sorted({fid_layer, isc_layer}))
     ref_stats, _ = reference_features(ref, fid_layer)
-    out = {"fid": float(fid_statistics_to_metric(_stats(feats[fid_layer]), ref_stats, False)["frechet_inception_distance"])}
-    isc = isc_featuresdict_to_metric(feats, isc_layer, isc_splits=min(10, max(1, len(images) // 50)),
-                                     samples_shuffle=True, rng_seed=seed, verbose=False)
+    out = {
+        "fid": float(fid_statistics_to_metric(_stats(feats[fid_layer]), ref_stats, False)["frechet_inception_distance"])
+    }
+    isc = isc_featuresdict_to_metric(
+        feats,
+        isc_layer,
+        isc_splits=min(10, max(1, len(images) // 50)),
+        samples_shuffle=True,
+        rng_seed=seed,
+        verbose=False,
+    )
     out["isc"] = float(isc["inception_score_mean"])
     for k, v in out.items():
         if not np.isfinite(v):

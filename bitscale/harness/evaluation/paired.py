@@ -75,8 +75,15 @@ def _strata(labels: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(labels == c) for c in np.unique(labels)]
 
 
-def paired_bootstrap(feats_q: np.ndarray, feats_fp: np.ndarray, labels: np.ndarray, fid: Frechet,
-                     replicates: int = BOOTSTRAP, seed: int = 0, level: float = LEVEL) -> PairedResult:
+def paired_bootstrap(
+    feats_q: np.ndarray,
+    feats_fp: np.ndarray,
+    labels: np.ndarray,
+    fid: Frechet,
+    replicates: int = BOOTSTRAP,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> PairedResult:
     """ΔFID = FID(q) − FID(fp) and its paired, label-stratified bootstrap interval (module docstring)."""
     feats_q, feats_fp, labels = np.asarray(feats_q), np.asarray(feats_fp), np.asarray(labels)
     if feats_q.shape != feats_fp.shape or len(labels) != len(feats_q):
@@ -109,8 +116,14 @@ def fp_distance(feats_q: np.ndarray, feats_fp: np.ndarray, labels: np.ndarray) -
     return float(paired / scale) if scale > 0 else 0.0
 
 
-def paired_metrics(feats_q: np.ndarray, feats_fp: np.ndarray, labels: np.ndarray, fid: Frechet,
-                   seed: int = 0, replicates: int = BOOTSTRAP) -> dict[str, float]:
+def paired_metrics(
+    feats_q: np.ndarray,
+    feats_fp: np.ndarray,
+    labels: np.ndarray,
+    fid: Frechet,
+    seed: int = 0,
+    replicates: int = BOOTSTRAP,
+) -> dict[str, float]:
     """The metrics a quantized cell stores about its twin (``PAIRED_METRICS``)."""
     out = paired_bootstrap(feats_q, feats_fp, labels, fid, replicates, seed).metrics()
     out["fp_distance"] = fp_distance(feats_q, feats_fp, labels)

@@ -82,6 +82,10 @@ def reference_for(dataset: str) -> Reference:
                 "FID on ImageNet uses torch-fidelity's inception-v3-compat: set BITSCALE_INCEPTION_WEIGHTS "
                 "to a local copy of its weights file (pt_inception-2015-12-05-6726825d.pth)"
             )
-        return Reference(dataset, "inception-v3-compat", f"adm-{_file_hash(_imagenet_npz())}",
-                         (("feature_extractor_weights_path", weights),))
+        return Reference(
+            dataset,
+            "inception-v3-compat",
+            f"adm-{_file_hash(_imagenet_npz())}",
+            (("feature_extractor_weights_path", weights),),
+        )
     raise BitscaleError(f"no reference set for data set {dataset!r}; known: digits16, imagenet256")

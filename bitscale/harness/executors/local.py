@@ -22,8 +22,9 @@ class LocalExecutor(Executor):
     def __init__(self, device: torch.device | None = None, progress: bool = True) -> None:
         self.cache = ModelCache(device, progress)
 
-    def run(self, jobs: Sequence[CellJob],
-            on_change: Callable[[str], None] = lambda label: None) -> Iterator[CellOutcome]:
+    def run(
+        self, jobs: Sequence[CellJob], on_change: Callable[[str], None] = lambda label: None
+    ) -> Iterator[CellOutcome]:
         for i, job in enumerate(jobs):
             self.running, self.queued = 1, len(jobs) - i - 1
             on_change(job.cell.label)

@@ -80,15 +80,20 @@ def check_address(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as exc:
-        raise BitscaleError(f"--ray-address {address}: cannot connect ({exc}); is the Ray head running there? "
-                            "(`ray start --head`), or leave --ray-address out for a local instance") from None
+        raise BitscaleError(
+            f"--ray-address {address}: cannot connect ({exc}); is the Ray head running there? "
+            "(`ray start --head`), or leave --ray-address out for a local instance"
+        ) from None
 
 
 def _forwarded_env() -> dict[str, str]:
     from bitscale.harness.store.urls import redact
 
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and redact(v) == v}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and redact(v) == v
+    }
     # The tiny-zoo weights choice is always said (unset means the shipped weights), never inherited
     # from how the cluster was started: the cells' hashes name the weights of the driver's choice,
     # and each worker checks that it loads those (cellwork._check_weights).
@@ -100,8 +105,14 @@ class RayExecutor(Executor):
     """Cells as Ray tasks on the cluster at ``address`` (``auto``, ``ray://host:port``), or on a
     local Ray instance sized to this machine when ``address`` is None."""
 
-    def __init__(self, address: str | None = None, *, threads_per_cell: int = 1, gpus_per_cell: float | None = None,
-                 max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        threads_per_cell: int = 1,
+        gpus_per_cell: float | None = None,
+        max_retries: int = 2,
+    ) -> None:
         if ray is None:
             raise BitscaleError("--executor ray needs Ray, which is not installed: pip install 'bitscale[ray]'")
         self.threads, self.gpus, self.max_retries = threads_per_cell, gpus_per_cell, max_retries
@@ -117,8 +128,10 @@ class RayExecutor(Executor):
                 reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if address is None:
                     raise BitscaleError(f"--executor ray: could not start a local Ray instance: {reason}") from None
-                raise BitscaleError(f"--ray-address {address}: cannot connect to a Ray cluster: {reason}; start one "
-                                    "with `ray start --head` or leave --ray-address out for a local instance") from None
+                raise BitscaleError(
+                    f"--ray-address {address}: cannot connect to a Ray cluster: {reason}; start one "
+                    "with `ray start --head` or leave --ray-address out for a local instance"
+                ) from None
         self.startup_seconds = time.perf_counter() - t
         self._cell = ray.remote(_cell_task)
         self._shard = ray.remote(_shard_task)
@@ -149,8 +162,10 @@ class RayExecutor(Executor):
         return ref
 
     def _lost(self, job: CellJob, exc: Exception) -> CellOutcome:
-        reason = (f"the Ray worker running this cell was lost {self.max_retries + 1} time(s) (killed, out of memory "
-                  f"or its node died); Ray's last error: {type(exc).__name__}: {exc}")
+        reason = (
+            f"the Ray worker running this cell was lost {self.max_retries + 1} time(s) (killed, out of memory "
+            f"or its node died); Ray's last error: {type(exc).__name__}: {exc}"
+        )
         return CellOutcome(job.cell.hash, "failed", utcnow(), error=reason, summary=reason.splitlines()[0][:300])
 
     def _outcome(self, ref: Any) -> CellOutcome:
@@ -171,14 +186,18 @@ class RayExecutor(Executor):
         resources = ray.cluster_resources()
         cluster_gpus = resources.get("GPU", 0.0)
         if self.threads > resources.get("CPU", 0.0):  # Ray would queue such a task forever
-            raise BitscaleError(f"--threads {self.threads}: each cell asks for {self.threads} CPUs but the Ray "
-                                f"cluster has {resources.get('CPU', 0.0):g}; lower --threads")
+            raise BitscaleError(
+                f"--threads {self.threads}: each cell asks for {self.threads} CPUs but the Ray "
+                f"cluster has {resources.get('CPU', 0.0):g}; lower --threads"
+            )
         gpu_slots = math.inf
         requests = [self._gpus_for(job, cluster_gpus) for job in jobs]
         for job, gpus in zip(jobs, requests):  # checked before anything is submitted
             if gpus > cluster_gpus:
-                raise BitscaleError(f"{job.cell.label}: needs {gpus:g} GPU(s) per cell but the Ray cluster has "
-                                    f"{cluster_gpus:g}; pass --gpus-per-cell 0 to run on CPUs")
+                raise BitscaleError(
+                    f"{job.cell.label}: needs {gpus:g} GPU(s) per cell but the Ray cluster has "
+                    f"{cluster_gpus:g}; pass --gpus-per-cell 0 to run on CPUs"
+                )
             if gpus:
                 gpu_slots = min(gpu_slots, cluster_gpus // gpus)
         for job, gpus in zip(jobs, requests):

@@ -14,12 +14,11 @@ row, no data) is recognised and set up again; anything else without a version ro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import re
-from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -81,13 +80,15 @@ def check_known(revision: str | None, shown_url: str) -> None:
     if revision is not None and revision not in revisions():
         raise BitscaleError(
             f"store {shown_url} has schema revision {revision!r}, newer than this bitscale knows "
-            f"(newest: {head_revision()!r}): upgrade bitscale, or pass another --store")
+            f"(newest: {head_revision()!r}): upgrade bitscale, or pass another --store"
+        )
 
 
 def schema_engine(url: str, connect_args: dict[str, Any], pragmas: Callable[[Any, Any], None]) -> sa.Engine:
     """An engine whose transactions are real database transactions, DDL included (see module docstring)."""
     engine = sa.create_engine(url, connect_args=connect_args, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _autocommit_off(dbapi_conn, record) -> None:
             pragmas(dbapi_conn, record)
@@ -96,6 +97,7 @@ def schema_engine(url: str, connect_args: dict[str, Any], pragmas: Callable[[Any
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     if faults.armed():
         statements = iter(range(1, 1_000_000))
 
@@ -103,6 +105,7 @@ def schema_engine(url: str, connect_args: dict[str, Any], pragmas: Callable[[Any
         def _fault(conn, cursor, statement, *args) -> None:
             if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA", "SELECT")):
                 faults.reach(f"migrate:ddl-{next(statements)}")
+
     return engine
 
 
@@ -146,7 +149,8 @@ def _drop_interrupted_setup(conn: sa.Connection, shown_url: str) -> None:
     if others or any(conn.execute(sa.text(f"SELECT 1 FROM {t} LIMIT 1")).first() for t in ours):
         raise BitscaleError(
             f"store {shown_url} has tables ({', '.join(sorted(tables))}) but no bitscale schema version: "
-            "it is not a bitscale store; pass another --store")
+            "it is not a bitscale store; pass another --store"
+        )
     # Left by a setup killed half-way (older bitscale versions ran it without a transaction).
     metadata = sa.MetaData()
     metadata.reflect(conn, only=sorted(ours))

@@ -20,13 +20,12 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+import bitscale.harness.store.migrate as schema
 from bitscale.harness import faults
 from bitscale.harness.errors import BitscaleError
-import bitscale.harness.store.migrate as schema
-from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
 from bitscale.harness.store.defaults import DEFAULT_URL
+from bitscale.harness.store.schema import TEXT_LIMITS, CellExperiment, Metric, Protocol, Run
 from bitscale.harness.store.urls import normalize_url, redact
-
 
 __all__ = ["DEFAULT_URL", "ResultStore", "normalize_url", "redact", "utcnow"]
 
@@ -46,8 +45,10 @@ class ResultStore:
             parsed = sa.engine.make_url(self._url)
         except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
             # The parser's own message may quote the password (as a "port"): it is not shown.
-            raise BitscaleError(f"store {self.url}: not a valid database URL; expected DIALECT://USER:PASSWORD@"
-                                "HOST:PORT/DATABASE or a file path, e.g. sqlite:///results.db") from None
+            raise BitscaleError(
+                f"store {self.url}: not a valid database URL; expected DIALECT://USER:PASSWORD@"
+                "HOST:PORT/DATABASE or a file path, e.g. sqlite:///results.db"
+            ) from None
         self._in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
         if parsed.get_backend_name() == "sqlite" and not self._in_memory:
             self._sqlite_path = Path(parsed.database)
@@ -55,8 +56,9 @@ class ResultStore:
                 raise BitscaleError(f"store {self.url}: folder {self._sqlite_path.parent} does not exist")
         try:
             # pre_ping: a server may drop a connection that sat idle through an hour-long cell.
-            self.engine = sa.create_engine(self._url, connect_args=self._connect_args(),
-                                           pool_pre_ping=parsed.get_backend_name() != "sqlite")
+            self.engine = sa.create_engine(
+                self._url, connect_args=self._connect_args(), pool_pre_ping=parsed.get_backend_name() != "sqlite"
+            )
         except ModuleNotFoundError as exc:
             extra = " (pip install 'bitscale[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
             raise BitscaleError(f"store {self.url}: database driver {exc.name!r} is not installed{extra}") from None
@@ -81,10 +83,15 @@ class ResultStore:
                 current = schema.current_revision(conn)
                 tables = set(sa.inspect(conn).get_table_names())
         if current is None:
-            what = ("an empty database" if not tables else
-                    f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})")
-            raise BitscaleError(f"store {store.url} is {what}, not bitscale results: run `bitscale run --store "
-                                f"{store.url}` first, or pass another --store")
+            what = (
+                "an empty database"
+                if not tables
+                else f"a database without bitscale's tables ({', '.join(sorted(tables)[:5])})"
+            )
+            raise BitscaleError(
+                f"store {store.url} is {what}, not bitscale results: run `bitscale run --store "
+                f"{store.url}` first, or pass another --store"
+            )
         schema.check_known(current, store.url)
         if current != schema.head_revision():
             store.migrate()
@@ -129,8 +136,9 @@ class ResultStore:
         if self.engine.dialect.name == "postgresql":
             # Autocommit: the connection must not sit "idle in transaction" through an hour-long cell.
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                got = conn.execute(sa.text(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(:k)"),
-                                   {"k": key}).scalar()
+                got = conn.execute(
+                    sa.text(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(:k)"), {"k": key}
+                ).scalar()
                 mine = wait or bool(got)
                 try:
                     yield mine
@@ -254,8 +262,9 @@ class ResultStore:
         for attempt in range(5):
             try:
                 with self.session() as s, s.begin():
-                    have = set(s.scalars(sa.select(CellExperiment.cell_hash)
-                                         .where(CellExperiment.experiment == experiment)))
+                    have = set(
+                        s.scalars(sa.select(CellExperiment.cell_hash).where(CellExperiment.experiment == experiment))
+                    )
                     s.add_all(CellExperiment(experiment=experiment, cell_hash=h) for h in sorted(wanted - have))
                 return
             except IntegrityError:
@@ -275,7 +284,7 @@ class ResultStore:
         out: dict[str, datetime] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(wanted), 500):  # bounded IN lists
-                q = sa.select(Run.cell_hash, Run.started_at).where(Run.cell_hash.in_(wanted[i:i + 500]))
+                q = sa.select(Run.cell_hash, Run.started_at).where(Run.cell_hash.in_(wanted[i : i + 500]))
                 out.update(dict(conn.execute(q).all()))
         return out
 
@@ -287,7 +296,7 @@ class ResultStore:
         with self._errors_named("deleting runs"), self.session() as s, s.begin():
             deleted = 0
             for i in range(0, len(ids), 500):
-                deleted += _delete_runs(s, sa.select(Run.id).where(Run.id.in_(ids[i:i + 500])))
+                deleted += _delete_runs(s, sa.select(Run.id).where(Run.id.in_(ids[i : i + 500])))
             faults.reach("delete:before-commit")
         return deleted
 
@@ -319,8 +328,10 @@ def _check_lengths(run: dict[str, Any]) -> None:
     for name, limit in TEXT_LIMITS.items():
         value = run.get(name)
         if isinstance(value, str) and len(value) > limit:
-            raise BitscaleError(f"cell {run.get('cell_hash')}: {name} is {len(value)} characters long, "
-                                f"the store holds at most {limit}; shorten it")
+            raise BitscaleError(
+                f"cell {run.get('cell_hash')}: {name} is {len(value)} characters long, "
+                f"the store holds at most {limit}; shorten it"
+            )
 
 
 class _NamedErrors:
@@ -337,8 +348,7 @@ class _NamedErrors:
             return False
         if isinstance(exc, SQLAlchemyError) or _is_alembic_error(exc):
             reason = _one_line(getattr(exc, "orig", None) or exc, self.store._url)
-            hint = ("; is it a bitscale store? pass another --store" if "not a database" in reason
-                    else "")
+            hint = "; is it a bitscale store? pass another --store" if "not a database" in reason else ""
             raise BitscaleError(f"store {self.store.url}: {self.doing}: {reason}{hint}") from None
         return False
 
@@ -377,4 +387,3 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def utcnow() -> datetime:
     return datetime.utcnow().replace(microsecond=0)
-

@@ -51,7 +51,9 @@ class TopKLDOptions(LogitLossOptions):
         default=None, ge=0, description="Top-K split; None = the model's sampling top-k (set by prepare)."
     )
     fallback_fraction: float = Field(
-        default=0.15, ge=0, le=1,
+        default=0.15,
+        ge=0,
+        le=1,
         description="K = round(fraction * V) when k is None and the model has no sampling top-k.",
     )
     form: Literal["generalized", "eq7"] = Field(

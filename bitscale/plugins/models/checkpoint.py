@@ -138,7 +138,8 @@ def load_strict(
             parts.append(f"{len(misshaped)} with other shapes: {_first(misshaped)}")
         raise BitscaleError(
             f"checkpoint {source} does not fit {type(module).__name__} "
-            f"({len(state_dict)} keys in file, {len(expected)} in model): " + "; ".join(parts)
+            f"({len(state_dict)} keys in file, {len(expected)} in model): "
+            + "; ".join(parts)
             + ". Is it the checkpoint of this model and size?"
         )
     module.load_state_dict(dict(state_dict), strict=True, assign=assign)

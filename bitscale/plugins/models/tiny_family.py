@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bitscale.harness.contracts import GenerativeModel, PluginOptions, TrainableFamily
-from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.harness.artifacts import cache
+from bitscale.harness.contracts import GenerativeModel, PluginOptions, TrainableFamily
+from bitscale.harness.threads import single_thread
+from bitscale.plugins.models.options import check_size, coerce_options
 from bitscale.zoo.images import save_grid_png
 from bitscale.zoo.manifest import manifest_for, manifest_matches, state_hash
-from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 
@@ -59,13 +59,20 @@ class TwoStageTinyFamily(TrainableFamily):
         """The shared codec in eval mode and its manifest (see ``_cached_codec``)."""
 
     @abstractmethod
-    def _fit(self, size: str, cfg: Any, steps: int, codec: nn.Module,
-             codec_manifest: dict[str, Any]) -> tuple[nn.Module, TrainResult]:
+    def _fit(
+        self, size: str, cfg: Any, steps: int, codec: nn.Module, codec_manifest: dict[str, Any]
+    ) -> tuple[nn.Module, TrainResult]:
         """Train the generator of ``size`` on the codec's codes of the digits train split."""
 
     @abstractmethod
-    def _model(self, net: nn.Module, codec: nn.Module, codec_manifest: dict[str, Any], opts: Any,
-               device: torch.device | None = None) -> GenerativeModel:
+    def _model(
+        self,
+        net: nn.Module,
+        codec: nn.Module,
+        codec_manifest: dict[str, Any],
+        opts: Any,
+        device: torch.device | None = None,
+    ) -> GenerativeModel:
         """The trained networks as a model; with ``device``, for the harness (calibration data there)."""
 
     @abstractmethod
@@ -129,8 +136,12 @@ class TwoStageTinyFamily(TrainableFamily):
 
         def stale(size: str) -> bool:
             name = self._artifact(size, opts)
-            return (force or codec is None or not self._fresh(cache.load_manifest(name), self._size(size)[0],
-                                                              steps_of(size), codec) or not cache.has_weights(name))
+            return (
+                force
+                or codec is None
+                or not self._fresh(cache.load_manifest(name), self._size(size)[0], steps_of(size), codec)
+                or not cache.has_weights(name)
+            )
 
         todo = {s: self._artifact(s, opts) for s in sizes if stale(s)}
         shared = artifact if todo and codec is None else None
@@ -143,11 +154,15 @@ class TwoStageTinyFamily(TrainableFamily):
         cfg, default_steps = self._size(size)
         artifact, record, steps = self._codec_spec(opts)
         codec = cache.load_manifest(artifact)
-        return cache.weights_digest([
-            (artifact, lambda m: manifest_matches(m, record, SEED, steps)),
-            (self._artifact(size, opts),
-             lambda m: codec is not None and self._fresh(m, cfg, opts.steps or default_steps, codec)),
-        ])
+        return cache.weights_digest(
+            [
+                (artifact, lambda m: manifest_matches(m, record, SEED, steps)),
+                (
+                    self._artifact(size, opts),
+                    lambda m: codec is not None and self._fresh(m, cfg, opts.steps or default_steps, codec),
+                ),
+            ]
+        )
 
     def artifacts(self, size: str, options: PluginOptions) -> list[str]:
         """The artifacts ``size`` loads: the codec, then the generator."""
@@ -179,8 +194,10 @@ class TwoStageTinyFamily(TrainableFamily):
 
     def _fresh(self, manifest: dict[str, Any] | None, cfg: Any, steps: int, codec_manifest: dict[str, Any]) -> bool:
         """Trained with this config and recipe, on the current codec."""
-        return (manifest_matches(manifest, self._record(cfg), SEED, steps)
-                and manifest.get(self.codec_hash_key) == codec_manifest["weights_hash"])
+        return (
+            manifest_matches(manifest, self._record(cfg), SEED, steps)
+            and manifest.get(self.codec_hash_key) == codec_manifest["weights_hash"]
+        )
 
     # ------------------------------------------------------------------ building
 

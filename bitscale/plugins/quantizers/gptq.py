@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field
 from torch import Tensor, nn
 
 from bitscale import QuantJob, QuantReport, hookimpl
-from bitscale.quant.gptq import gptq_quantize
-from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     ScalarQuantizer,
@@ -17,6 +14,8 @@ from bitscale.harness.quant_recipe import (
     make_report,
     quantized_weight_spec,
 )
+from bitscale.quant.gptq import gptq_quantize
+from bitscale.quant.linear import QuantLinear
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
 
 
@@ -55,9 +54,7 @@ class GPTQ(ScalarQuantizer[GPTQOptions]):
         stats = {"fallbacks": 0, "max_damp": opts.damp}
 
         def layer_fn(name: str, lin: nn.Linear, h: Tensor) -> nn.Module:
-            res = gptq_quantize(
-                lin.weight, h, spec, opts.block_size, opts.damp, opts.act_order, opts.static_groups
-            )
+            res = gptq_quantize(lin.weight, h, spec, opts.block_size, opts.damp, opts.act_order, opts.static_groups)
             stats["fallbacks"] += int(res.fell_back_to_rtn)
             stats["max_damp"] = max(stats["max_damp"], res.damp)
             return QuantLinear.from_linear(

@@ -21,10 +21,6 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from bitscale import GenerativeModel, QuantJob, QuantReport, hookimpl
-from bitscale.quant.capture import trace_input_groups
-from bitscale.quant.gptq import gptq_quantize
-from bitscale.quant.hadamard import Rotation
-from bitscale.quant.norms import fold_norms
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     ScalarQuantizer,
@@ -33,6 +29,10 @@ from bitscale.harness.quant_recipe import (
     make_report,
     weight_spec,
 )
+from bitscale.quant.capture import trace_input_groups
+from bitscale.quant.gptq import gptq_quantize
+from bitscale.quant.hadamard import Rotation
+from bitscale.quant.norms import fold_norms
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
 from bitscale.quant.swap import set_submodule
 from bitscale.quant.transform import TransformLinear
@@ -46,15 +46,22 @@ class QuaRotOptions(QuantOptions):
     damp: float = Field(default=0.01, gt=0, description="GPTQ diagonal damping (fraction of mean diag H).")
     block_size: int = Field(default=128, gt=0, description="GPTQ lazy-update block.")
     hessian_memory_fraction: float = Field(default=0.25, gt=0, description="GPTQ Hessians held at once / model size.")
-    fp_check_rtol: float = Field(default=1e-4, gt=0, description="Allowed relative change of the FP output by the rotations.")
+    fp_check_rtol: float = Field(
+        default=1e-4, gt=0, description="Allowed relative change of the FP output by the rotations."
+    )
 
 
 def relative_change(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-12))
 
 
-def rotate_model(model: GenerativeModel, calibration: list[Any], generator: torch.Generator | None,
-                 fold: bool = True, rtol: float = 1e-4) -> dict[str, float]:
+def rotate_model(
+    model: GenerativeModel,
+    calibration: list[Any],
+    generator: torch.Generator | None,
+    fold: bool = True,
+    rtol: float = 1e-4,
+) -> dict[str, float]:
     """Install unquantized ``TransformLinear``s with one online Hadamard per input group; check FP output."""
     layers = model.quant_layers()
     batch = calibration[0] if calibration else None
@@ -102,6 +109,7 @@ class QuaRot(ScalarQuantizer[QuaRotOptions]):
                     q.quantize_weight_(spec)
                 q.act_quantizer = act_quantizer(job.precision, opts)
         else:
+
             def layer_fn(name: str, lin: nn.Linear, h: Tensor) -> nn.Module:
                 assert isinstance(lin, TransformLinear)
                 res = gptq_quantize(lin.weight, lin.input_hessian(h), spec, opts.block_size, opts.damp)
@@ -109,11 +117,14 @@ class QuaRot(ScalarQuantizer[QuaRotOptions]):
                 lin.act_quantizer = act_quantizer(job.precision, opts)
                 return lin
 
-            passes = quantize_sequentially(job.model, job.calibration, layer_fn,
-                                           int(opts.hessian_memory_fraction * model_bytes(job.model)))
+            passes = quantize_sequentially(
+                job.model, job.calibration, layer_fn, int(opts.hessian_memory_fraction * model_bytes(job.model))
+            )
         calibrate_static_activations(job.model, job.calibration)
-        notes = (f"w={spec} ({opts.weights}), {int(done['groups'])} rotated input groups, "
-                 f"{int(done['norms_folded'])} norms folded, online Hadamard on every quantized layer")
+        notes = (
+            f"w={spec} ({opts.weights}), {int(done['groups'])} rotated input groups, "
+            f"{int(done['norms_folded'])} norms folded, online Hadamard on every quantized layer"
+        )
         return make_report(job.model, notes=notes, calibration_passes=passes, **done)
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from bitscale import QuantJob, QuantReport, hookimpl
-from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     ScalarQuantizer,
@@ -15,6 +13,7 @@ from bitscale.harness.quant_recipe import (
     make_report,
     weight_spec,
 )
+from bitscale.quant.linear import QuantLinear
 from bitscale.quant.swap import set_submodule
 
 

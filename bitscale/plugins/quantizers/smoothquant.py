@@ -13,11 +13,9 @@ Weights are then rounded with RTN and activations quantized (per token by defaul
 
 from __future__ import annotations
 
-
 from pydantic import Field
 
 from bitscale import QuantJob, QuantReport, hookimpl
-from bitscale.quant.linear import QuantLinear
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     ScalarQuantizer,
@@ -26,6 +24,7 @@ from bitscale.harness.quant_recipe import (
     make_report,
     weight_spec,
 )
+from bitscale.quant.linear import QuantLinear
 from bitscale.quant.smoothing import smooth_model  # also imported from here by tests
 
 

@@ -14,14 +14,10 @@ setting is W4A4 with int4 weights in groups of 64 (the default ``group_size``).
 
 from __future__ import annotations
 
-
 import torch
 from pydantic import Field
 
 from bitscale import QuantJob, QuantReport, hookimpl
-from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
-from bitscale.quant.linear import QuantLinear
-from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     ScalarQuantizer,
@@ -30,6 +26,9 @@ from bitscale.harness.quant_recipe import (
     make_report,
     quantized_weight_spec,
 )
+from bitscale.quant.formats import fake_quant_weight, weight_storage_bits
+from bitscale.quant.linear import QuantLinear
+from bitscale.quant.lowrank import LowRankLinear, lowrank_bits, lowrank_quantize
 from bitscale.quant.smoothing import smooth_model
 from bitscale.quant.swap import set_submodule
 
@@ -40,12 +39,17 @@ class SVDQuantOptions(QuantOptions):
     group_size: int | None = Field(default=64, gt=0, description="Weight group size (SVDQuant: 64).")
     rank: int = Field(default=32, ge=0, description="Rank of the 16-bit branch (SVDQuant's default 32).")
     max_branch_bits: float = Field(
-        default=0.5, ge=0,
+        default=0.5,
+        ge=0,
         description="Cap the rank so the 16-bit branch costs at most this many bits per weight (rank 32 costs "
         "0.25 bits on a 4096x4096 layer but 12 bits on a 64x64 tiny one).",
     )
-    iters: int = Field(default=1, ge=1, description="Alternating refits of the branch to the rounding error (1 = plain SVD).")
-    alpha: float = Field(default=0.5, ge=0, le=1, description="Smoothing migration strength (with quantized activations).")
+    iters: int = Field(
+        default=1, ge=1, description="Alternating refits of the branch to the rounding error (1 = plain SVD)."
+    )
+    alpha: float = Field(
+        default=0.5, ge=0, le=1, description="Smoothing migration strength (with quantized activations)."
+    )
     fold_into_norm: bool = Field(default=True, description="Fold the smoothing into a producing norm when exact.")
     fp_check_rtol: float = Field(default=1e-3, gt=0, description="Allowed relative FP change after smoothing.")
 
@@ -86,10 +90,13 @@ class SVDQuant(ScalarQuantizer[SVDQuantOptions]):
                 ranks.append(rank)
                 errs.append(min(split.errors))
         calibrate_static_activations(job.model, job.calibration)
-        notes = (f"w={spec} residual, ranks {min(ranks)}-{max(ranks)} (16-bit branch, counted), "
-                 f"{int(done.get('folded', 0))}/{int(done.get('groups', 0))} smoothing groups folded into norms")
-        return make_report(job.model, notes=notes, mean_residual_error=sum(errs) / len(errs),
-                           max_rank=float(max(ranks)), **done)
+        notes = (
+            f"w={spec} residual, ranks {min(ranks)}-{max(ranks)} (16-bit branch, counted), "
+            f"{int(done.get('folded', 0))}/{int(done.get('groups', 0))} smoothing groups folded into norms"
+        )
+        return make_report(
+            job.model, notes=notes, mean_residual_error=sum(errs) / len(errs), max_rank=float(max(ranks)), **done
+        )
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from bitscale import PluginOptions, QuantJob, QuantReport, Quantizer, effective_weight_bits, hookimpl
+from bitscale import PluginOptions, Quantizer, QuantJob, QuantReport, effective_weight_bits, hookimpl
 
 
 class Pow2Options(PluginOptions):

@@ -1,8 +1,8 @@
 import torch
+from bitscale_quantizer_example import Pow2Quantizer
 
 from bitscale import Precision
 from bitscale.testing import QuantizerContract, ToyModel
-from bitscale_quantizer_example import Pow2Quantizer
 
 
 class TestPow2Contract(QuantizerContract):

@@ -37,6 +37,7 @@ def linear_betas(num_steps: int = 1000) -> torch.Tensor:
 def cosine_betas(num_steps: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
     """IDDPM's cosine schedule (MAR's diffusion head): ``alpha_bar(t) = cos((t + 0.008) / 1.008 * pi / 2)^2``
     discretised to ``num_steps`` betas, each capped at ``max_beta``; Python floats, like the original."""
+
     def alpha_bar(t: float) -> float:
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
@@ -99,8 +100,9 @@ class Diffusion:
         mean = self._at(self.posterior_mean_coef1, t, x_t) * x0 + self._at(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, self._at(self.posterior_log_variance_clipped, t, x_t)
 
-    def p_mean_variance(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                        clip_x0: float | None = None) -> dict[str, torch.Tensor]:
+    def p_mean_variance(
+        self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip_x0: float | None = None
+    ) -> dict[str, torch.Tensor]:
         """Model output ``(B, 2C, ...)`` to the mean/log-variance of ``p(x_{t-1} | x_t)`` and x0.
 
         ``clip_x0`` clamps the predicted x0 to ``[-clip_x0, clip_x0]`` before the posterior (ADM's
@@ -123,8 +125,9 @@ class Diffusion:
     # ---------------------------------------------------------------- sampling
 
     @torch.no_grad()
-    def p_sample_loop(self, model_fn: ModelFn, noise: torch.Tensor, generator: torch.Generator | None = None,
-                      progress: bool = False) -> torch.Tensor:
+    def p_sample_loop(
+        self, model_fn: ModelFn, noise: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False
+    ) -> torch.Tensor:
         """Ancestral sampling from ``noise`` (x_T) down to x_0, learned-range variance, no clipping."""
         x = noise
         for i in _steps(self.num_timesteps, progress):
@@ -142,16 +145,23 @@ class Diffusion:
         return x
 
     @torch.no_grad()
-    def ddim_sample_loop(self, model_fn: ModelFn, noise: torch.Tensor, generator: torch.Generator | None = None,
-                         eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+    def ddim_sample_loop(
+        self,
+        model_fn: ModelFn,
+        noise: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """DDIM over this process's steps (deterministic for ``eta == 0``); the variance half is unused."""
         x = noise
         for i in _steps(self.num_timesteps, progress):
             x = self.ddim_step(self._call(model_fn, x, i)[1], x, i, generator, eta)
         return x
 
-    def ddim_step(self, out: torch.Tensor, x: torch.Tensor, i: int, generator: torch.Generator | None,
-                  eta: float = 0.0) -> torch.Tensor:
+    def ddim_step(
+        self, out: torch.Tensor, x: torch.Tensor, i: int, generator: torch.Generator | None, eta: float = 0.0
+    ) -> torch.Tensor:
         """One DDIM step: the model output ``out`` at ``x`` (step ``i``) to ``x_{i-1}``; variance channels unused."""
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
         p = self.p_mean_variance(out, x, t)
@@ -165,8 +175,15 @@ class Diffusion:
 
     # ---------------------------------------------------------------- training
 
-    def training_loss(self, out: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                      noise: torch.Tensor, snr_gamma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_loss(
+        self,
+        out: torch.Tensor,
+        x0: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
+        snr_gamma: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Official ``MSE`` loss type with learned sigma: (mse + vb, mse), means over the batch.
 
         The variational-bound term trains the variance channels only (the mean is detached in it),

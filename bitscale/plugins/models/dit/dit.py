@@ -61,8 +61,9 @@ def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
     if dim % 4:
         raise ValueError(f"sin-cos position embedding needs hidden_size divisible by 4, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
-                                torch.arange(grid, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
 
     def one_d(pos: torch.Tensor) -> torch.Tensor:
         out = pos.reshape(-1, 1) * omega[None]
@@ -216,7 +217,8 @@ class DiT(nn.Module):
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         for layer in [b.adaLN_modulation[-1] for b in self.blocks] + [
-            self.final_layer.adaLN_modulation[-1], self.final_layer.linear
+            self.final_layer.adaLN_modulation[-1],
+            self.final_layer.linear,
         ]:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -236,8 +238,9 @@ class DiT(nn.Module):
             h = block(h, c)
         return self.unpatchify(self.final_layer(h, c))
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
-                         guided_channels: int = 3) -> torch.Tensor:
+    def forward_with_cfg(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float, guided_channels: int = 3
+    ) -> torch.Tensor:
         """Official ``forward_with_cfg``: batch is ``[cond; uncond]`` (only the first half of ``x``
         is used); guidance on the first ``guided_channels`` (3, "for exact reproducibility")."""
         half = x[: len(x) // 2]

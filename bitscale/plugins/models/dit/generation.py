@@ -24,8 +24,14 @@ class DiTSteps(GenerationPhases):
 
     space: Literal["discrete", "continuous"] = "continuous"
 
-    def __init__(self, model_fn: ModelFn, noise: torch.Tensor, sampler: dict[str, Any],
-                 generator: torch.Generator, decode: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        model_fn: ModelFn,
+        noise: torch.Tensor,
+        sampler: dict[str, Any],
+        generator: torch.Generator,
+        decode: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
         self.model_fn, self.x, self.generator, self._decode = model_fn, noise, generator, decode
         self.process = Diffusion(int(sampler["steps"]))
         self.kind = sampler.get("sampler", "ddpm")

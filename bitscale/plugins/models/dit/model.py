@@ -34,10 +34,18 @@ class DiTModel(GenerativeModel):
 
     style: ClassVar[Literal["language", "diffusion"]] = "diffusion"
     unquantized: ClassVar[tuple[str, ...]] = (
-        "final_layer.*", "x_embedder", "x_embedder.*", "t_embedder.*", "y_embedder", "y_embedder.*",
+        "final_layer.*",
+        "x_embedder",
+        "x_embedder.*",
+        "t_embedder.*",
+        "y_embedder",
+        "y_embedder.*",
     )
     activation_layers: ClassVar[dict[str, str]] = {
-        "fc1": "blocks.{block}.mlp.fc1", "qkv": "blocks.{block}.attn.qkv", "fc2": "blocks.{block}.mlp.fc2"}
+        "fc1": "blocks.{block}.mlp.fc1",
+        "qkv": "blocks.{block}.attn.qkv",
+        "fc2": "blocks.{block}.mlp.fc2",
+    }
 
     def __init__(
         self,
@@ -118,8 +126,9 @@ class DiTModel(GenerativeModel):
         return guided
 
     @torch.no_grad()
-    def sample_latents(self, labels: torch.Tensor, generator: torch.Generator,
-                       sampler: dict[str, Any] | None = None) -> torch.Tensor:
+    def sample_latents(
+        self, labels: torch.Tensor, generator: torch.Generator, sampler: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         """Scaled latents ``(B, C, h, w)`` for ``labels`` (``sampler`` overrides this model's)."""
         s = {**self.sampler, **(sampler or {})}
         labels = labels.to(self.device)
@@ -138,8 +147,7 @@ class DiTModel(GenerativeModel):
         noise = torch.randn((len(labels), *self.latent_shape), generator=gen, device=self.device)
         s = self.sampler
         fn = self.model_fn(labels, float(s.get("cfg", 1.0)), int(s.get("guided_channels", 3)))
-        return DiTSteps(fn, noise, s, gen,
-                        lambda x: to_uint8(decode_latents(self.vae, x, self.latent_scale)).cpu())
+        return DiTSteps(fn, noise, s, gen, lambda x: to_uint8(decode_latents(self.vae, x, self.latent_scale)).cpu())
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -79,8 +79,9 @@ class DiTTinyFamily(TwoStageTinyFamily):
 
         def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             images = digits.load("train").images
-            vae, result = train_vae(TINY_VAE_CONFIG, images, steps, SEED, kl_weight=VAE_KL_WEIGHT,
-                                    desc="dit-tiny autoencoder")
+            vae, result = train_vae(
+                TINY_VAE_CONFIG, images, steps, SEED, kl_weight=VAE_KL_WEIGHT, desc="dit-tiny autoencoder"
+            )
             mean, std = encode_latents(vae, images)
             manifest = manifest_for(_VAE_RECORD, result, SEED)
             manifest["latent_scale"] = float(1.0 / (mean + std * torch.randn_like(mean)).std())
@@ -91,15 +92,31 @@ class DiTTinyFamily(TwoStageTinyFamily):
         vae.load_state_dict(state)
         return vae.eval().requires_grad_(False), manifest
 
-    def _fit(self, size: str, cfg: DiTConfig, steps: int, codec: torch.nn.Module,
-             codec_manifest: dict[str, Any]) -> tuple[DiT, TrainResult]:
+    def _fit(
+        self, size: str, cfg: DiTConfig, steps: int, codec: torch.nn.Module, codec_manifest: dict[str, Any]
+    ) -> tuple[DiT, TrainResult]:
         data = digits.load("train")
         mean, std = encode_latents(codec, data.images)
-        return train_dit(cfg, mean, std, data.labels, codec_manifest["latent_scale"], steps, SEED, **RECIPE,
-                         desc=f"{self.name} {size}")
+        return train_dit(
+            cfg,
+            mean,
+            std,
+            data.labels,
+            codec_manifest["latent_scale"],
+            steps,
+            SEED,
+            **RECIPE,
+            desc=f"{self.name} {size}",
+        )
 
-    def _model(self, net: DiT, codec: torch.nn.Module, codec_manifest: dict[str, Any], opts: DiTTinyOptions,
-               device: torch.device | None = None) -> DiTModel:
+    def _model(
+        self,
+        net: DiT,
+        codec: torch.nn.Module,
+        codec_manifest: dict[str, Any],
+        opts: DiTTinyOptions,
+        device: torch.device | None = None,
+    ) -> DiTModel:
         sampler, scale = sampler_settings(opts, DEFAULT_SAMPLER), codec_manifest["latent_scale"]
         if device is None:
             return DiTModel(net, codec, "digits16", sampler, scale)

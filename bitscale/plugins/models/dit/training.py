@@ -20,19 +20,34 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bitscale.harness.threads import single_thread
 from bitscale.plugins.models.dit.diffusion import Diffusion
 from bitscale.plugins.models.dit.dit import DiT, DiTConfig
 from bitscale.plugins.models.dit.vae import build_vae
-from bitscale.harness.threads import single_thread
-from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
+from bitscale.zoo.training import (
+    LossLog,
+    TrainResult,
+    adamw_with_label_table,
+    optimizer_step,
+    tail_mean,
+    warmup_linear_decay,
+)
 
 #: Diffusion losses are noisy: the final loss averages up to this many last steps.
 _TAIL = 50
 
 
 @single_thread()
-def train_vae(config: dict[str, Any], images: torch.Tensor, steps: int, seed: int, batch_size: int = 64,
-              lr: float = 2e-3, kl_weight: float = 1e-4, desc: str = "vae") -> tuple[torch.nn.Module, TrainResult]:
+def train_vae(
+    config: dict[str, Any],
+    images: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    kl_weight: float = 1e-4,
+    desc: str = "vae",
+) -> tuple[torch.nn.Module, TrainResult]:
     """Train an ``AutoencoderKL`` on ``images`` in [-1, 1]; returns it in eval mode."""
     torch.manual_seed(seed)
     vae = build_vae(config)
@@ -51,18 +66,30 @@ def train_vae(config: dict[str, Any], images: torch.Tensor, steps: int, seed: in
 
 
 @single_thread()
-def train_dit(cfg: DiTConfig, latent_mean: torch.Tensor, latent_std: torch.Tensor, labels: torch.Tensor,
-              scale: float, steps: int, seed: int, batch_size: int = 128, lr: float = 1e-3,
-              ema_decay: float = 0.995, label_lr_mult: float = 1.0, snr_gamma: float | None = None,
-              desc: str = "dit") -> tuple[DiT, TrainResult]:
+def train_dit(
+    cfg: DiTConfig,
+    latent_mean: torch.Tensor,
+    latent_std: torch.Tensor,
+    labels: torch.Tensor,
+    scale: float,
+    steps: int,
+    seed: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    ema_decay: float = 0.995,
+    label_lr_mult: float = 1.0,
+    snr_gamma: float | None = None,
+    desc: str = "dit",
+) -> tuple[DiT, TrainResult]:
     """Train a DiT on scaled posterior samples ``scale * (mean + std * n)``; returns the EMA model (eval)."""
     torch.manual_seed(seed)
     model = DiT(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     diffusion = Diffusion()
     gen = torch.Generator().manual_seed(seed + 1)
-    opt = adamw_with_label_table(model, model.y_embedder.embedding_table.weight, lr, label_lr_mult,
-                                 betas=(0.9, 0.999), weight_decay=0.0)
+    opt = adamw_with_label_table(
+        model, model.y_embedder.embedding_table.weight, lr, label_lr_mult, betas=(0.9, 0.999), weight_decay=0.0
+    )
     sched = warmup_linear_decay(opt, steps)
     model.train()
     log = LossLog(steps, desc)

@@ -95,8 +95,10 @@ def load_vae(path: str | Path) -> nn.Module:
     path = Path(path)
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise BitscaleError(f"VAE folder {path} has no config.json; pass a diffusers AutoencoderKL folder "
-                                "(e.g. a local copy of stabilityai/sd-vae-ft-ema) or its weights file")
+            raise BitscaleError(
+                f"VAE folder {path} has no config.json; pass a diffusers AutoencoderKL folder "
+                "(e.g. a local copy of stabilityai/sd-vae-ft-ema) or its weights file"
+            )
         try:
             vae = _autoencoder_class().from_pretrained(str(path), local_files_only=True, use_safetensors=None)
         except Exception as e:  # noqa: BLE001 - report any loader failure with the folder named

@@ -52,6 +52,7 @@ def generate(
     for i in range(n_tokens):
         prefix = seq[:, :i].repeat(2, 1) if guided else seq[:, :i]
         logits = model(prefix, cond)
-        seq[:, i : i + 1] = sample_logits(guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator,
-                                          noise, i)
+        seq[:, i : i + 1] = sample_logits(
+            guide(logits[:, -1], cfg, guided), temperature, top_k, top_p, generator, noise, i
+        )
     return seq

@@ -118,8 +118,9 @@ class KVCache:
     A plain object rather than a module so that it never shows up in ``state_dict()``.
     """
 
-    def __init__(self, batch: int, max_len: int, n_head: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
+    def __init__(
+        self, batch: int, max_len: int, n_head: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
         shape = (batch, n_head, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
@@ -144,8 +145,9 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``mask`` (bool, ``(S, S_keys)``, True = attend) replaces the causal mask (PAR's group mask)."""
         b, s, _ = x.shape
         q, k, v = self.wqkv(x).split(self.dim, dim=-1)
@@ -178,8 +180,9 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), rope, pos, mask)
         return h + self.feed_forward(self.ffn_norm(h))
 
@@ -267,8 +270,9 @@ class GPT(nn.Module):
         for layer in self.layers:
             layer.attention.kv_cache = None
 
-    def decode_step(self, pos: torch.Tensor, tokens: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None) -> torch.Tensor:
+    def decode_step(
+        self, pos: torch.Tensor, tokens: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One cached step at positions ``pos``: the class token (``labels``) or image ``tokens`` ``(B, S)``.
 
         Returns float32 logits ``(B, S, V)``.

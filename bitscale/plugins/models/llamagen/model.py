@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from bitscale.data.digits import to_uint8
 from bitscale.harness.contracts import GenerativeModel
 from bitscale.harness.noise import COUPLING, TokenNoise
+from bitscale.plugins.models.generators import device_generator, random_indices
 from bitscale.plugins.models.llamagen.generate import generate
 from bitscale.plugins.models.llamagen.gpt import GPT
 from bitscale.plugins.models.llamagen.steps import LlamaGenSteps
 from bitscale.plugins.models.llamagen.vq import VQModel
-from bitscale.plugins.models.generators import device_generator, random_indices
 
 #: Returns every calibration sequence: (tokens ``(N, L)`` int64, labels ``(N,)`` int64), on CPU.
 TokenSource = Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -37,8 +37,10 @@ class LlamaGenModel(GenerativeModel):
     coupling: ClassVar[str] = COUPLING
     # LlamaGen's SwiGLU has two input projections, w1 (gate) and w3; w1 stands for the paper's fc1.
     activation_layers: ClassVar[dict[str, str]] = {
-        "fc1": "layers.{block}.feed_forward.w1", "qkv": "layers.{block}.attention.wqkv",
-        "fc2": "layers.{block}.feed_forward.w2"}
+        "fc1": "layers.{block}.feed_forward.w1",
+        "qkv": "layers.{block}.attention.wqkv",
+        "fc2": "layers.{block}.feed_forward.w2",
+    }
 
     def __init__(
         self,
@@ -96,20 +98,28 @@ class LlamaGenModel(GenerativeModel):
         labels = batch["labels"].to(self.device)
         return self.module(tokens[:, :-1], labels)
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
-                        noise: TokenNoise | None = None) -> torch.Tensor:
+    def generate_tokens(
+        self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True, noise: TokenNoise | None = None
+    ) -> torch.Tensor:
         """Image tokens ``(B, L)`` for ``labels`` with this model's sampler settings (from ``noise`` when given)."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
         return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)
 
-    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator,
-                          noise: TokenNoise | None = None) -> LlamaGenSteps:
+    def generation_phases(
+        self, labels: torch.Tensor, generator: torch.Generator, noise: TokenNoise | None = None
+    ) -> LlamaGenSteps:
         """Token-by-token generation with this model's sampler (``sample`` draws the same tokens)."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
-        return LlamaGenSteps(self.module, labels.to(self.device), generator=device_generator(generator, self.device),
-                             codebook=self.tokenizer.quantize.codebook().detach(), decode=self._decode, noise=noise,
-                             **kwargs)
+        return LlamaGenSteps(
+            self.module,
+            labels.to(self.device),
+            generator=device_generator(generator, self.device),
+            codebook=self.tokenizer.quantize.codebook().detach(),
+            decode=self._decode,
+            noise=noise,
+            **kwargs,
+        )
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         images = self.tokenizer.decode_code(tokens)

@@ -34,8 +34,10 @@ VQ_FILE = "vq_ds16_c2i.pt"
 VQ_CONFIG = VQConfig()  # VQ-16, the tokenizer of every released c2i GPT
 #: Official file name per (size, image size).
 CHECKPOINT_FILES = {
-    ("gpt-b", 256): "c2i_B_256.pt", ("gpt-b", 384): "c2i_B_384.pt",
-    ("gpt-l", 256): "c2i_L_256.pt", ("gpt-l", 384): "c2i_L_384.pt",
+    ("gpt-b", 256): "c2i_B_256.pt",
+    ("gpt-b", 384): "c2i_B_384.pt",
+    ("gpt-l", 256): "c2i_L_256.pt",
+    ("gpt-l", 384): "c2i_L_384.pt",
     ("gpt-xl", 384): "c2i_XL_384.pt",
 }
 FID_CFG = {"gpt-b": 2.0, "gpt-l": 2.0, "gpt-xl": 1.75}
@@ -53,8 +55,13 @@ class LlamaGenOptions(LlamaGenSamplerOptions):
 
 def gpt_config(size: str, image_size: int = 384) -> GPTConfig:
     """The released GPT config of ``size`` for ``image_size`` (16x downsampling tokenizer)."""
-    return GPTConfig(**RELEASED_GPT[size], block_size=(image_size // 16) ** 2,
-                     token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+    return GPTConfig(
+        **RELEASED_GPT[size],
+        block_size=(image_size // 16) ** 2,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+    )
 
 
 class LlamaGenFamily(ModelFamily):
@@ -99,8 +106,9 @@ class LlamaGenFamily(ModelFamily):
         return pick(opts.checkpoint, file, "checkpoint"), pick(opts.vq_checkpoint, VQ_FILE, "vq_checkpoint")
 
 
-def load_gpt_and_vq(gpt: nn.Module, vq: nn.Module, gpt_path: Path, vq_path: Path,
-                    device: torch.device) -> tuple[nn.Module, nn.Module]:
+def load_gpt_and_vq(
+    gpt: nn.Module, vq: nn.Module, gpt_path: Path, vq_path: Path, device: torch.device
+) -> tuple[nn.Module, nn.Module]:
     """Fill a meta-built GPT (LlamaGen's or a subclass, e.g. PAR's) and the VQ-16 tokenizer strictly from
     their released files; fp32, eval mode, on ``device``."""
     load_strict(gpt, _without_runtime_keys(load_state_dict_file(gpt_path)), gpt_path, assign=True)

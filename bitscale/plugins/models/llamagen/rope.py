@@ -20,9 +20,7 @@ def rope_2d_table(grid: int, head_dim: int, base: float = 10000.0, cls_token_num
     inv_freq = 1.0 / (base ** (torch.arange(0, half, 2, device=cpu)[: half // 2].float() / half))
     angles = torch.outer(torch.arange(grid, device=cpu).float(), inv_freq)  # (grid, head_dim // 4)
     # Row angle in the first quarter pairs, column angle in the second, row-major token order.
-    grid_angles = torch.cat(
-        [angles[:, None, :].expand(-1, grid, -1), angles[None, :, :].expand(grid, -1, -1)], dim=-1
-    )
+    grid_angles = torch.cat([angles[:, None, :].expand(-1, grid, -1), angles[None, :, :].expand(grid, -1, -1)], dim=-1)
     table = torch.stack([grid_angles.cos(), grid_angles.sin()], dim=-1).flatten(0, 1)
     return torch.cat([torch.zeros(cls_token_num, half, 2, device=cpu), table])
 

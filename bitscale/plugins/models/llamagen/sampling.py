@@ -30,9 +30,15 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  generator: torch.Generator | None = None, noise: TokenNoise | None = None,
-                  position: int = 0) -> torch.Tensor:
+def sample_logits(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise: TokenNoise | None = None,
+    position: int = 0,
+) -> torch.Tensor:
     """Sample one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` int64.
 
     With ``noise`` the token is ``argmax(filtered logits / temperature + g)`` for the coupled Gumbel noise

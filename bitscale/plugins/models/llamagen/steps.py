@@ -31,10 +31,19 @@ class LlamaGenSteps(GenerationPhases):
 
     space: Literal["discrete", "continuous"] = "discrete"
 
-    def __init__(self, model: GPT, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, generator: torch.Generator | None = None, codebook: torch.Tensor | None = None,
-                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 noise: TokenNoise | None = None) -> None:
+    def __init__(
+        self,
+        model: GPT,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        codebook: torch.Tensor | None = None,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        noise: TokenNoise | None = None,
+    ) -> None:
         self.model, self.generator, self.codebook, self._decode = model, generator, codebook, decode
         self.noise, self._step = noise, 0  # coupled noise: token ``step`` draws at position ``step``
         self.cfg, self.temperature, self.top_k, self.top_p = cfg, temperature, top_k, top_p

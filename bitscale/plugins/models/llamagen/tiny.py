@@ -31,8 +31,7 @@ from bitscale.zoo.manifest import manifest_for
 from bitscale.zoo.training import TrainResult
 
 TOKENIZER_ARTIFACT = "llamagen-tiny/vq"
-TOKENIZER = VQConfig(codebook_size=64, codebook_embed_dim=8, ch=32, ch_mult=(1, 1, 2), z_channels=64,
-                     num_res_blocks=1)
+TOKENIZER = VQConfig(codebook_size=64, codebook_embed_dim=8, ch=32, ch_mult=(1, 1, 2), z_channels=64, num_res_blocks=1)
 TOKENIZER_STEPS = 250
 
 #: Dropout is the official one (token, residual and FFN dropout 0.1, ``GPTConfig``'s defaults).
@@ -40,8 +39,12 @@ TOKENIZER_STEPS = 250
 #: larger the GPT: held-out NLL rose with size (1.83 / 1.94 / 2.16 while training NLL fell to 0.90),
 #: and FID ranked the sizes by how far each had got from generalising to memorising (38.7 / 46.7 /
 #: 30.7, the middle size worst on every seed), not by their capacity.
-_COMMON = dict(vocab_size=TOKENIZER.codebook_size, num_classes=digits.NUM_CLASSES,
-               block_size=(digits.SIZE // TOKENIZER.downsample) ** 2, multiple_of=32)
+_COMMON = dict(
+    vocab_size=TOKENIZER.codebook_size,
+    num_classes=digits.NUM_CLASSES,
+    block_size=(digits.SIZE // TOKENIZER.downsample) ** 2,
+    multiple_of=32,
+)
 #: Sizes, smallest first: (GPT config, training steps). The largest trains longer (a deeper net
 #: starts slower: at step 200 its held-out NLL is d3w64's, 2.32 vs 2.31).
 SIZES: dict[str, tuple[GPTConfig, int]] = {
@@ -87,8 +90,9 @@ class LlamaGenTinyFamily(TwoStageTinyFamily):
         steps = self._codec_spec(opts)[2]
 
         def fit() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-            model, result = train_tokenizer(TOKENIZER, digits.load("train").images, steps, SEED,
-                                            desc="llamagen-tiny tokenizer")
+            model, result = train_tokenizer(
+                TOKENIZER, digits.load("train").images, steps, SEED, desc="llamagen-tiny tokenizer"
+            )
             return model.state_dict(), manifest_for(TOKENIZER.to_dict(), result, SEED)
 
         state, manifest = self._cached_codec(opts, fit)
@@ -96,13 +100,20 @@ class LlamaGenTinyFamily(TwoStageTinyFamily):
         vq.load_state_dict(state)
         return vq.eval(), manifest
 
-    def _fit(self, size: str, cfg: GPTConfig, steps: int, codec: VQModel,
-             codec_manifest: dict[str, Any]) -> tuple[GPT, TrainResult]:
+    def _fit(
+        self, size: str, cfg: GPTConfig, steps: int, codec: VQModel, codec_manifest: dict[str, Any]
+    ) -> tuple[GPT, TrainResult]:
         tokens, labels = encode_split(codec, "train")
         return train_gpt(cfg, tokens, labels, steps, SEED, **RECIPE, desc=f"{self.name} {size}")
 
-    def _model(self, net: GPT, codec: VQModel, codec_manifest: dict[str, Any], opts: LlamaGenTinyOptions,
-               device: torch.device | None = None) -> LlamaGenModel:
+    def _model(
+        self,
+        net: GPT,
+        codec: VQModel,
+        codec_manifest: dict[str, Any],
+        opts: LlamaGenTinyOptions,
+        device: torch.device | None = None,
+    ) -> LlamaGenModel:
         sampler = sampler_from(opts, DEFAULT_SAMPLER)
         if device is None:
             return LlamaGenModel(net, codec, "digits16", sampler)

@@ -17,18 +17,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bitscale.harness.threads import single_thread
 from bitscale.plugins.models.llamagen.gpt import GPT, GPTConfig
 from bitscale.plugins.models.llamagen.vq import VQConfig, VQModel
-from bitscale.harness.threads import single_thread
-from bitscale.zoo.training import LossLog, TrainResult, adamw_with_label_table, optimizer_step, tail_mean, warmup_linear_decay
+from bitscale.zoo.training import (
+    LossLog,
+    TrainResult,
+    adamw_with_label_table,
+    optimizer_step,
+    tail_mean,
+    warmup_linear_decay,
+)
 
 #: The final loss averages up to this many last steps: one batch's loss is too noisy to compare runs with.
 _TAIL = 20
 
 
 @single_thread()
-def train_tokenizer(cfg: VQConfig, images: torch.Tensor, steps: int, seed: int, batch_size: int = 64,
-                    lr: float = 2e-3, desc: str = "tokenizer") -> tuple[VQModel, TrainResult]:
+def train_tokenizer(
+    cfg: VQConfig,
+    images: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    desc: str = "tokenizer",
+) -> tuple[VQModel, TrainResult]:
     """Train a VQ tokenizer on ``images`` in [-1, 1]; returns it in eval mode."""
     torch.manual_seed(seed)
     model = VQModel(cfg)
@@ -44,15 +58,24 @@ def train_tokenizer(cfg: VQConfig, images: torch.Tensor, steps: int, seed: int, 
 
 
 @single_thread()
-def train_gpt(cfg: GPTConfig, tokens: torch.Tensor, labels: torch.Tensor, steps: int, seed: int,
-              batch_size: int = 128, lr: float = 3e-3, label_lr_mult: float = 1.0,
-              desc: str = "gpt") -> tuple[GPT, TrainResult]:
+def train_gpt(
+    cfg: GPTConfig,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    label_lr_mult: float = 1.0,
+    desc: str = "gpt",
+) -> tuple[GPT, TrainResult]:
     """Train a GPT on token sequences ``(N, block_size)`` with class ``labels``; returns it in eval mode."""
     torch.manual_seed(seed)
     model = GPT(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
-    opt = adamw_with_label_table(model, model.cls_embedding.embedding_table.weight, lr, label_lr_mult,
-                                 betas=(0.9, 0.95), weight_decay=0.05)
+    opt = adamw_with_label_table(
+        model, model.cls_embedding.embedding_table.weight, lr, label_lr_mult, betas=(0.9, 0.95), weight_decay=0.05
+    )
     sched = warmup_linear_decay(opt, steps)
     model.train()
     log = LossLog(steps, desc)

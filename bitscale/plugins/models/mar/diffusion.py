@@ -46,8 +46,9 @@ class HeadDiffusion(Diffusion):
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return self._at(self.sqrt_recip, t, x_t) * x_t - self._at(self.sqrt_recipm1, t, x_t) * eps
 
-    def head_loss(self, net: nn.Module, target: torch.Tensor, z: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+    def head_loss(
+        self, net: nn.Module, target: torch.Tensor, z: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         """Official ``DiffLoss.forward`` on the rows given (the masked tokens): mean of MSE + VLB."""
         t = torch.randint(self.num_timesteps, (target.shape[0],), generator=generator, device=generator.device)
         noise = torch.randn(target.shape, generator=generator, device=generator.device)
@@ -59,8 +60,15 @@ class HeadDiffusion(Diffusion):
         return loss
 
     @torch.no_grad()
-    def sample(self, net: nn.Module, z: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
-               cfg: float = 1.0, clip_x0: float | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        net: nn.Module,
+        z: torch.Tensor,
+        generator: torch.Generator,
+        temperature: float = 1.0,
+        cfg: float = 1.0,
+        clip_x0: float | None = None,
+    ) -> torch.Tensor:
         """Token latents ``(N, C)`` for conditions ``z``: ``(N, D)``, or ``(2N, D)`` = [cond; uncond] when ``cfg != 1``;
         ``clip_x0``: clamp the predicted x0 to ``[-clip_x0, clip_x0]`` at every step (None: official)."""
         guided = cfg != 1.0

@@ -71,8 +71,14 @@ class MARConfig:
 
 
 def _widths(dim: int, depth: int, heads: int) -> dict[str, int]:
-    return {"encoder_embed_dim": dim, "encoder_depth": depth, "encoder_num_heads": heads,
-            "decoder_embed_dim": dim, "decoder_depth": depth, "decoder_num_heads": heads}
+    return {
+        "encoder_embed_dim": dim,
+        "encoder_depth": depth,
+        "encoder_num_heads": heads,
+        "decoder_embed_dim": dim,
+        "decoder_depth": depth,
+        "decoder_num_heads": heads,
+    }
 
 
 #: Released models (official ``mar_base/large/huge`` and the README's diffusion-head sizes).
@@ -150,7 +156,8 @@ class SimpleMLPAdaLN(nn.Module):
         nn.init.normal_(self.time_embed.mlp[0].weight, std=0.02)
         nn.init.normal_(self.time_embed.mlp[2].weight, std=0.02)
         for layer in [b.adaLN_modulation[-1] for b in self.res_blocks] + [
-            self.final_layer.adaLN_modulation[-1], self.final_layer.linear
+            self.final_layer.adaLN_modulation[-1],
+            self.final_layer.linear,
         ]:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -187,13 +194,15 @@ class MAR(nn.Module):
         self.z_proj_ln = nn.LayerNorm(e, eps=1e-6)
         self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, positions, e))
         self.encoder_blocks = nn.ModuleList(
-            Block(e, cfg.encoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.encoder_depth))
+            Block(e, cfg.encoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.encoder_depth)
+        )
         self.encoder_norm = nn.LayerNorm(e, eps=1e-6)
         self.decoder_embed = nn.Linear(e, d)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.decoder_pos_embed_learned = nn.Parameter(torch.zeros(1, positions, d))
         self.decoder_blocks = nn.ModuleList(
-            Block(d, cfg.decoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth))
+            Block(d, cfg.decoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(d, eps=1e-6)
         self.diffusion_pos_embed_learned = nn.Parameter(torch.zeros(1, cfg.seq_len, d))
         self.diffloss = DiffLoss(cfg.token_dim, d, cfg.diffloss_d, cfg.diffloss_w)
@@ -203,8 +212,14 @@ class MAR(nn.Module):
         """Official init (skipped on the meta device): N(0, 0.02) tables, xavier linears, unit LayerNorms."""
         if self.mask_token.is_meta:
             return
-        for p in (self.class_emb.weight, self.fake_latent, self.mask_token, self.encoder_pos_embed_learned,
-                  self.decoder_pos_embed_learned, self.diffusion_pos_embed_learned):
+        for p in (
+            self.class_emb.weight,
+            self.fake_latent,
+            self.mask_token,
+            self.encoder_pos_embed_learned,
+            self.decoder_pos_embed_learned,
+            self.diffusion_pos_embed_learned,
+        ):
             nn.init.normal_(p, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -237,7 +252,9 @@ class MAR(nn.Module):
         emb = self.class_emb(labels.clamp(max=self.num_classes - 1))
         return torch.where(null[:, None], self.fake_latent.to(emb.dtype).expand_as(emb), emb)
 
-    def forward_mae_encoder(self, tokens: torch.Tensor, mask: torch.Tensor, class_embedding: torch.Tensor) -> torch.Tensor:
+    def forward_mae_encoder(
+        self, tokens: torch.Tensor, mask: torch.Tensor, class_embedding: torch.Tensor
+    ) -> torch.Tensor:
         """Known tokens (``mask == 0``) and the class buffer through the encoder: ``(B, buffer + known, E)``.
 
         Every row must have the same number of known tokens (as the official sampler and training have).
@@ -262,7 +279,7 @@ class MAR(nn.Module):
         x = full + self.decoder_pos_embed_learned
         for block in self.decoder_blocks:
             x = block(x)
-        x = self.decoder_norm(x)[:, self.buffer_size:]
+        x = self.decoder_norm(x)[:, self.buffer_size :]
         return x + self.diffusion_pos_embed_learned
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

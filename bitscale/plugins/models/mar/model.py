@@ -40,12 +40,23 @@ class MARModel(GenerativeModel):
     style: ClassVar[Literal["language", "diffusion"]] = "diffusion"
     #: Embeddings and the head's output layer stay full precision (as DiT's embedders and final layer).
     unquantized: ClassVar[tuple[str, ...]] = (
-        "z_proj", "diffloss.net.time_embed.*", "diffloss.net.input_proj", "diffloss.net.final_layer.*",
+        "z_proj",
+        "diffloss.net.time_embed.*",
+        "diffloss.net.input_proj",
+        "diffloss.net.final_layer.*",
     )
 
-    def __init__(self, mar: MAR, decode: Decoder, dataset: str, sampler: dict[str, Any],
-                 calibration_latents: LatentSource | None = None, batch_size: int = 32,
-                 vae: torch.nn.Module | None = None, latent_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        mar: MAR,
+        decode: Decoder,
+        dataset: str,
+        sampler: dict[str, Any],
+        calibration_latents: LatentSource | None = None,
+        batch_size: int = 32,
+        vae: torch.nn.Module | None = None,
+        latent_scale: float | None = None,
+    ) -> None:
         self.module = mar
         self.decode = decode
         self.vae, self.latent_scale = vae, latent_scale  # the autoencoder, for codec measurements
@@ -106,15 +117,23 @@ class MARModel(GenerativeModel):
         return out[:, : tokens.shape[-1]]
 
     @torch.no_grad()
-    def sample_latents(self, labels: torch.Tensor, generator: torch.Generator,
-                       sampler: dict[str, Any] | None = None) -> torch.Tensor:
+    def sample_latents(
+        self, labels: torch.Tensor, generator: torch.Generator, sampler: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         """Scaled latents ``(B, C, h, w)`` for ``labels`` (``sampler`` overrides this model's)."""
         s = {**self.sampler, **(sampler or {})}
         gen = device_generator(generator, self.device)
-        return sample_tokens(self.module, labels.to(self.device), gen, num_iter=int(s["num_iter"]),
-                             cfg=float(s["cfg"]), cfg_schedule=s.get("cfg_schedule", "linear"),
-                             temperature=float(s.get("temperature", 1.0)),
-                             sampling_steps=int(s.get("sampling_steps", 100)), clip_x0=s.get("clip_x0"))
+        return sample_tokens(
+            self.module,
+            labels.to(self.device),
+            gen,
+            num_iter=int(s["num_iter"]),
+            cfg=float(s["cfg"]),
+            cfg_schedule=s.get("cfg_schedule", "linear"),
+            temperature=float(s.get("temperature", 1.0)),
+            sampling_steps=int(s.get("sampling_steps", 100)),
+            clip_x0=s.get("clip_x0"),
+        )
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -36,8 +36,13 @@ CHECKPOINT_FILE = "mar/{size}/checkpoint-last.pth"
 VAE_FILE = "vae/kl16.ckpt"
 OFFICIAL_NAMES = {"mar-b": "mar_base", "mar-l": "mar_large", "mar-h": "mar_huge"}
 OFFICIAL_CFG = {"mar-b": 2.9, "mar-l": 3.0, "mar-h": 3.2}
-OFFICIAL_SAMPLER = {"num_iter": 256, "sampling_steps": 100, "cfg_schedule": "linear", "temperature": 1.0,
-                    "clip_x0": None}
+OFFICIAL_SAMPLER = {
+    "num_iter": 256,
+    "sampling_steps": 100,
+    "cfg_schedule": "linear",
+    "temperature": 1.0,
+    "clip_x0": None,
+}
 
 
 class MAROptions(MARSamplerOptions):
@@ -103,8 +108,14 @@ class MARFamily(ModelFamily):
         load_strict(mar, load_state_dict_file(ckpt, nested_keys=("model_ema", "model")), ckpt, assign=True)
         mar = mar.float().eval().to(device)
         vae = load_vae(vae_path).to(device)
-        return MARModel(mar, lambda z: vae.decode(z / KL16_LATENT_SCALE), "imagenet256", sampler, vae=vae,
-                        latent_scale=KL16_LATENT_SCALE)
+        return MARModel(
+            mar,
+            lambda z: vae.decode(z / KL16_LATENT_SCALE),
+            "imagenet256",
+            sampler,
+            vae=vae,
+            latent_scale=KL16_LATENT_SCALE,
+        )
 
     def num_params(self, size: str, options: PluginOptions) -> int:
         return self.build(size, options, torch.device("meta")).num_params()

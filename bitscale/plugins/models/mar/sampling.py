@@ -37,10 +37,18 @@ def next_mask_len(step: int, num_iter: int, seq_len: int, remaining: int) -> int
 
 
 @torch.no_grad()
-def sample_tokens(mar: MAR, labels: torch.Tensor, generator: torch.Generator, num_iter: int = 64,
-                  cfg: float = 1.0, cfg_schedule: str = "linear", temperature: float = 1.0,
-                  sampling_steps: int = 100, orders: torch.Tensor | None = None,
-                  clip_x0: float | None = None) -> torch.Tensor:
+def sample_tokens(
+    mar: MAR,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    num_iter: int = 64,
+    cfg: float = 1.0,
+    cfg_schedule: str = "linear",
+    temperature: float = 1.0,
+    sampling_steps: int = 100,
+    orders: torch.Tensor | None = None,
+    clip_x0: float | None = None,
+) -> torch.Tensor:
     """Latents ``(B, C, H, W)`` (scaled, as the autoencoder's latents times its scale) for ``labels``;
     ``clip_x0`` bounds the head's predicted x0 (``HeadDiffusion.sample``; None, the official sampler, does not)."""
     if cfg_schedule not in ("linear", "constant"):

@@ -41,15 +41,30 @@ from bitscale.plugins.models.mar.training import train_mar
 from bitscale.plugins.models.tiny_family import SEED, TwoStageTinyFamily
 from bitscale.zoo.training import TrainResult
 
-_COMMON = {"img_size": digits.SIZE, "vae_stride": 4, "patch_size": 1, "vae_embed_dim": 4, "buffer_size": 4,
-           "class_num": digits.NUM_CLASSES, "diffusion_batch_mul": 4}
+_COMMON = {
+    "img_size": digits.SIZE,
+    "vae_stride": 4,
+    "patch_size": 1,
+    "vae_embed_dim": 4,
+    "buffer_size": 4,
+    "class_num": digits.NUM_CLASSES,
+    "diffusion_batch_mul": 4,
+}
 
 
 def _size(width: int, depth: int, head_depth: int, head_width: int) -> MARConfig:
     heads = width // 32
-    return MARConfig(encoder_embed_dim=width, encoder_depth=depth, encoder_num_heads=heads,
-                     decoder_embed_dim=width, decoder_depth=depth, decoder_num_heads=heads,
-                     diffloss_d=head_depth, diffloss_w=head_width, **_COMMON)
+    return MARConfig(
+        encoder_embed_dim=width,
+        encoder_depth=depth,
+        encoder_num_heads=heads,
+        decoder_embed_dim=width,
+        decoder_depth=depth,
+        decoder_num_heads=heads,
+        diffloss_d=head_depth,
+        diffloss_w=head_width,
+        **_COMMON,
+    )
 
 
 #: Sizes, smallest first: (MAR config, training steps).
@@ -63,10 +78,15 @@ SIZES: dict[str, tuple[MARConfig, int]] = {
     "d3w96": (_size(96, 3, 3, 96), 2000),
 }
 #: Training recipe of every size (``train_mar`` keyword arguments).
-RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "label_lr_mult": 10.0,
-                          "weight_decay": 0.02}
-DEFAULT_SAMPLER: dict[str, Any] = {"num_iter": 8, "sampling_steps": 50, "cfg": 2.0, "cfg_schedule": "linear",
-                                   "temperature": 1.0, "clip_x0": 5.0}
+RECIPE: dict[str, Any] = {"batch_size": 64, "lr": 1e-3, "ema_decay": 0.995, "label_lr_mult": 10.0, "weight_decay": 0.02}
+DEFAULT_SAMPLER: dict[str, Any] = {
+    "num_iter": 8,
+    "sampling_steps": 50,
+    "cfg": 2.0,
+    "cfg_schedule": "linear",
+    "temperature": 1.0,
+    "clip_x0": 5.0,
+}
 
 
 class MARTinyOptions(MARSamplerOptions):
@@ -95,15 +115,31 @@ class MARTinyFamily(TwoStageTinyFamily):
 
     _codec = DiTTinyFamily._codec  # the same artifact, trained and cached the same way
 
-    def _fit(self, size: str, cfg: MARConfig, steps: int, codec: torch.nn.Module,
-             codec_manifest: dict[str, Any]) -> tuple[MAR, TrainResult]:
+    def _fit(
+        self, size: str, cfg: MARConfig, steps: int, codec: torch.nn.Module, codec_manifest: dict[str, Any]
+    ) -> tuple[MAR, TrainResult]:
         data = digits.load("train")
         mean, std = encode_latents(codec, data.images)
-        return train_mar(cfg, mean, std, data.labels, codec_manifest["latent_scale"], steps, SEED, **RECIPE,
-                         desc=f"{self.name} {size}")
+        return train_mar(
+            cfg,
+            mean,
+            std,
+            data.labels,
+            codec_manifest["latent_scale"],
+            steps,
+            SEED,
+            **RECIPE,
+            desc=f"{self.name} {size}",
+        )
 
-    def _model(self, net: MAR, codec: torch.nn.Module, codec_manifest: dict[str, Any], opts: MARTinyOptions,
-               device: torch.device | None = None) -> MARModel:
+    def _model(
+        self,
+        net: MAR,
+        codec: torch.nn.Module,
+        codec_manifest: dict[str, Any],
+        opts: MARTinyOptions,
+        device: torch.device | None = None,
+    ) -> MARModel:
         sampler, scale = sampler_settings(opts, DEFAULT_SAMPLER), codec_manifest["latent_scale"]
         decode = functools.partial(decode_latents, codec, scale=scale)
         if device is None:

@@ -46,18 +46,30 @@ def masked_count(seq_len: int, mask_ratio_min: float, generator: torch.Generator
 
 
 @single_thread()
-def train_mar(cfg: MARConfig, latent_mean: torch.Tensor, latent_std: torch.Tensor, labels: torch.Tensor,
-              scale: float, steps: int, seed: int, batch_size: int = 64, lr: float = 1e-3,
-              ema_decay: float = 0.995, label_lr_mult: float = 1.0, weight_decay: float = 0.02,
-              desc: str = "mar") -> tuple[MAR, TrainResult]:
+def train_mar(
+    cfg: MARConfig,
+    latent_mean: torch.Tensor,
+    latent_std: torch.Tensor,
+    labels: torch.Tensor,
+    scale: float,
+    steps: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    ema_decay: float = 0.995,
+    label_lr_mult: float = 1.0,
+    weight_decay: float = 0.02,
+    desc: str = "mar",
+) -> tuple[MAR, TrainResult]:
     """Train a MAR on scaled posterior samples ``scale * (mean + std * n)``; returns the EMA model (eval)."""
     torch.manual_seed(seed)
     model = MAR(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     process = HeadDiffusion()
     gen = torch.Generator().manual_seed(seed + 1)
-    opt = adamw_with_label_table(model, model.class_emb.weight, lr, label_lr_mult, betas=(0.9, 0.95),
-                                 weight_decay=weight_decay)
+    opt = adamw_with_label_table(
+        model, model.class_emb.weight, lr, label_lr_mult, betas=(0.9, 0.95), weight_decay=weight_decay
+    )
     sched = warmup_linear_decay(opt, steps)
     model.train()
     seq = cfg.seq_len
@@ -69,7 +81,7 @@ def train_mar(cfg: MARConfig, latent_mean: torch.Tensor, latent_std: torch.Tenso
         y = labels[idx].clone()
         y[torch.rand(batch_size, generator=gen) < cfg.label_drop_prob] = cfg.class_num  # the null class
         orders = torch.argsort(torch.rand(batch_size, seq, generator=gen), dim=1)
-        mask = torch.zeros(batch_size, seq).scatter(1, orders[:, :masked_count(seq, cfg.mask_ratio_min, gen)], 1.0)
+        mask = torch.zeros(batch_size, seq).scatter(1, orders[:, : masked_count(seq, cfg.mask_ratio_min, gen)], 1.0)
         z = model(tokens, mask, y)
         pick = mask.bool()
         rep = cfg.diffusion_batch_mul

@@ -82,8 +82,15 @@ def _mid(c: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    def __init__(self, ch: int, ch_mult: tuple[int, ...], z_channels: int, num_res_blocks: int = 2,
-                 attn_resolutions: tuple[int, ...] = (16,), resolution: int = 256) -> None:
+    def __init__(
+        self,
+        ch: int,
+        ch_mult: tuple[int, ...],
+        z_channels: int,
+        num_res_blocks: int = 2,
+        attn_resolutions: tuple[int, ...] = (16,),
+        resolution: int = 256,
+    ) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(3, ch, 3, padding=1)
         self.down = nn.ModuleList()
@@ -152,8 +159,9 @@ class Decoder(nn.Module):
 class KLAutoencoder(nn.Module):
     """``encode`` -> posterior (mean, std); ``decode(z)`` -> images in about [-1, 1]."""
 
-    def __init__(self, embed_dim: int = 16, ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4), ch: int = 128,
-                 resolution: int = 256) -> None:
+    def __init__(
+        self, embed_dim: int = 16, ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4), ch: int = 128, resolution: int = 256
+    ) -> None:
         super().__init__()
         self.encoder = Encoder(ch, ch_mult, embed_dim, resolution=resolution)
         self.decoder = Decoder(ch, ch_mult, embed_dim)

@@ -42,8 +42,10 @@ class PARConfig(GPTConfig):
     def __post_init__(self) -> None:
         side = round(self.ar_token_num**0.5)
         if side * side != self.ar_token_num or self.grid % side:
-            raise ValueError(f"PAR needs a square number of regions dividing the {self.grid}x{self.grid} grid, "
-                             f"got ar_token_num={self.ar_token_num}")
+            raise ValueError(
+                f"PAR needs a square number of regions dividing the {self.grid}x{self.grid} grid, "
+                f"got ar_token_num={self.ar_token_num}"
+            )
         if self.spe_token_num != self.ar_token_num - 1:
             raise ValueError("PAR's spe_token_num is ar_token_num - 1 (the first parallel group's stand-ins)")
 
@@ -63,11 +65,14 @@ def par_rope_table(cfg: PARConfig) -> torch.Tensor:
     """LlamaGen's 2D RoPE rows in PAR's sequence layout: zeros for the class and stand-in tokens."""
     from bitscale.plugins.models.llamagen.rope import rope_2d_table
 
-    grid = rope_2d_table(cfg.grid, cfg.head_dim, cfg.rope_base, cls_token_num=0)[region_order(cfg.grid, cfg.ar_token_num)]
+    grid = rope_2d_table(cfg.grid, cfg.head_dim, cfg.rope_base, cls_token_num=0)[
+        region_order(cfg.grid, cfg.ar_token_num)
+    ]
     zeros = grid.new_zeros
     k = cfg.ar_token_num
-    return torch.cat([zeros(cfg.cls_token_num, *grid.shape[1:]), grid[:k], zeros(cfg.spe_token_num, *grid.shape[1:]),
-                      grid[k:]])
+    return torch.cat(
+        [zeros(cfg.cls_token_num, *grid.shape[1:]), grid[:k], zeros(cfg.spe_token_num, *grid.shape[1:]), grid[k:]]
+    )
 
 
 def group_mask(length: int, k: int) -> torch.Tensor:
@@ -93,8 +98,9 @@ class PARGPT(GPT):
         cfg = self.config
         device = self.tok_embeddings.weight.device
         self.freqs_cis = par_rope_table(cfg).to(device)
-        self.register_buffer("group_mask", group_mask(self.freqs_cis.shape[0], cfg.ar_token_num).to(device),
-                             persistent=False)
+        self.register_buffer(
+            "group_mask", group_mask(self.freqs_cis.shape[0], cfg.ar_token_num).to(device), persistent=False
+        )
 
     @property
     def seq_len(self) -> int:
@@ -125,8 +131,13 @@ class PARGPT(GPT):
         logits = self.output(self.norm(h)).float()
         return logits[:, self.cls_token_num - 1 : self.cls_token_num - 1 + cfg.block_size]
 
-    def decode_step(self, pos: torch.Tensor, tokens: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None, stand_ins: bool = False) -> torch.Tensor:
+    def decode_step(
+        self,
+        pos: torch.Tensor,
+        tokens: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        stand_ins: bool = False,
+    ) -> torch.Tensor:
         """One cached step at sequence positions ``pos``: the class token (``labels``), image ``tokens``
         ``(B, S)``, or (``stand_ins``) one token followed by the ``k - 1`` stand-ins (the first
         parallel step). Returns float32 logits ``(B, S, V)``."""

@@ -33,8 +33,9 @@ class PARModel(LlamaGenModel):
         tokens = to_par_order(batch["tokens"].to(self.device), *self._order())
         return self.module(tokens[:, :-1], batch["labels"].to(self.device))
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
-                        noise: TokenNoise | None = None) -> torch.Tensor:
+    def generate_tokens(
+        self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True, noise: TokenNoise | None = None
+    ) -> torch.Tensor:
         """Image tokens ``(B, N)`` in raster order, sampled with PAR's parallel decoding."""
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)

@@ -33,14 +33,34 @@ ENV_DIR = "BITSCALE_PAR_CHECKPOINT_DIR"
 IMAGE_SIZE, EVAL_SIZE = 384, 256
 #: size: (official GPT config name's dims, regions, checkpoint file, FID cfg, published FID-50K).
 RELEASED_PAR: dict[str, dict] = {
-    "xl-4x": {"gpt": {"dim": 1280, "n_layer": 36, "n_head": 20}, "regions": 4, "file": "PAR-XL-4x.pt",
-              "cfg": 1.5, "fid": 2.61},
-    "xxl-4x": {"gpt": {"dim": 1536, "n_layer": 48, "n_head": 24}, "regions": 4, "file": "PAR-XXL-4x.pt",
-               "cfg": 1.435, "fid": 2.35},
-    "3b-4x": {"gpt": {"dim": 3200, "n_layer": 24, "n_head": 32}, "regions": 4, "file": "PAR-3B-4x.pt",
-              "cfg": 1.345, "fid": 2.29},
-    "3b-16x": {"gpt": {"dim": 3200, "n_layer": 24, "n_head": 32}, "regions": 16, "file": "PAR-3B-16x.pt",
-               "cfg": 1.5, "fid": 2.88},
+    "xl-4x": {
+        "gpt": {"dim": 1280, "n_layer": 36, "n_head": 20},
+        "regions": 4,
+        "file": "PAR-XL-4x.pt",
+        "cfg": 1.5,
+        "fid": 2.61,
+    },
+    "xxl-4x": {
+        "gpt": {"dim": 1536, "n_layer": 48, "n_head": 24},
+        "regions": 4,
+        "file": "PAR-XXL-4x.pt",
+        "cfg": 1.435,
+        "fid": 2.35,
+    },
+    "3b-4x": {
+        "gpt": {"dim": 3200, "n_layer": 24, "n_head": 32},
+        "regions": 4,
+        "file": "PAR-3B-4x.pt",
+        "cfg": 1.345,
+        "fid": 2.29,
+    },
+    "3b-16x": {
+        "gpt": {"dim": 3200, "n_layer": 24, "n_head": 32},
+        "regions": 16,
+        "file": "PAR-3B-16x.pt",
+        "cfg": 1.5,
+        "fid": 2.88,
+    },
 }
 
 
@@ -54,8 +74,15 @@ class PAROptions(LlamaGenSamplerOptions):
 def par_config(size: str) -> PARConfig:
     """The released GPT config of ``size`` at 384 px (24x24 tokens), dropout off."""
     spec = RELEASED_PAR[size]
-    return PARConfig(**spec["gpt"], block_size=(IMAGE_SIZE // 16) ** 2, ar_token_num=spec["regions"],
-                     spe_token_num=spec["regions"] - 1, token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+    return PARConfig(
+        **spec["gpt"],
+        block_size=(IMAGE_SIZE // 16) ** 2,
+        ar_token_num=spec["regions"],
+        spe_token_num=spec["regions"] - 1,
+        token_dropout_p=0.0,
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+    )
 
 
 class PARFamily(ModelFamily):

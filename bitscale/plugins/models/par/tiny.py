@@ -33,9 +33,17 @@ from bitscale.plugins.models.par.training import train_par
 from bitscale.plugins.models.tiny_family import SEED
 from bitscale.zoo.training import TrainResult
 
-_COMMON = dict(vocab_size=TOKENIZER.codebook_size, num_classes=digits.NUM_CLASSES,
-               block_size=(digits.SIZE // TOKENIZER.downsample) ** 2, multiple_of=32,
-               token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0, ar_token_num=4, spe_token_num=3)
+_COMMON = dict(
+    vocab_size=TOKENIZER.codebook_size,
+    num_classes=digits.NUM_CLASSES,
+    block_size=(digits.SIZE // TOKENIZER.downsample) ** 2,
+    multiple_of=32,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+    ar_token_num=4,
+    spe_token_num=3,
+)
 #: Sizes, smallest first: (config, training steps).
 SIZES: dict[str, tuple[PARConfig, int]] = {
     "d2w64": (PARConfig(dim=64, n_layer=2, n_head=1, **_COMMON), 400),
@@ -71,13 +79,20 @@ class PARTinyFamily(LlamaGenTinyFamily):
     network = PARGPT
     weights_dtype = torch.float16  # 3.5-4 MB shipped for the three sizes instead of 7-8 MB (see module docstring)
 
-    def _fit(self, size: str, cfg: PARConfig, steps: int, codec: VQModel,
-             codec_manifest: dict[str, Any]) -> tuple[PARGPT, TrainResult]:
+    def _fit(
+        self, size: str, cfg: PARConfig, steps: int, codec: VQModel, codec_manifest: dict[str, Any]
+    ) -> tuple[PARGPT, TrainResult]:
         tokens, labels = encode_split(codec, "train")
         return train_par(cfg, tokens, labels, steps, SEED, **RECIPE, desc=f"{self.name} {size}")
 
-    def _model(self, net: PARGPT, codec: VQModel, codec_manifest: dict[str, Any], opts: PARTinyOptions,
-               device: torch.device | None = None) -> PARModel:
+    def _model(
+        self,
+        net: PARGPT,
+        codec: VQModel,
+        codec_manifest: dict[str, Any],
+        opts: PARTinyOptions,
+        device: torch.device | None = None,
+    ) -> PARModel:
         sampler = sampler_from(opts, DEFAULT_SAMPLER)
         if device is None:
             return PARModel(net, codec, "digits16", sampler)

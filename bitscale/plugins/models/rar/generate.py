@@ -31,8 +31,15 @@ def guidance_scale(step: int, steps: int, scale: float, power: float) -> torch.T
     return (scale - 1) * ramp + 1
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
-                generator: torch.Generator | None, noise: TokenNoise | None = None, position: int = 0) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+    noise: TokenNoise | None = None,
+    position: int = 0,
+) -> torch.Tensor:
     """Official order: ``logits / temperature``, softmax, multinomial (optional top-k/top-p before softmax).
 
     With ``noise`` (paired evaluation) the token is drawn from the coupled Gumbel noise of ``position``

@@ -214,15 +214,17 @@ class RAR(nn.Module):
             return rows.unsqueeze(0).expand(batch, -1, -1)
         return rows[orders]
 
-    def _embed(self, tokens: torch.Tensor, labels: torch.Tensor,
-               orders: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(
+        self, tokens: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs ``(B, 2 + t, D)``, per-position adaLN condition ``(B, 2 + t, D)``)."""
         b = tokens.shape[0]
         cond = self.embeddings(self.condition_ids(labels))
         x = torch.cat([self.cls_token.expand(b, -1, -1), cond[:, None], self.embeddings(tokens)], dim=1)
         length = x.shape[1]
-        pos = torch.cat([self.pos_embed[:, : self.PREFIX].expand(b, -1, -1),
-                         self._postfix(self.pos_embed, orders, b)], dim=1)
+        pos = torch.cat(
+            [self.pos_embed[:, : self.PREFIX].expand(b, -1, -1), self._postfix(self.pos_embed, orders, b)], dim=1
+        )
         x = x + pos[:, :length]
         # The input at position p >= 1 carries the target-aware position of the token it predicts.
         zero = x.new_zeros(b, 1, x.shape[2])

@@ -32,12 +32,16 @@ class RARModel(LlamaGenModel):
 
     unquantized: ClassVar[tuple[str, ...]] = ("lm_head", "adaln_before_head.*", "embeddings")
     activation_layers: ClassVar[dict[str, str]] = {
-        "fc1": "blocks.{block}.mlp.fc1", "qkv": "blocks.{block}.attn.qkv", "fc2": "blocks.{block}.mlp.fc2"}
+        "fc1": "blocks.{block}.mlp.fc1",
+        "qkv": "blocks.{block}.attn.qkv",
+        "fc2": "blocks.{block}.mlp.fc2",
+    }
     # LlamaGen's step-by-step generation does not apply to RAR's sampler: no phases (yet) for ``bitscale analyze``.
     generation_phases = GenerativeModel.generation_phases
 
-    def generate_tokens(self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True,
-                        noise: TokenNoise | None = None) -> torch.Tensor:
+    def generate_tokens(
+        self, labels: torch.Tensor, generator: torch.Generator, use_cache: bool = True, noise: TokenNoise | None = None
+    ) -> torch.Tensor:
         kwargs = {k: self.sampler[k] for k in SAMPLER_KEYS if k in self.sampler}
         gen = device_generator(generator, self.device)
         return generate(self.module, labels.to(self.device), generator=gen, use_cache=use_cache, noise=noise, **kwargs)

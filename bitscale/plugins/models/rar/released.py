@@ -99,5 +99,6 @@ class RARFamily(ModelFamily):
                 f"or {ENV_DIR} to a folder holding {file} and {TOKENIZER_FILE} (no downloads at run time)"
             )
 
-        return pick(opts.checkpoint, file, "checkpoint"), pick(opts.tokenizer_checkpoint, TOKENIZER_FILE,
-                                                               "tokenizer_checkpoint")
+        return pick(opts.checkpoint, file, "checkpoint"), pick(
+            opts.tokenizer_checkpoint, TOKENIZER_FILE, "tokenizer_checkpoint"
+        )

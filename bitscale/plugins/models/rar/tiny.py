@@ -32,13 +32,23 @@ from bitscale.plugins.models.rar.training import train_rar
 from bitscale.plugins.models.tiny_family import SEED
 from bitscale.zoo.training import TrainResult
 
-_COMMON = dict(image_seq_len=(digits.SIZE // TOKENIZER.downsample) ** 2, codebook_size=TOKENIZER.codebook_size,
-               num_classes=digits.NUM_CLASSES, pos_extra=2, timestep_extra=2)
+_COMMON = dict(
+    image_seq_len=(digits.SIZE // TOKENIZER.downsample) ** 2,
+    codebook_size=TOKENIZER.codebook_size,
+    num_classes=digits.NUM_CLASSES,
+    pos_extra=2,
+    timestep_extra=2,
+)
 
 
 def _cfg(depth: int, width: int) -> RARConfig:
-    return RARConfig(hidden_size=width, num_hidden_layers=depth, num_attention_heads=width // 32,
-                     intermediate_size=4 * width, **_COMMON)
+    return RARConfig(
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=width // 32,
+        intermediate_size=4 * width,
+        **_COMMON,
+    )
 
 
 #: Sizes, smallest first: (config, training steps).
@@ -68,19 +78,28 @@ class RARTinyFamily(LlamaGenTinyFamily):
     sizes: ClassVar[tuple[str, ...]] = tuple(SIZES)
     style: ClassVar[Literal["language", "diffusion"]] = "language"
     Options: ClassVar[type[PluginOptions]] = RARTinyOptions
-    description: ClassVar[str] = "RAR generator on llamagen-tiny's VQ tokenizer, tiny sizes trained on 16x16 digits (CPU)"
+    description: ClassVar[str] = (
+        "RAR generator on llamagen-tiny's VQ tokenizer, tiny sizes trained on 16x16 digits (CPU)"
+    )
     size_configs = SIZES
     recipe = RECIPE
     network = RAR
     weights_dtype = torch.float16  # 3.5-4 MB shipped for the three sizes instead of 7-8 MB (see module docstring)
 
-    def _fit(self, size: str, cfg: RARConfig, steps: int, codec: VQModel,
-             codec_manifest: dict[str, Any]) -> tuple[RAR, TrainResult]:
+    def _fit(
+        self, size: str, cfg: RARConfig, steps: int, codec: VQModel, codec_manifest: dict[str, Any]
+    ) -> tuple[RAR, TrainResult]:
         tokens, labels = encode_split(codec, "train")
         return train_rar(cfg, tokens, labels, steps, SEED, **RECIPE, desc=f"{self.name} {size}")
 
-    def _model(self, net: RAR, codec: VQModel, codec_manifest: dict[str, Any], opts: RARTinyOptions,
-               device: torch.device | None = None) -> RARModel:
+    def _model(
+        self,
+        net: RAR,
+        codec: VQModel,
+        codec_manifest: dict[str, Any],
+        opts: RARTinyOptions,
+        device: torch.device | None = None,
+    ) -> RARModel:
         sampler = sampler_from(opts, DEFAULT_SAMPLER)
         if device is None:
             return RARModel(net, codec, "digits16", sampler)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bitscale.plugins.models.rar.gpt import RAR, RARConfig
 from bitscale.harness.threads import single_thread
+from bitscale.plugins.models.rar.gpt import RAR, RARConfig
 from bitscale.zoo.training import LossLog, TrainResult, optimizer_step, tail_mean, warmup_linear_decay
 
 _TAIL = 20
@@ -40,8 +40,16 @@ def draw_orders(batch: int, length: int, ratio: float, gen: torch.Generator) -> 
 
 
 @single_thread()
-def train_rar(cfg: RARConfig, tokens: torch.Tensor, labels: torch.Tensor, steps: int, seed: int,
-              batch_size: int = 128, lr: float = 2e-3, desc: str = "rar") -> tuple[RAR, TrainResult]:
+def train_rar(
+    cfg: RARConfig,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    desc: str = "rar",
+) -> tuple[RAR, TrainResult]:
     """Train a RAR generator on raster token sequences ``(N, image_seq_len)``; returns it in eval mode."""
     torch.manual_seed(seed)
     model = RAR(cfg)

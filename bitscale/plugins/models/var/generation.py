@@ -37,10 +37,19 @@ class VarSteps(GenerationPhases):
     space: Literal["discrete", "continuous"] = "discrete"
 
     # ``var`` is a ``transformer.VAR``, typed as a module: transformer imports this file, not the reverse.
-    def __init__(self, var: nn.Module, label_B: torch.Tensor, quantizer: VectorQuantizer2,
-                 generator: torch.Generator | None, cfg: float = 1.5, top_k: int = 0, top_p: float = 0.0,
-                 use_kv_cache: bool = True, decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 noise: TokenNoise | None = None) -> None:
+    def __init__(
+        self,
+        var: nn.Module,
+        label_B: torch.Tensor,
+        quantizer: VectorQuantizer2,
+        generator: torch.Generator | None,
+        cfg: float = 1.5,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        use_kv_cache: bool = True,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        noise: TokenNoise | None = None,
+    ) -> None:
         self.var, self.quantizer, self.generator, self.noise = var, quantizer, generator, noise
         self.cfg, self.top_k, self.top_p, self.use_kv_cache = cfg, top_k, top_p, use_kv_cache
         self._decode = decode
@@ -85,8 +94,9 @@ class VarSteps(GenerationPhases):
         """Token indices ``(B, pn*pn)`` drawn from ``logits`` (of the last ``extract``ed scale) with top-k / top-p;
         with coupled ``noise`` each token draws at its position in the whole sequence."""
         positions = torch.arange(self.cur_L - logits.shape[1], self.cur_L)
-        return sample_top_k_top_p(logits, top_k=self.top_k, top_p=self.top_p, generator=self.generator,
-                                  noise=self.noise, positions=positions)
+        return sample_top_k_top_p(
+            logits, top_k=self.top_k, top_p=self.top_p, generator=self.generator, noise=self.noise, positions=positions
+        )
 
     def reconstruct(self, step: int, features: torch.Tensor) -> torch.Tensor:
         return self.quantizer.embedding(self.draw(features))
@@ -98,7 +108,9 @@ class VarSteps(GenerationPhases):
         if step != self.num_steps - 1:
             nxt = nxt.view(B, var.Cvae, -1).transpose(1, 2)
             next_pn2 = var.patch_nums[step + 1] ** 2
-            self.next_map = var.word_embed(nxt.to(self.lvl_pos.dtype)) + self.lvl_pos[:, self.cur_L : self.cur_L + next_pn2]
+            self.next_map = (
+                var.word_embed(nxt.to(self.lvl_pos.dtype)) + self.lvl_pos[:, self.cur_L : self.cur_L + next_pn2]
+            )
             if self.guided:
                 self.next_map = self.next_map.repeat(2, 1, 1)  # cond and uncond share the tokens
 

@@ -40,8 +40,11 @@ class VarModel(GenerativeModel):
     # stay in full precision (the paper quantizes the transformer blocks).
     unquantized = ("head", "head_nm.*", "word_embed")
     coupling = COUPLING
-    activation_layers = {"fc1": "blocks.{block}.ffn.fc1", "qkv": "blocks.{block}.attn.mat_qkv",
-                         "fc2": "blocks.{block}.ffn.fc2"}
+    activation_layers = {
+        "fc1": "blocks.{block}.ffn.fc1",
+        "qkv": "blocks.{block}.attn.mat_qkv",
+        "fc2": "blocks.{block}.ffn.fc2",
+    }
 
     def __init__(
         self,
@@ -92,7 +95,10 @@ class VarModel(GenerativeModel):
 
     @torch.no_grad()
     def sample_tokens(
-        self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True,
+        self,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        use_kv_cache: bool = True,
         noise: TokenNoise | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(f_hat, tokens per scale)`` drawn with this model's sampler settings."""
@@ -108,17 +114,31 @@ class VarModel(GenerativeModel):
             noise=noise,
         )
 
-    def generation_phases(self, labels: torch.Tensor, generator: torch.Generator,
-                          noise: TokenNoise | None = None) -> VarSteps:
+    def generation_phases(
+        self, labels: torch.Tensor, generator: torch.Generator, noise: TokenNoise | None = None
+    ) -> VarSteps:
         """Scale-by-scale generation with this model's sampler (``sample`` runs the same steps)."""
         s = self.sampler
-        return VarSteps(self.module, labels.to(self.device), self._vae().quantize, generator,
-                        cfg=float(s.get("cfg", 0.0)), top_k=int(s.get("top_k", 0)), top_p=float(s.get("top_p", 0.0)),
-                        decode=lambda f_hat: to_uint8(self._vae().fhat_to_img(f_hat.float())).cpu(), noise=noise)
+        return VarSteps(
+            self.module,
+            labels.to(self.device),
+            self._vae().quantize,
+            generator,
+            cfg=float(s.get("cfg", 0.0)),
+            top_k=int(s.get("top_k", 0)),
+            top_p=float(s.get("top_p", 0.0)),
+            decode=lambda f_hat: to_uint8(self._vae().fhat_to_img(f_hat.float())).cpu(),
+            noise=noise,
+        )
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator, use_kv_cache: bool = True,
-               noise: TokenNoise | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        use_kv_cache: bool = True,
+        noise: TokenNoise | None = None,
+    ) -> torch.Tensor:
         """One image per label, ``uint8 (B, 3, H, W)`` on the CPU; ``use_kv_cache`` does not change the result.
         With ``noise`` (the harness passes it: ``coupling``) every token is drawn from it, not from ``generator``."""
         f_hat, _ = self.sample_tokens(labels, generator, use_kv_cache=use_kv_cache, noise=noise)

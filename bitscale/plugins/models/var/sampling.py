@@ -8,8 +8,12 @@ from bitscale.harness.noise import TokenNoise
 
 
 def sample_top_k_top_p(
-    logits_BlV: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator | None,
-    noise: TokenNoise | None = None, positions: torch.Tensor | None = None,
+    logits_BlV: torch.Tensor,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+    noise: TokenNoise | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample one index per row of ``logits_BlV`` (``B, l, V``); returns ``(B, l)`` int64.
 

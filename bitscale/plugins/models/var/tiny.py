@@ -14,17 +14,17 @@ import torch
 from pydantic import Field
 
 from bitscale.data import digits
+from bitscale.harness.artifacts import cache
 from bitscale.harness.contracts import PluginOptions, TrainableFamily
 from bitscale.harness.errors import BitscaleError
+from bitscale.harness.threads import single_thread
 from bitscale.plugins.models.checkpoint import load_strict
 from bitscale.plugins.models.var.images import digits_source
 from bitscale.plugins.models.var.model import VarModel
 from bitscale.plugins.models.var.train import tokenize, train_var, train_vqvae
 from bitscale.plugins.models.var.transformer import VAR, VARConfig
 from bitscale.plugins.models.var.vqvae import VQVAE, VQVAEConfig
-from bitscale.harness.artifacts import cache
 from bitscale.zoo.manifest import jsonable, manifest_for, manifest_matches
-from bitscale.harness.threads import single_thread
 from bitscale.zoo.training import TrainResult, param_count
 from bitscale.zoo.units import TrainingUnit, staged_units
 
@@ -109,8 +109,12 @@ class VarTinyFamily(TrainableFamily):
     def _var_config(self, size: str, options: VarTinyOptions) -> dict[str, Any]:
         recipe = {"version": RECIPE_VERSION, **VAR_RECIPE}
         return jsonable(
-            {"var": tiny_var_config(size).to_dict(), "recipe": recipe, "tokenizer": self._vae_config(options),
-             "vae_steps": options.vae_steps}
+            {
+                "var": tiny_var_config(size).to_dict(),
+                "recipe": recipe,
+                "tokenizer": self._vae_config(options),
+                "vae_steps": options.vae_steps,
+            }
         )
 
     def weights_id(self, size: str, options: PluginOptions) -> str | None:
@@ -118,10 +122,12 @@ class VarTinyFamily(TrainableFamily):
         assert isinstance(options, VarTinyOptions)
         vae, name = self.artifact_names(size, options)
         vae_config, config = self._vae_config(options), self._var_config(size, options)
-        return cache.weights_digest([
-            (vae, lambda m: manifest_matches(m, vae_config, SEED, options.vae_steps)),
-            (name, lambda m: manifest_matches(m, config, SEED, options.steps)),
-        ])
+        return cache.weights_digest(
+            [
+                (vae, lambda m: manifest_matches(m, vae_config, SEED, options.vae_steps)),
+                (name, lambda m: manifest_matches(m, config, SEED, options.steps)),
+            ]
+        )
 
     def artifacts(self, size: str, options: PluginOptions) -> list[str]:
         """The artifacts ``size`` loads: the VQ-VAE, then the transformer."""

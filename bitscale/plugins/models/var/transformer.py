@@ -80,14 +80,18 @@ class VAR(nn.Module):
         self.pos_start = nn.Parameter(torch.zeros(1, self.first_l, C))
         self.pos_1LC = nn.Parameter(torch.zeros(1, self.L, C))
         self.lvl_embed = nn.Embedding(len(self.patch_nums), C)
-        self.shared_ada_lin = (
-            nn.Sequential(nn.SiLU(), SharedAdaLin(C, 6 * C)) if c.shared_aln else nn.Identity()
-        )
+        self.shared_ada_lin = nn.Sequential(nn.SiLU(), SharedAdaLin(C, 6 * C)) if c.shared_aln else nn.Identity()
         dpr = torch.linspace(0, c.drop_path_rate, c.depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(
-                C, C, c.num_heads, mlp_ratio=c.mlp_ratio, norm_eps=c.norm_eps, shared_aln=c.shared_aln,
-                attn_l2_norm=c.attn_l2_norm, drop_path=dpr[i],
+                C,
+                C,
+                c.num_heads,
+                mlp_ratio=c.mlp_ratio,
+                norm_eps=c.norm_eps,
+                shared_aln=c.shared_aln,
+                attn_l2_norm=c.attn_l2_norm,
+                drop_path=dpr[i],
             )
             for i in range(c.depth)
         )

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bitscale.plugins.quantizers.gptvq.kmeans import kmeans
 from bitscale.quant.formats import CODEBOOK_ENTRY_BITS, vq_storage_bits
 from bitscale.quant.gptq import inverse_hessian_cholesky
-from bitscale.plugins.quantizers.gptvq.kmeans import kmeans
 
 
 @dataclass

@@ -43,8 +43,12 @@ def kmeans(
     assign = torch.zeros(g, n, dtype=torch.long, device=x.device)
     for _ in range(iters):
         assign = _nearest_1d(x, c) if d == 1 else weighted_sq_dist(x, w, c).argmin(dim=-1)
-        num = torch.zeros(g, k, d, device=x.device, dtype=x.dtype).scatter_add_(1, assign.unsqueeze(-1).expand(g, n, d), w * x)
-        den = torch.zeros(g, k, d, device=x.device, dtype=x.dtype).scatter_add_(1, assign.unsqueeze(-1).expand(g, n, d), w)
+        num = torch.zeros(g, k, d, device=x.device, dtype=x.dtype).scatter_add_(
+            1, assign.unsqueeze(-1).expand(g, n, d), w * x
+        )
+        den = torch.zeros(g, k, d, device=x.device, dtype=x.dtype).scatter_add_(
+            1, assign.unsqueeze(-1).expand(g, n, d), w
+        )
         c = torch.where(den > 0, num / den.clamp(min=1e-30), c)
     return c, assign
 

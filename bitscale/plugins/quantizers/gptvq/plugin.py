@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import Quantizer, QuantJob, QuantReport, hookimpl
+from bitscale.harness.quant_recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
 from bitscale.plugins.quantizers.gptvq.kernel import codebook_overhead, gptvq_quantize
 from bitscale.quant.linear import QuantLinear
-from bitscale.harness.quant_recipe import ActOptions, act_quantizer, calibrate_static_activations, make_report
 from bitscale.quant.sequential import model_bytes, quantize_sequentially
-
 
 # Codebooks beyond 2^12 centroids make k-means and assignment slow for no gain: use a smaller dim.
 _MAX_INDEX_BITS = 12
@@ -43,7 +41,12 @@ class GPTVQOptions(ActOptions):
 def pick_dim(rows: int, cols: int, bits: int, opts: GPTVQOptions) -> int:
     """Largest vector length within the codebook-overhead budget (1 if none is)."""
     for d in range(opts.dim, 0, -1):
-        if cols % d == 0 and bits * d <= _MAX_INDEX_BITS and codebook_overhead(rows, cols, bits, d, opts.block_size, opts.codebook_weights) <= opts.max_codebook_overhead:
+        if (
+            cols % d == 0
+            and bits * d <= _MAX_INDEX_BITS
+            and codebook_overhead(rows, cols, bits, d, opts.block_size, opts.codebook_weights)
+            <= opts.max_codebook_overhead
+        ):
             return d
     return 1
 
@@ -79,7 +82,9 @@ class GPTVQ(Quantizer[GPTVQOptions]):
             q.weight_label = f"vq{res.dim}d:{res.codebook_size}c"
             return q
 
-        passes = quantize_sequentially(job.model, job.calibration, layer_fn, int(opts.hessian_memory_fraction * model_bytes(job.model)))
+        passes = quantize_sequentially(
+            job.model, job.calibration, layer_fn, int(opts.hessian_memory_fraction * model_bytes(job.model))
+        )
         calibrate_static_activations(job.model, job.calibration)
         used = ", ".join(f"{n} layer(s) {d}-D ({2 ** (bits * d)} centroids)" for d, n in sorted(dims.items()))
         notes = f"VQ: {used}; {codebooks} fp16 codebooks"

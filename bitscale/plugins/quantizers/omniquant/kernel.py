@@ -51,7 +51,9 @@ class OmniGroup(nn.Module):
         self.wspec, self.aspec, self.let = wspec, aspec, let
         self.weights = [lin.weight.detach().float() for lin in layers]
         self.biases = [
-            lin.bias.detach().float() if lin.bias is not None else torch.zeros(lin.out_features, device=lin.weight.device)
+            lin.bias.detach().float()
+            if lin.bias is not None
+            else torch.zeros(lin.out_features, device=lin.weight.device)
             for lin in layers
         ]
         self.lwc_max = nn.ParameterList()
@@ -118,7 +120,9 @@ class OmniGroup(nn.Module):
         s, _ = self.transformed()
         w = self.weights[i] * s if s is not None else self.weights[i]
         lo, hi = weight_minmax(w, self.wspec)
-        scale, zero = choose_qparams(lo * torch.sigmoid(self.lwc_min[i]), hi * torch.sigmoid(self.lwc_max[i]), self.wspec)
+        scale, zero = choose_qparams(
+            lo * torch.sigmoid(self.lwc_min[i]), hi * torch.sigmoid(self.lwc_max[i]), self.wspec
+        )
         return fake_quant_weight(w, self.wspec, scale, zero)
 
     def bias(self, i: int) -> Tensor:
@@ -169,12 +173,17 @@ def optimize_group(
     """Train ``group`` to reproduce the full-precision outputs on ``inputs`` ``(N, in)``; bake the result."""
     x_all = inputs.float()
     with torch.no_grad():
-        targets = [torch.cat([F.linear(c, w, b) for c in x_all.split(batch_rows)]) for w, b in zip(group.weights, group.biases)]
+        targets = [
+            torch.cat([F.linear(c, w, b) for c in x_all.split(batch_rows)]) for w, b in zip(group.weights, group.biases)
+        ]
 
     def loss_on(idx: Tensor | None) -> Tensor:
         if idx is None:  # all rows, in chunks so no full-size activation temporaries exist
             total = sum(
-                sum(F.mse_loss(o, t[i : i + batch_rows], reduction="sum") for o, t in zip(group(x_all[i : i + batch_rows]), targets))
+                sum(
+                    F.mse_loss(o, t[i : i + batch_rows], reduction="sum")
+                    for o, t in zip(group(x_all[i : i + batch_rows]), targets)
+                )
                 for i in range(0, x_all.shape[0], batch_rows)
             )
             return total / (len(targets) * sum(t.numel() for t in targets) / len(targets))
@@ -192,7 +201,9 @@ def optimize_group(
     n = x_all.shape[0]
     stale = 0  # evaluations without a 0.1 % improvement: stop after `patience` of them
     for step in range(steps):
-        idx = torch.randint(0, n, (min(batch_rows, n),), generator=generator).to(x_all.device) if n > batch_rows else None
+        idx = (
+            torch.randint(0, n, (min(batch_rows, n),), generator=generator).to(x_all.device) if n > batch_rows else None
+        )
         opt.zero_grad(set_to_none=True)
         loss = loss_on(idx)
         if not torch.isfinite(loss):

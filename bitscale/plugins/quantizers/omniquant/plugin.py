@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-
 import torch
 from pydantic import Field
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
-from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
-from bitscale.quant.linear import QuantLinear
-from bitscale.plugins.quantizers.omniquant.kernel import OmniGroup, optimize_group
+from bitscale import Quantizer, QuantJob, QuantReport, hookimpl
 from bitscale.harness.quant_recipe import (
     INT_AND_FP,
     QuantOptions,
@@ -19,6 +15,9 @@ from bitscale.harness.quant_recipe import (
     make_report,
     weight_spec,
 )
+from bitscale.plugins.quantizers.omniquant.kernel import OmniGroup, optimize_group
+from bitscale.quant.capture import InputGroup, capture_layer_inputs, trace_input_groups
+from bitscale.quant.linear import QuantLinear
 from bitscale.quant.sequential import model_bytes
 from bitscale.quant.swap import set_submodule
 
@@ -95,7 +94,10 @@ class OmniQuant(Quantizer[OmniQuantOptions]):
                 with torch.no_grad():
                     for i, (n, lin) in enumerate(zip(g.members, members)):
                         q = QuantLinear.from_linear(
-                            lin, weight=res.weights[i], weight_spec=wspec, act_quantizer=act_quantizer(job.precision, opts)
+                            lin,
+                            weight=res.weights[i],
+                            weight_spec=wspec,
+                            act_quantizer=act_quantizer(job.precision, opts),
                         )
                         q.bias.copy_(res.biases[i].to(q.bias.dtype)) if q.bias is not None else None
                         if res.smooth is not None:

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitscale.quant.model import QuantModel
 from bitscale.quant.capture import input_hooks, run_calibration
 from bitscale.quant.formats import QuantSpec, choose_qparams, fake_quant, fake_quant_weight
+from bitscale.quant.model import QuantModel
 
 
 @dataclass
@@ -73,8 +73,9 @@ class ChannelStats:
 def anchor_qparams(stats: ChannelStats, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     """Per-tensor grid of the (shifted, pre-scaled) anchor channel: every channel is rounded on it for dX."""
     half = stats.scaled_range[stats.anchor] / 2
-    return choose_qparams(-half, half, QuantSpec(spec.fmt, "tensor", symmetric=spec.symmetric,
-                                                 restricted=spec.restricted))
+    return choose_qparams(
+        -half, half, QuantSpec(spec.fmt, "tensor", symmetric=spec.symmetric, restricted=spec.restricted)
+    )
 
 
 def _rows(x: Tensor, skip_tokens: int) -> Tensor:
@@ -83,10 +84,14 @@ def _rows(x: Tensor, skip_tokens: int) -> Tensor:
     return x.detach().reshape(-1, x.shape[-1]).float()
 
 
-def collect_channel_stats(model: QuantModel, layers: dict[str, nn.Module], calibration: Iterable[Any],
-                          act_spec: QuantSpec | None,
-                          init: Callable[[str, ChannelStats], Tensor] | None = None,
-                          skip_tokens: int = 0) -> dict[str, ChannelStats]:
+def collect_channel_stats(
+    model: QuantModel,
+    layers: dict[str, nn.Module],
+    calibration: Iterable[Any],
+    act_spec: QuantSpec | None,
+    init: Callable[[str, ChannelStats], Tensor] | None = None,
+    skip_tokens: int = 0,
+) -> dict[str, ChannelStats]:
     """Calibration passes over the named layers: min/max, then (if ``act_spec``) sums of x^2 and dx^2.
 
     ``init(name, stats)`` gives the pre-scaling the sums are taken under (from the min/max pass);

@@ -27,10 +27,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from bitscale import GenerativeModel, QuantJob, QuantReport, Quantizer, hookimpl
-from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
-from bitscale.plugins.quantizers.ptq4arvg.dgc import batch_size, dgc_select, labels_of, merge_samples, split_batches, with_labels
-from bitscale.plugins.quantizers.ptq4arvg.gps import ChannelStats, collect_channel_stats, gps_factors, smoothquant_factors
+from bitscale import GenerativeModel, Quantizer, QuantJob, QuantReport, hookimpl
 from bitscale.harness.quant_recipe import (
     QuantOptions,
     act_quantizer,
@@ -39,8 +36,23 @@ from bitscale.harness.quant_recipe import (
     make_report,
     weight_spec,
 )
-from bitscale.quant.formats import QuantSpec
+from bitscale.plugins.quantizers.ptq4arvg.dgc import (
+    batch_size,
+    dgc_select,
+    labels_of,
+    merge_samples,
+    split_batches,
+    with_labels,
+)
+from bitscale.plugins.quantizers.ptq4arvg.gps import (
+    ChannelStats,
+    collect_channel_stats,
+    gps_factors,
+    smoothquant_factors,
+)
 from bitscale.plugins.quantizers.ptq4arvg.stwq import RASTER_HEAD, TokenGroupActQuantizer, raster_groups, var_groups
+from bitscale.quant.capture import InputGroup, input_hooks, trace_input_groups
+from bitscale.quant.formats import QuantSpec
 from bitscale.quant.swap import set_submodule
 from bitscale.quant.transform import TransformLinear
 
@@ -56,12 +68,16 @@ class PTQ4ARVGOptions(QuantOptions):
     """PTQ4ARVG options: the three parts can be switched off one by one (ablation)."""
 
     act_granularity: Literal["token", "tensor"] = Field(
-        default="tensor", description="Activations when stwq is off (and for inputs without a token axis): "
-        "'tensor' static per tensor, 'token' dynamic per token.")
+        default="tensor",
+        description="Activations when stwq is off (and for inputs without a token axis): "
+        "'tensor' static per tensor, 'token' dynamic per token.",
+    )
     gps: bool = Field(default=True, description="Gain-projected scaling (off: SmoothQuant alpha=0.5 factors).")
     stwq: bool = Field(default=True, description="Static token-wise activation quantization.")
     dgc: bool = Field(default=True, description="Distribution-guided choice of the calibration samples.")
-    dgc_pool: int = Field(default=2, ge=1, description="Candidate pool, in multiples of the calibration set (conditional).")
+    dgc_pool: int = Field(
+        default=2, ge=1, description="Candidate pool, in multiples of the calibration set (conditional)."
+    )
     fold: bool = Field(default=True, description="Fold shift/scale into AdaLN projections and norms where exact.")
     fp_check_rtol: float = Field(default=1e-3, gt=0, description="Allowed relative FP change by shift and scaling.")
 
@@ -73,16 +89,20 @@ def _rel(a: Tensor, b: Tensor) -> float:
 # --------------------------------------------------------------------------- DGC
 
 
-def dgc_calibration(model: GenerativeModel, calibration: list[Any], pool: int,
-                    generator: torch.Generator | None) -> tuple[list[Any], dict[str, float]]:
+def dgc_calibration(
+    model: GenerativeModel, calibration: list[Any], pool: int, generator: torch.Generator | None
+) -> tuple[list[Any], dict[str, float]]:
     """The DGC-selected calibration set (as many samples as ``calibration``), and what was chosen."""
     layers = model.quant_layers()
     last_name = list(layers)[-1]
     extra = model.calibration_batches(len(calibration) * (pool - 1), generator) if pool > 1 else []
     cond = list(calibration) + list(extra)
     null = getattr(model, "num_classes", None)
-    uncond = [with_labels(b, torch.full_like(labels_of(b), null)) for b in cond] if (
-        null is not None and labels_of(cond[0]) is not None) else []
+    uncond = (
+        [with_labels(b, torch.full_like(labels_of(b), null)) for b in cond]
+        if (null is not None and labels_of(cond[0]) is not None)
+        else []
+    )
     calls: list[Tensor] = []
 
     def hook(_n: str, x: Tensor) -> None:
@@ -109,8 +129,10 @@ def dgc_calibration(model: GenerativeModel, calibration: list[Any], pool: int,
     samples = {"cond": split_batches(cond), "uncond": split_batches(uncond)}
     chosen = [samples[s][i] for s, i in picked]
     uncond_share = sum(s == "uncond" for s, _ in picked) / max(1, len(picked))
-    return merge_samples(chosen, batch_size(calibration[0])), {"dgc_pool": float(len(samples["cond"]) + len(samples["uncond"])),
-                                                               "dgc_uncond_share": uncond_share}
+    return merge_samples(chosen, batch_size(calibration[0])), {
+        "dgc_pool": float(len(samples["cond"]) + len(samples["uncond"])),
+        "dgc_uncond_share": uncond_share,
+    }
 
 
 # --------------------------------------------------------------------------- folding
@@ -160,9 +182,15 @@ def fold_into_norm(norm: nn.Module, s: Tensor, delta: Tensor) -> bool:
     return True
 
 
-def shift_and_scale(model: GenerativeModel, calibration: list[Any], wspec: QuantSpec, aspec: QuantSpec,
-                    gps: bool = True, fold: bool = True,
-                    skip_tokens: int = 0) -> tuple[list[InputGroup], dict[str, ChannelStats], dict[str, int], float]:
+def shift_and_scale(
+    model: GenerativeModel,
+    calibration: list[Any],
+    wspec: QuantSpec,
+    aspec: QuantSpec,
+    gps: bool = True,
+    fold: bool = True,
+    skip_tokens: int = 0,
+) -> tuple[list[InputGroup], dict[str, ChannelStats], dict[str, int], float]:
     """Install unquantized ``TransformLinear``s with PTQ4ARVG's shift and GPS (or SmoothQuant) scaling.
 
     ``skip_tokens``: leading positions left out of the statistics (the sink tokens STWQ quantizes
@@ -196,7 +224,9 @@ def shift_and_scale(model: GenerativeModel, calibration: list[Any], wspec: Quant
                 online = set() if shift_folded else {"shift"}
                 folded["norm"] += 1
             for n in g.members:
-                set_submodule(model.module, n, TransformLinear.from_linear(layers[n], shift=delta, smooth=s, online=online))
+                set_submodule(
+                    model.module, n, TransformLinear.from_linear(layers[n], shift=delta, smooth=s, online=online)
+                )
         change = _rel(model.forward_batch(calibration[0]).float(), reference)
     return groups, stats, folded, change
 
@@ -228,15 +258,21 @@ class PTQ4ARVG(Quantizer[PTQ4ARVGOptions]):
         skip = (1 if token_layout == "var" else RASTER_HEAD) if opts.stwq else 0
         groups, stats, folded, change = shift_and_scale(job.model, calibration, wspec, aspec, opts.gps, opts.fold, skip)
         if change > opts.fp_check_rtol:
-            raise RuntimeError(f"ptq4arvg: shift and scaling changed the full-precision output by {change:.2e} "
-                               f"(> {opts.fp_check_rtol}); a folded producer feeds more than its layers: set fold: false")
+            raise RuntimeError(
+                f"ptq4arvg: shift and scaling changed the full-precision output by {change:.2e} "
+                f"(> {opts.fp_check_rtol}); a folded producer feeds more than its layers: set fold: false"
+            )
         member_of = {n: g.members[0] for g in groups for n in g.members}
         for name, q in job.model.quant_layers().items():
             assert isinstance(q, TransformLinear)
             q.quantize_weight_(wspec)
             st = stats[member_of[name]]
             if opts.stwq and st.tokens_axis:
-                tg = var_groups(tuple(job.model.module.patch_nums)) if token_layout == "var" else raster_groups(st.length)
+                tg = (
+                    var_groups(tuple(job.model.module.patch_nums))
+                    if token_layout == "var"
+                    else raster_groups(st.length)
+                )
                 if tg[-1][1] != st.length:
                     tg = raster_groups(st.length)
                 q.act_quantizer = TokenGroupActQuantizer(aspec, tg)
@@ -244,11 +280,20 @@ class PTQ4ARVG(Quantizer[PTQ4ARVGOptions]):
                 q.act_quantizer = act_quantizer(job.precision, opts)
         calibrate_static_activations(job.model, calibration)
         parts = [p for p in ("gps", "stwq", "dgc") if getattr(opts, p)] or ["none"]
-        notes = (f"w={wspec}, parts: {'+'.join(parts)}; {folded['modulation']} groups folded into AdaLN, "
-                 f"{folded['norm']} into norms, {len(groups) - sum(folded.values())} kept in-layer; "
-                 f"token groups: {token_layout if opts.stwq else 'off'}")
-        return make_report(job.model, notes=notes, fp_change=change, groups=float(len(groups)),
-                           folded_modulation=float(folded["modulation"]), folded_norm=float(folded["norm"]), **extra)
+        notes = (
+            f"w={wspec}, parts: {'+'.join(parts)}; {folded['modulation']} groups folded into AdaLN, "
+            f"{folded['norm']} into norms, {len(groups) - sum(folded.values())} kept in-layer; "
+            f"token groups: {token_layout if opts.stwq else 'off'}"
+        )
+        return make_report(
+            job.model,
+            notes=notes,
+            fp_change=change,
+            groups=float(len(groups)),
+            folded_modulation=float(folded["modulation"]),
+            folded_norm=float(folded["norm"]),
+            **extra,
+        )
 
 
 @hookimpl

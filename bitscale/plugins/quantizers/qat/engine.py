@@ -43,7 +43,10 @@ def build_student(
         for name, lin in model.quant_layers().items():
             aq = None if aspec is None else ActQuantizer(aspec, learnable=opts.learnable_scales)
             q = QuantLinear.from_linear(
-                lin, weight_spec=wspec, on_the_fly=True, learnable_weight_scale=opts.learnable_scales,
+                lin,
+                weight_spec=wspec,
+                on_the_fly=True,
+                learnable_weight_scale=opts.learnable_scales,
                 act_quantizer=aq,
             )
             set_submodule(model.module, name, q)
@@ -94,6 +97,7 @@ def grid_step(q: QuantLinear) -> float | None:
     lo, hi = weight_minmax(q.weight.detach(), wq.spec)
     span = hi.clamp(min=0) - lo.clamp(max=0)  # the grid always contains zero (see formats)
     return float(span.mean()) / (2**wq.spec.bits - 1)
+
 
 # --------------------------------------------------------------------------- training
 

@@ -17,7 +17,8 @@ class QATOptions(QuantOptions):
 
     steps: int = Field(default=100, ge=0, description="Optimizer steps (one calibration batch each).")
     lr: float = Field(
-        default=0.01, gt=0,
+        default=0.01,
+        gt=0,
         description="Peak AdamW learning rate; with lr_unit='grid' a fraction of each layer's weight-grid step.",
     )
     lr_unit: Literal["grid", "absolute"] = Field(
@@ -36,17 +37,19 @@ class QATOptions(QuantOptions):
     learnable_scales: bool = Field(
         default=False, description="Train weight (and static activation) scales/zero-points too (LSQ-style)."
     )
-    scale_lr: float | None = Field(default=None, gt=0, description="Learning rate of the scales (same unit); None = lr.")
+    scale_lr: float | None = Field(
+        default=None, gt=0, description="Learning rate of the scales (same unit); None = lr."
+    )
     train: Literal["quant_layers", "all"] = Field(
         default="quant_layers",
         description="'quant_layers': weights/biases of the quantized Linears; 'all': every parameter of the module.",
     )
     train_batches: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Draw this many training batches from model.calibration_batches; None = the calibration passed in.",
     )
     teacher_cache_mb: float = Field(default=2048.0, ge=0, description="Memory for cached teacher outputs.")
     share_teacher_cache: bool = Field(
         default=True, description="Reuse the last cell's teacher outputs when model weights and batches match."
     )
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from bitscale import QuantJob, QuantReport, Quantizer, hookimpl
+from bitscale import Quantizer, QuantJob, QuantReport, hookimpl
 from bitscale.harness.quant_recipe import INT_AND_FP, make_report
 from bitscale.plugins.quantizers.qat.engine import (
     build_student,
@@ -28,9 +28,7 @@ class QAT(Quantizer[QATOptions]):
     name = "qat"
     trains = True
     weight_kinds = activation_kinds = INT_AND_FP
-    description = (
-        "QAT with the FP model as teacher and a pluggable distillation loss (STE fake quant, AdamW, cosine)"
-    )
+    description = "QAT with the FP model as teacher and a pluggable distillation loss (STE fake quant, AdamW, cosine)"
 
     def apply(self, job: QuantJob) -> QuantReport:
         opts = self.options
@@ -41,7 +39,11 @@ class QAT(Quantizer[QATOptions]):
             raise ValueError(reason)
         job.loss.prepare(job.model)
         generator = job.generator
-        batches = job.model.calibration_batches(opts.train_batches, generator) if opts.train_batches else list(job.calibration)
+        batches = (
+            job.model.calibration_batches(opts.train_batches, generator)
+            if opts.train_batches
+            else list(job.calibration)
+        )
         if not batches:
             raise ValueError("qat needs at least one training batch (got no calibration batches)")
 
@@ -56,11 +58,20 @@ class QAT(Quantizer[QATOptions]):
         k = getattr(job.loss, "k", None)
         notes = f"w={wspec}" if wspec else "weights fp16"
         notes += f", loss={job.loss.name}" + (f" (K={k})" if k is not None else "")
-        notes += f", {opts.steps} steps, lr={opts.lr:g}{' x grid step' if opts.lr_unit == 'grid' else ''} {opts.schedule}"
-        notes += ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
+        notes += (
+            f", {opts.steps} steps, lr={opts.lr:g}{' x grid step' if opts.lr_unit == 'grid' else ''} {opts.schedule}"
+        )
+        notes += (
+            ", teacher outputs reused from the previous cell" if reused else f", teacher cached {cached}/{len(batches)}"
+        )
         return make_report(
-            job.model, notes=notes, steps=opts.steps, loss_first=history[0] if history else math.nan,
-            loss_last=tail_mean(history), teacher_cached_batches=cached, teacher_reused=float(reused),
+            job.model,
+            notes=notes,
+            steps=opts.steps,
+            loss_first=history[0] if history else math.nan,
+            loss_last=tail_mean(history),
+            teacher_cached_batches=cached,
+            teacher_reused=float(reused),
         )
 
 

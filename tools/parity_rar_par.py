@@ -20,7 +20,7 @@ One import is stubbed: ``einops`` (not a bitscale dependency), which ``modeling/
 imports through the training losses and TiTok blocks; nothing on the RAR/tokenizer path calls it
 (the stub raises if anything does). OmegaConf configs are replaced by a plain attribute object.
 
-``--write-fixtures DIR`` also writes what ``tests/test_rar_par_parity.py`` re-checks without the
+``--write-fixtures DIR`` also writes what ``tests/test_rar_par.py`` re-checks without the
 official code: the official state-dict names and shapes of RAR-B and PAR-XL (built on the meta
 device) as JSON, and the small models' weights, inputs and official outputs as safetensors.
 """

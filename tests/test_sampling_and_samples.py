@@ -169,6 +169,6 @@ def test_block_spread_scores_disjoint_blocks_of_each_seed(register_plugin, bitsc
     assert main(["rescore", "--store", bitscale_store.url, "--blocks", "20"]) == 0
     assert "toy/d1 W16A16 fp16" in capsys.readouterr().out
     assert main(["rescore", "--store", bitscale_store.url, "--blocks", "15"]) == 2
-    assert "multiple of 10" in capsys.readouterr().err
+    assert "use a multiple of 10" in capsys.readouterr().err
     assert main(["rescore", "--store", bitscale_store.url, "--blocks", "50"]) == 2
     assert "fewer than --blocks 50" in capsys.readouterr().err

@@ -8,9 +8,9 @@ classifier), which gives the same samples' score under a new protocol.
 
 ``block_spread`` answers "how precise is an n-sample FID?" from kept samples: it cuts each run's
 images into disjoint blocks of n (contiguous, so each block keeps the balanced labels when n is a
-multiple of 10) and reports, per cell without its seed, the spread of the block FIDs. Block 0 of
-a seed holds the same images an n-sample cell of that seed draws, so with 3 seeds of 4n samples
-the figure rests on 12 replicates instead of 3.
+multiple of the class count) and reports, per cell without its seed, the spread of the block
+FIDs. Block 0 of a seed holds the same images an n-sample cell of that seed draws, so with 3
+seeds of 4n samples the figure rests on 12 replicates instead of 3.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _run_reference(run: Run, own: dict[str, Any], extractor: str | None):
 
 
 def _kept_samples(store: ResultStore, cells: list[str] | None, experiment: str | None, extractor: str | None):
-    """(run, its stored protocol, the reference to score against, its kept images) per selected run."""
+    """(run, its stored protocol, the reference to score against, its kept images, their labels) per run."""
     from bitscale.harness.samples import read_samples
 
     runs = kept_runs(store, cells, experiment)
@@ -106,7 +106,7 @@ def _kept_samples(store: ResultStore, cells: list[str] | None, experiment: str |
         if own is None:
             raise BitscaleError(f"run {run.cell_hash}: its protocol {run.protocol_fingerprint} is not in the store")
         ref = _run_reference(run, own, extractor)
-        yield run, own, ref, read_samples(run.samples)[0]
+        yield run, own, ref, *read_samples(run.samples)
 
 
 def rescore_runs(
@@ -116,7 +116,7 @@ def rescore_runs(
     from bitscale.harness.evaluation.fid import protocol_fingerprint, score
 
     out = []
-    for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
+    for run, own, ref, images, _ in _kept_samples(store, cells, experiment, extractor):
         metrics = score(images, ref, seed=own["seed"])
         protocol = {
             **own,
@@ -161,15 +161,20 @@ def block_spread(
     """FIDs of disjoint ``block_size``-sample blocks of each kept run, grouped by cell without seed."""
     from bitscale.harness.evaluation.fid import score
 
-    if block_size < 10 or block_size % 10:
-        raise BitscaleError(
-            f"--blocks {block_size}: must be a positive multiple of 10 (blocks keep the balanced "
-            "labels, one of each class per 10 samples)"
-        )
+    if block_size < 2:
+        raise BitscaleError(f"--blocks {block_size}: a block needs at least 2 samples")
     groups: dict[str, BlockSpread] = {}
-    for run, own, ref, images in _kept_samples(store, cells, experiment, extractor):
+    for run, own, ref, images, labels in _kept_samples(store, cells, experiment, extractor):
         if len(images) < block_size:
             raise BitscaleError(f"run {_label(run)} kept {len(images)} samples, fewer than --blocks {block_size}")
+        # Samples cycle through the classes (balanced labels), so a block is balanced exactly when its
+        # size is a multiple of the class count; an unbalanced block would measure the labels, not the model.
+        classes = len(set(labels.tolist()))
+        if block_size % classes:
+            raise BitscaleError(
+                f"--blocks {block_size}: run {_label(run)} draws {classes} classes in turn; use a multiple of "
+                f"{classes} so that every block holds each class equally often"
+            )
         label = _label(run).rsplit(" seed=", 1)[0]
         g = groups.setdefault(label, BlockSpread(label, block_size, [], []))
         g.seeds.append(run.seed)

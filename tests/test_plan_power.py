@@ -78,6 +78,10 @@ def test_paired_metrics_leaderboard_and_plan_power_on_a_pilot(pilot, capsys):
     lines = paired.strip().splitlines()
     assert len(lines) == 3 and all(",2," in ln for ln in lines[1:])  # W4A16 and W3A16, 2 seeds each
     assert all(("CI overlaps FP" in ln) or ("worse" in ln) or ("better" in ln) for ln in lines[1:])
+    # Against a method the store lacks: a warning, and an empty table rather than a wrong one.
+    assert main(["leaderboard", "--store", url, "--paired", "gptq", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "--paired: no method 'gptq'" in captured.err and "Paired ΔFID vs gptq" in captured.out
 
     # The HTML page carries the same paired table, in its own section.
     page = Path(url.removeprefix("sqlite:///")).with_suffix(".html")

@@ -11,6 +11,7 @@ Examples::
     bitscale leaderboard --fig1 --experiment fig1-language-vs-diffusion   # the paper's Fig. 1 readings
     bitscale leaderboard --format html --out page.html    # everything on one static page
     bitscale leaderboard --paired                         # ΔFID vs W16A16 per cell, with its 95% CI
+    bitscale leaderboard --paired rtn                     # ... or vs rtn's cell, seed by seed
 """
 
 from __future__ import annotations
@@ -86,9 +87,13 @@ def add_parser(sub) -> None:
     p.add_argument("--fits", action="store_true", help="print the scaling-law fits and down-left shifts")
     p.add_argument(
         "--paired",
-        action="store_true",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="METHOD",
         help="print each quantized cell's ΔFID vs its W16A16 twin (same seeds and noise) with its 95%% CI "
-        "and distance to full precision; cells whose CI contains 0 say 'CI overlaps FP'",
+        "and distance to full precision; cells whose CI contains 0 say 'CI overlaps FP'. With METHOD "
+        "(rtn, qat+mse, ...): each cell minus METHOD's cell of the same precision, seed by seed",
     )
     p.add_argument(
         "--fig1",
@@ -171,7 +176,7 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
         out.append(
             _frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = down-left)")
         )
-    if args.paired:
+    if args.paired is True:
         from bitscale.leaderboard.paired import paired_table
 
         out.append(
@@ -179,6 +184,16 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
                 paired_table(report.results.runs),
                 args.format,
                 "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)",
+            )
+        )
+    elif args.paired:
+        from bitscale.leaderboard.paired import paired_table
+
+        out.append(
+            _frame_text(
+                paired_table(report.results.runs, against=args.paired),
+                args.format,
+                f"Paired ΔFID vs {args.paired} at the same precision (same seeds and noise; conservative 95% CI)",
             )
         )
     return out
@@ -211,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         fig1=args.fig1 or args.format == "html",
     )
-    if args.deltas not in (True, False) and results.runs["method_label"].ne(args.deltas).all():
-        print(f"bitscale: warning: no method {args.deltas!r} in the store; its deltas will be empty", file=sys.stderr)
+    for flag, method in (("--deltas", args.deltas), ("--paired", args.paired)):
+        if method not in (True, False) and results.runs["method_label"].ne(method).all():
+            print(
+                f"bitscale: warning: {flag}: no method {method!r} in the store; its rows will be empty", file=sys.stderr
+            )
     if args.format == "html":
         from bitscale.leaderboard.page import render_page
         from bitscale.leaderboard.plots import PlotSet, render_plots

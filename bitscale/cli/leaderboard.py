@@ -176,26 +176,16 @@ def _extra_sections(args: argparse.Namespace, report) -> list[str]:
         out.append(
             _frame_text(report.shifts, args.format, "Shift vs the W16A16 curve at equal bits (negative = down-left)")
         )
-    if args.paired is True:
+    if args.paired:
         from bitscale.leaderboard.paired import paired_table
 
-        out.append(
-            _frame_text(
-                paired_table(report.results.runs),
-                args.format,
-                "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)",
-            )
+        against = None if args.paired is True else args.paired
+        title = (
+            "Paired ΔFID vs W16A16 (same seeds and noise; 95% CI over samples and seeds)"
+            if against is None
+            else f"Paired ΔFID vs {against} at the same precision (same seeds and noise; conservative 95% CI)"
         )
-    elif args.paired:
-        from bitscale.leaderboard.paired import paired_table
-
-        out.append(
-            _frame_text(
-                paired_table(report.results.runs, against=args.paired),
-                args.format,
-                f"Paired ΔFID vs {args.paired} at the same precision (same seeds and noise; conservative 95% CI)",
-            )
-        )
+        out.append(_frame_text(paired_table(report.results.runs, against=against), args.format, title))
     return out
 
 
